@@ -1,0 +1,1 @@
+"""Container entrypoint: settings -> serve command -> weights -> supervised vLLM -> smoke -> ready."""

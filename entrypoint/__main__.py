@@ -1,0 +1,7 @@
+"""`python -m entrypoint`: see entrypoint.cli."""
+
+import sys
+
+from entrypoint.cli import main
+
+sys.exit(main())

@@ -1,0 +1,109 @@
+"""Command line: `python -m entrypoint [serve|render|download|smoke|settings]`.
+
+Every command validates all settings first; a user mistake prints one line per
+problem and exits 2, a failure exits 1, never with a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from entrypoint.errors import SettingsError, UserError
+from entrypoint.settings import Settings, load_settings
+
+log = logging.getLogger("entrypoint")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The sub-command and its options; `serve` when none is given."""
+    parser = argparse.ArgumentParser(prog="entrypoint", description=__doc__.splitlines()[0])
+    parser.add_argument("--env-file", type=Path, help="a .env file under the process environment")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="fetch weights, start vLLM, smoke-check it, keep it running (default)")
+    render = commands.add_parser("render", help="print the serve command (shell or JSON)")
+    render.add_argument("--format", choices=("shell", "json"), default="shell")
+    render.add_argument("--model-path", help="weights folder to show (default: where the cache would hold it)")
+    commands.add_parser("download", help="fetch the weights into MODEL_CACHE_DIR and exit")
+    smoke = commands.add_parser("smoke", help="run the seed's smoke checks against a running server")
+    smoke.add_argument("--url", help="server base URL (default: from HOST and PORT)")
+    smoke.add_argument("--json", action="store_true", help="print the result as JSON")
+    table = commands.add_parser("settings", help="print the effective settings, or the README table")
+    table.add_argument("--markdown", action="store_true", help="the settings table for the README")
+    args = parser.parse_args(argv)
+    args.command = args.command or "serve"
+    return args
+
+
+def settings_for(args: argparse.Namespace, environ: Mapping[str, str] | None, preflight: bool = False) -> Settings:
+    """Load the settings; with `preflight`, also check ports and folders; all errors at once."""
+    settings = load_settings(environ, env_file=args.env_file)
+    if preflight:
+        from entrypoint.preflight import preflight_errors
+
+        errors = preflight_errors(settings, check_port=args.command == "serve")
+        if errors:
+            raise SettingsError(errors)
+    return settings
+
+
+def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
+    """Dispatch one command; return its exit status."""
+    if args.command == "settings" and args.markdown:
+        from entrypoint.settings_table import markdown_table
+
+        print(markdown_table())
+        return 0
+    settings = settings_for(args, environ, preflight=args.command in ("serve", "download"))
+    if args.command == "settings":
+        print(json.dumps(settings.public_dict(), indent=2, sort_keys=True))
+        return 0
+    if args.command == "render":
+        return _render(settings, args)
+    if args.command == "download":
+        from entrypoint.weights import ensure_weights
+
+        print(ensure_weights(settings))
+        return 0
+    if args.command == "smoke":
+        return _smoke(settings, args)
+    from entrypoint.supervisor import serve
+
+    return serve(settings)
+
+
+def _render(settings: Settings, args: argparse.Namespace) -> int:
+    from entrypoint.render import render_command
+    from entrypoint.weights import local_model_path
+
+    command = render_command(settings, args.model_path or local_model_path(settings))
+    print(command.to_json() if args.format == "json" else command.to_shell())
+    return 0
+
+
+def _smoke(settings: Settings, args: argparse.Namespace) -> int:
+    from entrypoint.smoke import run_smoke
+
+    result = run_smoke((args.url or settings.base_url).rstrip("/"), settings.served_model_name,
+                       settings.smoke_prompt, settings.smoke_expect, settings.smoke_max_tokens,
+                       settings.request_timeout)
+    print(result.to_json() if args.json else result.verdict)
+    return 0 if result.ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m entrypoint`."""
+    logging.basicConfig(level=logging.INFO, format="[entrypoint] %(message)s", stream=sys.stderr)
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return run(args)
+    except UserError as exc:
+        for line in exc.message.splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,81 @@
+"""Default layers under the user's settings: the platform's file, then the model profile's.
+
+Both are YAML files in the templates folder, keyed by setting name, so adding a model
+or tuning a platform is editing a file, not code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from dotenv import dotenv_values
+
+from entrypoint.platform_detect import detect_platform
+
+PACKAGE_TEMPLATES = Path(__file__).parent / "_templates"
+TEMPLATES_DIR = PACKAGE_TEMPLATES if PACKAGE_TEMPLATES.is_dir() else Path(__file__).parent.parent / "templates"
+PLATFORMS = ("npu", "cuda", "cpu")
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines of a .env file; variables without a value are left out."""
+    return {key: value for key, value in dotenv_values(path).items() if value is not None}
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def profile_names(templates_dir: Path) -> list[str]:
+    """Names of the model profiles available."""
+    return sorted(p.stem for p in (templates_dir / "models").glob("*.yaml"))
+
+
+def load_profile(templates_dir: Path, name: str) -> dict[str, Any]:
+    """One model profile file as a mapping."""
+    return _read_yaml(templates_dir / "models" / f"{name}.yaml")
+
+
+def find_profile(templates_dir: Path, user: dict[str, str]) -> tuple[str, list[str]]:
+    """The profile the user named, else the one serving MODEL_ID, else `generic`; plus errors."""
+    names = profile_names(templates_dir)
+    wanted = user.get("MODEL_PROFILE")
+    if wanted:
+        if wanted in names:
+            return wanted, []
+        return "generic", [f"MODEL_PROFILE={wanted!r}: no such profile; allowed: {', '.join(names)}"]
+    model_id = user.get("MODEL_ID", "google/gemma-3-270m-it")
+    for name in names:
+        if load_profile(templates_dir, name).get("settings", {}).get("MODEL_ID") == model_id:
+            return name, []
+    return "generic", []
+
+
+def resolve_platform(user: dict[str, str]) -> str:
+    """The platform whose defaults apply: the user's choice, or the detected one for auto."""
+    choice = user.get("PLATFORM", "auto").strip().lower()
+    return detect_platform() if choice == "auto" else choice
+
+
+def merge_defaults(user: dict[str, str], templates_dir: Path) -> tuple[dict[str, Any], list[str]]:
+    """Platform defaults < profile defaults < profile platform defaults < user values."""
+    platform = resolve_platform(user)
+    profile_name, errors = find_profile(templates_dir, user)
+    merged: dict[str, Any] = {}
+    if platform in PLATFORMS:
+        merged.update(_read_yaml(templates_dir / "platforms" / f"{platform}.yaml").get("settings") or {})
+    if profile_name != "generic":
+        profile = load_profile(templates_dir, profile_name)
+        merged.update(profile.get("settings") or {})
+        merged.update((profile.get("platforms") or {}).get(platform) or {})
+    merged.update(user)
+    merged["PLATFORM"] = platform if platform in PLATFORMS else user.get("PLATFORM")
+    merged["MODEL_PROFILE"] = profile_name
+    model_id = str(merged.get("MODEL_ID") or "google/gemma-3-270m-it")
+    merged.setdefault("SERVED_MODEL_NAME", model_id.rsplit("/", 1)[-1])
+    return merged, errors

@@ -1,0 +1,285 @@
+"""The one settings object: every knob of the bundle, validated before anything starts.
+
+Values are layered, lowest precedence first:
+
+1. the seed's values (the field defaults below),
+2. the platform's defaults (``templates/platforms/<platform>.yaml``),
+3. the model profile's defaults, then its per-platform defaults
+   (``templates/models/<profile>.yaml``),
+4. a ``.env`` file given with ``--env-file``,
+5. the process environment.
+
+An empty value in layers 4-5 counts as unset, so ``VAR=`` lines in a compose env
+file keep the default. A ``null`` in a YAML layer removes an optional flag (the
+CPU platform drops the NPU-only ``--additional-config`` that way).
+
+This module is the only place that reads the environment: everything downstream
+takes a ``Settings``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from entrypoint import layers
+from entrypoint.errors import SettingsError
+from entrypoint.platform_detect import detect_platform
+from entrypoint.state import DEFAULT_STATE_DIR
+
+Platform = Literal["npu", "cuda", "cpu"]
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "ascend-serve"
+MODEL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+BOOLEAN = "true or false"
+SECRET_FIELDS: frozenset[str] = frozenset()
+
+
+def setting(default: Any, doc: str, allowed: str, **constraints: Any) -> Any:
+    """A field whose alias is its environment variable; `allowed` feeds error lines and the README."""
+    return Field(default, description=doc, json_schema_extra={"allowed": allowed}, **constraints)
+
+
+class Settings(BaseModel):
+    """Every setting the bundle reads; field aliases are the environment variable names."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    # --- where and what to serve ---------------------------------------------------------
+    platform: Platform = setting("auto", "Accelerator: auto detects an Ascend device, then CUDA, else CPU.",
+                                 "auto, npu, cuda or cpu", alias="PLATFORM", validate_default=True)
+    model_id: str = setting("google/gemma-3-270m-it", "Model to serve, as owner/name on the hub.",
+                            "owner/name", alias="MODEL_ID")
+    model_revision: str = setting("master", "Hub revision (branch, tag or commit) to pin.",
+                                  "a branch, tag or commit name", alias="MODEL_REVISION", min_length=1)
+    model_source: str = setting("modelscope", "Where weights come from: the ModelScope hub or a local folder.",
+                                "modelscope or an absolute path to a model folder", alias="MODEL_SOURCE")
+    model_cache_dir: Path = setting(DEFAULT_CACHE_DIR, "One folder for weights, hub caches and vLLM's compile cache.",
+                                    "a writable directory", alias="MODEL_CACHE_DIR")
+    compile_cache_dir: Path | None = setting(None, "vLLM's compile cache (VLLM_CACHE_ROOT; default: "
+                                             "MODEL_CACHE_DIR/vllm, so restarts are warm).", "a writable directory",
+                                             alias="COMPILE_CACHE_DIR")
+    model_profile: str = setting("", "Model profile in templates/models (default: the one whose model_id matches).",
+                                 "a profile name from templates/models", alias="MODEL_PROFILE")
+    fallback_model_dir: Path | None = setting(None, "Weights to serve, with a loud warning, when the hub is "
+                                              "unreachable and the cache is empty.",
+                                              "an existing model folder", alias="FALLBACK_MODEL_DIR")
+    served_model_name: str = setting("", "Name clients use in requests (default: the profile's).",
+                                     "a non-empty name", alias="SERVED_MODEL_NAME")
+    modelscope_endpoint: str = setting("", "ModelScope hub URL (default: the client's own).",
+                                       "an http(s) URL", alias="MODELSCOPE_ENDPOINT")
+
+    # --- vllm serve flags, defaults as in the seed ---------------------------------------
+    host: str = setting("0.0.0.0", "--host", "an IP address", alias="HOST")
+    port: int = setting(8000, "--port", "an integer from 1 to 65535", alias="PORT", ge=1, le=65535)
+    data_parallel_size: int = setting(1, "--data-parallel-size", "an integer >= 1", alias="DATA_PARALLEL_SIZE", ge=1)
+    tensor_parallel_size: int = setting(1, "--tensor-parallel-size", "an integer >= 1",
+                                        alias="TENSOR_PARALLEL_SIZE", ge=1)
+    seed: int = setting(1024, "--seed", "an integer >= 0", alias="SEED", ge=0)
+    max_num_seqs: int = setting(32, "--max-num-seqs", "an integer >= 1", alias="MAX_NUM_SEQS", ge=1)
+    max_model_len: int = setting(32768, "--max-model-len", "an integer >= 1", alias="MAX_MODEL_LEN", ge=1)
+    max_num_batched_tokens: int = setting(4096, "--max-num-batched-tokens", "an integer >= MAX_NUM_SEQS",
+                                          alias="MAX_NUM_BATCHED_TOKENS", ge=1)
+    trust_remote_code: bool = setting(True, "--trust-remote-code", BOOLEAN, alias="TRUST_REMOTE_CODE")
+    gpu_memory_utilization: float = setting(0.90, "--gpu-memory-utilization", "a number > 0 and <= 1",
+                                            alias="GPU_MEMORY_UTILIZATION", gt=0, le=1)
+    enable_prefix_caching: bool = setting(False, "--enable-prefix-caching / --no-enable-prefix-caching",
+                                          BOOLEAN, alias="ENABLE_PREFIX_CACHING")
+    compilation_config: str | None = setting('{"cudagraph_mode":"FULL_DECODE_ONLY"}', "--compilation-config",
+                                             "a JSON object", alias="COMPILATION_CONFIG")
+    additional_config: str | None = setting('{"enable_cpu_binding":true}', "--additional-config (vllm-ascend)",
+                                            "a JSON object", alias="ADDITIONAL_CONFIG")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] | None = setting(
+        None, "--dtype (unset: vLLM's default)", "auto, bfloat16, float16 or float32", alias="DTYPE")
+    enforce_eager: bool | None = setting(None, "--enforce-eager (unset: vLLM's default)", BOOLEAN,
+                                         alias="ENFORCE_EAGER")
+    enable_chunked_prefill: bool | None = setting(None, "--enable-chunked-prefill (unset: vLLM's default)",
+                                                  BOOLEAN, alias="ENABLE_CHUNKED_PREFILL")
+    extra_args: str = setting("", "More vllm serve flags, shell-split and appended last (last one wins).",
+                              "shell words with balanced quotes", alias="EXTRA_ARGS")
+
+    # --- runtime environment of the server (platform defaults in templates/platforms) ---
+    vllm_use_modelscope: bool | None = setting(None, "Exported to vLLM.", BOOLEAN, alias="VLLM_USE_MODELSCOPE")
+    pytorch_npu_alloc_conf: str | None = setting(None, "Exported to vLLM (NPU allocator).", "an allocator config",
+                                                 alias="PYTORCH_NPU_ALLOC_CONF")
+    hccl_buffsize: int | None = setting(None, "Exported to vLLM (HCCL buffer, MB).", "an integer >= 1",
+                                        alias="HCCL_BUFFSIZE", ge=1)
+    omp_proc_bind: Literal["true", "false", "close", "spread", "master", "primary"] | None = setting(
+        None, "Exported to vLLM.", "true, false, close, spread, master or primary", alias="OMP_PROC_BIND")
+    omp_num_threads: int | None = setting(None, "Exported to vLLM.", "an integer >= 1", alias="OMP_NUM_THREADS", ge=1)
+    task_queue_enable: Literal[0, 1, 2] | None = setting(None, "Exported to vLLM (Ascend task queue).",
+                                                         "0, 1 or 2", alias="TASK_QUEUE_ENABLE")
+    ascend_log_path: Path | None = setting(None, "Exported to vLLM (Ascend plog folder).", "a writable directory",
+                                           alias="ASCEND_LOG_PATH")
+    vllm_cpu_kvcache_space: int | None = setting(None, "Exported to vLLM on CPU: KV cache size in GiB.",
+                                                 "an integer >= 1", alias="VLLM_CPU_KVCACHE_SPACE", ge=1)
+
+    # --- supervisor -----------------------------------------------------------------------
+    startup_timeout: float = setting(3600.0, "Seconds from start to ready before giving up (includes download).",
+                                     "a number of seconds > 0", alias="STARTUP_TIMEOUT", gt=0)
+    stop_grace_period: float = setting(30.0, "Seconds vLLM gets to finish after SIGTERM before SIGKILL.",
+                                       "a number of seconds > 0", alias="STOP_GRACE_PERIOD", gt=0)
+    state_dir: Path = setting(DEFAULT_STATE_DIR, "Where the ready marker and state file live (healthcheck reads them).",
+                              "a writable directory", alias="STATE_DIR")
+    download_retries: int = setting(5, "Attempts for the whole download before giving up.", "an integer >= 1",
+                                    alias="DOWNLOAD_RETRIES", ge=1)
+    smoke_on_start: bool = setting(True, "Run the smoke check before marking the server ready.", BOOLEAN,
+                                   alias="SMOKE_ON_START")
+    smoke_prompt: str = setting("What is the capital of France? Answer in one word.",
+                                "The smoke check's chat message (default: the profile's).", "non-empty text",
+                                alias="SMOKE_PROMPT", min_length=1)
+    smoke_expect: str = setting("", "Regular expression the smoke answer must match (default: the profile's; "
+                                "empty: any non-empty answer).", "a regular expression", alias="SMOKE_EXPECT")
+    smoke_max_tokens: int = setting(16, "max_tokens of the smoke request.", "an integer >= 1",
+                                    alias="SMOKE_MAX_TOKENS", ge=1)
+    request_timeout: float = setting(60.0, "Seconds one smoke or readiness request may take.",
+                                     "a number of seconds > 0", alias="REQUEST_TIMEOUT", gt=0)
+
+    @field_validator("platform", mode="before")
+    @classmethod
+    def _resolve_auto(cls, value: Any) -> Any:
+        return detect_platform() if value == "auto" else value
+
+    @field_validator("model_id")
+    @classmethod
+    def _model_id_shape(cls, value: str) -> str:
+        if not MODEL_ID_PATTERN.match(value):
+            raise ValueError("expected owner/name")
+        return value
+
+    @field_validator("model_source")
+    @classmethod
+    def _source_known(cls, value: str) -> str:
+        if value != "modelscope" and not Path(value).is_absolute():
+            raise ValueError("expected modelscope or an absolute path")
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _host_is_ip(cls, value: str) -> str:
+        ipaddress.ip_address(value)
+        return value
+
+    @field_validator("compilation_config", "additional_config")
+    @classmethod
+    def _json_object(cls, value: str | None) -> str | None:
+        if value is not None and not isinstance(json.loads(value), dict):
+            raise ValueError("expected a JSON object")
+        return value
+
+    @field_validator("extra_args")
+    @classmethod
+    def _shell_words(cls, value: str) -> str:
+        shlex.split(value)
+        return value
+
+    @field_validator("smoke_expect")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression ({exc})") from None
+        return value
+
+    @field_validator("modelscope_endpoint")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("expected an http(s) URL with a host")
+        return value.rstrip("/")
+
+    @property
+    def extra_argv(self) -> list[str]:
+        """EXTRA_ARGS as argv words."""
+        return shlex.split(self.extra_args)
+
+    @property
+    def base_url(self) -> str:
+        """URL a local client uses to reach the server (a wildcard host is reached on loopback)."""
+        host = self.host
+        if ipaddress.ip_address(host).is_unspecified:
+            host = "127.0.0.1" if ipaddress.ip_address(host).version == 4 else "::1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    def public_dict(self) -> dict[str, Any]:
+        """Effective settings by variable name, secrets masked: for logs and `render`."""
+        data = self.model_dump(mode="json", by_alias=True)
+        return {key: ("***" if key in SECRET_FIELDS and value else value) for key, value in data.items()}
+
+
+def cross_field_errors(settings: Settings) -> list[str]:
+    """Rules vLLM enforces between flags, checked before it spends minutes starting."""
+    errors = []
+    if settings.max_num_batched_tokens < settings.max_num_seqs:
+        errors.append(f"MAX_NUM_BATCHED_TOKENS={settings.max_num_batched_tokens}: must be >= MAX_NUM_SEQS "
+                      f"({settings.max_num_seqs}), as vLLM requires")
+    if settings.enable_chunked_prefill is False and settings.max_num_batched_tokens < settings.max_model_len:
+        errors.append(f"MAX_NUM_BATCHED_TOKENS={settings.max_num_batched_tokens}: must be >= MAX_MODEL_LEN "
+                      f"({settings.max_model_len}) when ENABLE_CHUNKED_PREFILL=false, as vLLM requires")
+    if settings.model_source != "modelscope" and not (Path(settings.model_source) / "config.json").is_file():
+        errors.append(f"MODEL_SOURCE={settings.model_source}: no config.json there; allowed: modelscope "
+                      "or an absolute path to a model folder")
+    if settings.fallback_model_dir and not (settings.fallback_model_dir / "config.json").is_file():
+        errors.append(f"FALLBACK_MODEL_DIR={settings.fallback_model_dir}: no config.json there; allowed: an "
+                      "existing model folder")
+    return errors
+
+
+def error_line(error: Mapping[str, Any]) -> str:
+    """One user-facing line for a pydantic error: variable, value, what is allowed."""
+    name = str(error["loc"][0]) if error["loc"] else "settings"
+    field = next((f for f in Settings.model_fields.values() if f.alias == name), None)
+    allowed = (field.json_schema_extra or {}).get("allowed") if field else None  # type: ignore[union-attr]
+    reason = str(error["msg"]).removeprefix("Value error, ")
+    value = error.get("input")
+    shown = "***" if name in SECRET_FIELDS else value
+    suffix = f"; allowed: {allowed}" if allowed else ""
+    return f"{name}={shown!r}: {reason}{suffix}"
+
+
+def setting_names() -> set[str]:
+    """Every environment variable the bundle reads."""
+    return {str(field.alias) for field in Settings.model_fields.values()}
+
+
+def inherited_environment(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The process environment minus the bundle's settings: what the server's rendered env goes on top of.
+
+    The server still needs PATH, HOME, locale and the like; the bundle's own variables
+    reach it only through the rendered env, so render shows everything that differs.
+    """
+    names = setting_names()
+    return {key: value for key, value in environ.items() if key not in names}
+
+
+def environment_layer(environ: Mapping[str, str]) -> dict[str, str]:
+    """The known, non-empty variables of one environment mapping."""
+    names = setting_names()
+    return {key: value for key, value in environ.items() if key in names and value.strip() != ""}
+
+
+def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | None = None,
+                  templates_dir: Path | None = None) -> Settings:
+    """Build and validate the settings (from the process environment unless `environ` is given);
+    raise SettingsError listing every problem found."""
+    user = environment_layer(layers.read_env_file(env_file) if env_file else {})
+    user.update(environment_layer(os.environ if environ is None else environ))
+    merged, layer_errors = layers.merge_defaults(user, templates_dir or layers.TEMPLATES_DIR)
+    try:
+        settings = Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise SettingsError(layer_errors + [error_line(e) for e in exc.errors()]) from None
+    errors = layer_errors + cross_field_errors(settings)
+    if errors:
+        raise SettingsError(errors)
+    return settings

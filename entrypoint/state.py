@@ -1,0 +1,57 @@
+"""Files the supervisor leaves for the probes: where the server is, and whether it is ready.
+
+Kept free of heavy imports: the healthcheck imports it every few seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+DEFAULT_STATE_DIR = Path("/tmp/ascend-serve")
+STATE_FILE = "state.json"
+READY_FILE = "ready"
+
+
+def _write_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+class StateDir:
+    """The supervisor's state folder: `state.json` from start, `ready` once smoke passed."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def reset(self) -> None:
+        """Forget an earlier run: a stale ready marker must not make a new start look ready."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        for name in (READY_FILE, STATE_FILE):
+            (self.root / name).unlink(missing_ok=True)
+
+    def write_state(self, **data: Any) -> None:
+        """Record where the server listens and who runs it."""
+        _write_atomic(self.root / STATE_FILE, data)
+
+    def mark_ready(self, **data: Any) -> None:
+        """Say the server answered the smoke check."""
+        _write_atomic(self.root / READY_FILE, data)
+
+    def state(self) -> dict[str, Any] | None:
+        """The state file, or None before the supervisor wrote it."""
+        return _read(self.root / STATE_FILE)
+
+    def ready(self) -> dict[str, Any] | None:
+        """The ready marker, or None when not ready."""
+        return _read(self.root / READY_FILE)

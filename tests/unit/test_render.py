@@ -1,0 +1,90 @@
+"""Rendering: the NPU command is the seed's, flag for flag; CPU and CUDA have goldens too."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+
+from entrypoint.render import render_command
+from entrypoint.settings import load_settings
+
+GOLDEN = Path(__file__).parent / "golden"
+SEED = Path(__file__).parents[3] / "shared" / "seed" / "gemma-3-270m-on-vllm-ascend.md"
+SEED_MODEL_PATH = "/opt/atomgit/weights/gemma-3-270m-it"
+CACHE_KEYS = {"HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "MODELSCOPE_CACHE", "VLLM_CACHE_ROOT"}
+
+
+def parse_shell(text: str) -> tuple[dict[str, str], list[str]]:
+    """Exports and the command of a seed-style shell snippet."""
+    env, command = {}, []
+    for line in text.replace("\\\n", " ").splitlines():
+        words = shlex.split(line)
+        if words[:1] == ["export"]:
+            key, value = words[1].split("=", 1)
+            env[key] = value
+        elif words:
+            command = words
+    return env, command
+
+
+def test_golden_is_the_seed_text():
+    if not SEED.exists():
+        pytest.skip("shared/seed not beside the checkout")
+    assert (GOLDEN / "npu.sh").read_text().strip() in SEED.read_text()
+
+
+def test_npu_render_equals_seed_flag_for_flag():
+    seed_env, seed_argv = parse_shell((GOLDEN / "npu.sh").read_text())
+    command = render_command(load_settings({"PLATFORM": "npu"}), SEED_MODEL_PATH)
+    assert command.argv == seed_argv
+    assert list(command.env)[: len(seed_env)] == list(seed_env)
+    assert {k: v for k, v in command.env.items() if k not in CACHE_KEYS} == seed_env
+
+
+def test_npu_shell_output_round_trips():
+    command = render_command(load_settings({"PLATFORM": "npu"}), SEED_MODEL_PATH)
+    env, argv = parse_shell(command.to_shell())
+    assert argv == command.argv and env == command.env
+
+
+@pytest.mark.parametrize("platform", ["cpu", "cuda"])
+def test_platform_golden(platform, tmp_path):
+    environ = {"PLATFORM": platform, "MODEL_CACHE_DIR": "/models"}
+    command = render_command(load_settings(environ), "/models/m", python="/venv/bin/python")
+    expected = json.loads((GOLDEN / f"{platform}.json").read_text())
+    assert {"argv": command.argv, "env": command.env} == expected
+
+
+def test_cpu_has_no_npu_only_flags():
+    argv = render_command(load_settings({"PLATFORM": "cpu"}), "/m").argv
+    assert "--additional-config" not in argv and "--compilation-config" not in argv
+    assert argv[1:4] == ["-m", "vllm.entrypoints.openai.api_server", "--model"]
+
+
+def test_extra_args_come_last_and_split_like_a_shell():
+    argv = render_command(load_settings({"PLATFORM": "npu", "EXTRA_ARGS": "--max-num-seqs 8 --chat-template '/a b.jinja'"}),
+                          "/m").argv
+    assert argv[-4:] == ["--max-num-seqs", "8", "--chat-template", "/a b.jinja"]
+
+
+def test_optional_flags_render_only_when_set():
+    base = render_command(load_settings({"PLATFORM": "cpu"}), "/m").argv
+    assert "--dtype" not in base and "--enforce-eager" not in base
+    argv = render_command(load_settings({"PLATFORM": "cpu", "DTYPE": "float32", "ENFORCE_EAGER": "true",
+                                         "ENABLE_PREFIX_CACHING": "true"}), "/m").argv
+    assert ["--dtype", "float32"] == argv[argv.index("--dtype"):argv.index("--dtype") + 2]
+    assert "--enforce-eager" in argv and "--enable-prefix-caching" in argv
+
+
+def test_caches_live_on_the_model_cache_volume():
+    env = render_command(load_settings({"PLATFORM": "cuda", "MODEL_CACHE_DIR": "/data"}), "/m").env
+    assert env["HF_HOME"].startswith("/data/") and env["MODELSCOPE_CACHE"].startswith("/data/")
+    assert env["VLLM_CACHE_ROOT"] == "/data/vllm" and env["HF_HUB_OFFLINE"] == "1"
+
+
+def test_json_format_is_argv_and_env():
+    command = render_command(load_settings({"PLATFORM": "npu"}), "/m")
+    assert json.loads(command.to_json()) == {"argv": command.argv, "env": command.env}
