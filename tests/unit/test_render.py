@@ -65,8 +65,8 @@ def test_cpu_has_no_npu_only_flags():
 
 
 def test_extra_args_come_last_and_split_like_a_shell():
-    argv = render_command(load_settings({"PLATFORM": "npu", "EXTRA_ARGS": "--max-num-seqs 8 --chat-template '/a b.jinja'"}),
-                          "/m").argv
+    extra = "--max-num-seqs 8 --chat-template '/a b.jinja'"
+    argv = render_command(load_settings({"PLATFORM": "npu", "EXTRA_ARGS": extra}), "/m").argv
     assert argv[-4:] == ["--max-num-seqs", "8", "--chat-template", "/a b.jinja"]
 
 
@@ -75,7 +75,7 @@ def test_optional_flags_render_only_when_set():
     assert "--dtype" not in base and "--enforce-eager" not in base
     argv = render_command(load_settings({"PLATFORM": "cpu", "DTYPE": "float32", "ENFORCE_EAGER": "true",
                                          "ENABLE_PREFIX_CACHING": "true"}), "/m").argv
-    assert ["--dtype", "float32"] == argv[argv.index("--dtype"):argv.index("--dtype") + 2]
+    assert argv[argv.index("--dtype"):argv.index("--dtype") + 2] == ["--dtype", "float32"]
     assert "--enforce-eager" in argv and "--enable-prefix-caching" in argv
 
 

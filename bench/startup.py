@@ -1,0 +1,202 @@
+"""Time-to-ready of `entrypoint serve` against plain vLLM on the same model, in one run.
+
+Both start the same rendered command (the CPU render of the default settings, the
+real serving profile, on the test-bed Gemma 3 270M weights): plain vLLM is ready
+when /health is 200 and /v1/models lists the model; the bundle is ready when its
+ready marker appears (that includes its own readiness wait and the smoke request).
+Starts alternate so both see the same warm compile cache. It also times
+`python -m healthcheck ready` against the ready bundle, interpreter start included.
+
+Writes bench/results/startup.json and startup.md. Usage:
+    python bench/startup.py [--rounds 2] [--probes 50] [--model-path DIR] [--extra KEY=VALUE ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from entrypoint.render import render_command  # noqa: E402
+from entrypoint.settings import inherited_environment, load_settings  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+READY_TIMEOUT = 1800.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cpu_facts() -> dict[str, object]:
+    """What the numbers depend on: CPU model, flags that matter, cores, memory."""
+    info = Path("/proc/cpuinfo").read_text()
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+    mem_kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                      if line.startswith("MemTotal")))
+    return {"cpu": model, "cores": os.cpu_count(), "flags": [f for f in wanted if f in flags],
+            "memory_gib": round(mem_kb / 2**20, 1), "python": platform.python_version()}
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def wait_for(check, process: subprocess.Popen, log: Path) -> float:
+    """Seconds until check() holds; fails if the process dies first."""
+    started = time.monotonic()
+    while not check():
+        if process.poll() is not None:
+            raise SystemExit(f"process exited with {process.returncode}; see {log}")
+        if time.monotonic() - started > READY_TIMEOUT:
+            raise SystemExit(f"not ready after {READY_TIMEOUT} s; see {log}")
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def vllm_ready(url: str, name: str) -> bool:
+    try:
+        if requests.get(f"{url}/health", timeout=2).status_code != 200:
+            return False
+        models = requests.get(f"{url}/v1/models", timeout=2).json()
+        return name in [m["id"] for m in models.get("data", [])]
+    except (requests.RequestException, ValueError):
+        return False
+
+
+def plain_vllm(environ: dict[str, str], workdir: Path) -> float:
+    """Start the rendered command directly and time it to ready."""
+    settings = load_settings(environ)
+    command = render_command(settings, environ["MODEL_SOURCE"])
+    log = workdir / "plain.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(command.argv, env={**inherited_environment(), **command.env}, stdout=out,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        return wait_for(lambda: vllm_ready(settings.base_url, settings.served_model_name), process, log)
+    finally:
+        stop(process)
+
+
+def bundle(environ: dict[str, str], workdir: Path, probes: int) -> tuple[float, list[float]]:
+    """Start the supervisor, time it to its ready marker, then time `healthcheck ready` calls."""
+    state_dir = workdir / "state"
+    log = workdir / "bundle.log"
+    env = {**inherited_environment(), **environ, "STATE_DIR": str(state_dir), "PYTHONPATH": str(ROOT)}
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "entrypoint", "serve"], cwd=ROOT, env=env, stdout=out,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        took = wait_for(lambda: (state_dir / "ready").exists(), process, log)
+        return took, [probe_seconds(state_dir) for _ in range(probes)]
+    finally:
+        stop(process)
+
+
+def probe_seconds(state_dir: Path) -> float:
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "healthcheck", "ready", "--state-dir", str(state_dir)], cwd=ROOT,
+                   check=True, capture_output=True)
+    return time.monotonic() - started
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def fixture_path() -> str:
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_fixture_model.py"), "--print-path"],
+                          check=True, capture_output=True, text=True)
+    return done.stdout.strip().splitlines()[-1]
+
+
+def run(args: argparse.Namespace) -> dict[str, object]:
+    cache = Path(os.environ.get("BUNDLE_CACHE", Path.home() / ".cache" / "ascend-serve-bundle"))
+    environ = {"PLATFORM": "cpu", "HOST": "127.0.0.1", "MODEL_SOURCE": args.model_path or fixture_path(),
+               "MODEL_CACHE_DIR": str(cache / "bench-model-cache"),
+               "COMPILE_CACHE_DIR": str(cache / "vllm-compile"), **dict(kv.split("=", 1) for kv in args.extra)}
+    rounds = []
+    for index in range(args.rounds):
+        with tempfile.TemporaryDirectory() as tmp:
+            environ["PORT"] = str(free_port())
+            plain = plain_vllm(environ, Path(tmp))
+            environ["PORT"] = str(free_port())
+            ready, probe_times = bundle(environ, Path(tmp), args.probes)
+        rounds.append({"plain_vllm_s": round(plain, 2), "bundle_s": round(ready, 2),
+                       "overhead_s": round(ready - plain, 2), "probe_ready_s": probe_times})
+        print(f"round {index + 1}: plain vLLM {plain:.1f} s, bundle {ready:.1f} s", file=sys.stderr)
+    probes = [t for r in rounds for t in r.pop("probe_ready_s")]  # type: ignore[attr-defined]
+    return {"machine": cpu_facts(), "settings": {k: v for k, v in environ.items() if k != "PORT"},
+            "rounds": rounds,
+            "overhead_s_median": round(statistics.median(r["overhead_s"] for r in rounds), 2),
+            "healthcheck_ready_ms": {"n": len(probes), "p50": round(percentile(probes, 0.5) * 1000, 1),
+                                     "p95": round(percentile(probes, 0.95) * 1000, 1)},
+            "targets": {"overhead_s": 3.0, "healthcheck_ready_p95_ms": 150.0}}
+
+
+def markdown(result: dict) -> str:
+    rows = "\n".join(f"| {i + 1} | {r['plain_vllm_s']} | {r['bundle_s']} | {r['overhead_s']} |"
+                     for i, r in enumerate(result["rounds"]))
+    probe = result["healthcheck_ready_ms"]
+    probe_target = result["targets"]["healthcheck_ready_p95_ms"]
+    machine = result["machine"]
+    return f"""# Startup benchmark
+
+Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, flags {', '.join(machine['flags'])}.
+Settings: `{' '.join(f'{k}={v}' for k, v in result['settings'].items())}` (all else: the CPU render's defaults).
+
+Time to ready, seconds (plain vLLM: /health 200 and the model listed; bundle: ready
+marker written, i.e. readiness seen *and* the smoke chat completion answered):
+
+| round | plain vLLM | entrypoint serve | bundle overhead |
+|---|---|---|---|
+{rows}
+
+Median overhead: **{result['overhead_s_median']} s** (target: under {result['targets']['overhead_s']} s).
+
+`python -m healthcheck ready` wall time, interpreter start included, {probe['n']} calls:
+p50 **{probe['p50']} ms**, p95 **{probe['p95']} ms** (target: p95 under {probe_target} ms).
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--probes", type=int, default=50)
+    parser.add_argument("--model-path")
+    parser.add_argument("--extra", nargs="*", default=[], help="more settings as KEY=VALUE")
+    args = parser.parse_args()
+    result = run(args)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "startup.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / "startup.md").write_text(markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# `make up/down/logs` without Docker: the supervisor from the project venv, in the
+# background, with its state, log and pid under .run/.
+#   scripts/native.sh up|down|logs
+# On a machine that cannot reach the hub, the test-bed Gemma 3 270M weights are the
+# fallback (the supervisor says so loudly).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+run=.run
+state=$run/state
+log=$run/serve.log
+pidfile=$run/serve.pid
+py=.venv/bin/python
+env_file=()
+[ -f .env ] && env_file=(--env-file .env)
+
+running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
+
+up() {
+  if running; then echo "already running (pid $(cat "$pidfile")); make down first"; return 0; fi
+  mkdir -p "$run"
+  local fallback
+  fallback=$("$py" scripts/build_fixture_model.py --cache-dir "${BUNDLE_CACHE:-$HOME/.cache/ascend-serve-bundle}/models" --print-path | tail -n 1)
+  # Check every setting before going to the background, so a mistake is one line here.
+  STATE_DIR=$state FALLBACK_MODEL_DIR=$fallback "$py" -m entrypoint "${env_file[@]}" settings >/dev/null
+  STATE_DIR=$state FALLBACK_MODEL_DIR=$fallback nohup "$py" -m entrypoint "${env_file[@]}" serve >"$log" 2>&1 &
+  echo $! >"$pidfile"
+  echo "starting (pid $!, log $log); waiting until healthy, a first start takes minutes..."
+  until "$py" -m healthcheck startup --state-dir "$state" >/dev/null; do
+    if ! running; then
+      echo "server exited before it was ready; last lines of $log:" >&2
+      tail -n 25 "$log" >&2
+      rm -f "$pidfile"
+      return 1
+    fi
+    sleep 2
+  done
+  grep -F 'SERVING FALLBACK' "$log" || true
+  local url
+  url=$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$state/ready")
+  echo "healthy: $url  (try: make smoke; curl $url/v1/models; stop: make down)"
+}
+
+down() {
+  if ! running; then echo "not running"; rm -f "$pidfile"; return 0; fi
+  local pid
+  pid=$(cat "$pidfile")
+  kill -TERM "$pid"
+  while kill -0 "$pid" 2>/dev/null; do sleep 1; done
+  rm -f "$pidfile"
+  echo "stopped"
+}
+
+logs() { tail -n 100 -f "$log"; }
+
+"${1:?usage: native.sh up|down|logs}"

@@ -1,0 +1,150 @@
+"""Real vLLM on the CPU, the fixture Gemma 3 weights and a loopback ModelScope hub.
+
+Starting vLLM takes minutes here, so one server (`shared_server`) serves every test
+that only talks to it; lifecycle tests start their own. Every process gets the
+network guard, so nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from entrypoint.state import StateDir
+from tests.support.modelscope_hub import LoopbackHub
+
+ROOT = Path(__file__).parents[2]
+NETGUARD = ROOT / "tests" / "support" / "netguard"
+BUNDLE_CACHE = Path(os.environ.get("BUNDLE_CACHE", Path.home() / ".cache" / "ascend-serve-bundle"))
+MODEL_ID = "google/gemma-3-270m-it"
+STARTUP_SECONDS = 1200  # a cold CPU start is minutes; this only bounds a hang
+
+# The fixture profile: float32 (fast on CPUs without native bf16), eager mode and a small
+# batch budget keep a start near a minute; the serve path is the same as the default's.
+FAST_CPU = {
+    "PLATFORM": "cpu", "DTYPE": "float32", "ENFORCE_EAGER": "true", "MAX_MODEL_LEN": "4096",
+    "MAX_NUM_BATCHED_TOKENS": "512", "VLLM_CPU_KVCACHE_SPACE": "1", "STOP_GRACE_PERIOD": "20",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def child_env(**settings: str) -> dict[str, str]:
+    """A clean environment: only what a process needs, plus the network guard."""
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
+    return {**keep, "PYTHONPATH": f"{NETGUARD}:{ROOT}", "PYTHONUNBUFFERED": "1",
+            "MODELSCOPE_DOWNLOAD_INTRA_CLOUD": "false", **settings}
+
+
+@dataclass
+class Server:
+    """One `python -m entrypoint serve` process and its files."""
+
+    process: subprocess.Popen
+    state_dir: Path
+    log_path: Path
+    url: str
+    probes_at_start: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def state(self) -> StateDir:
+        return StateDir(self.state_dir)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def probe(self, name: str) -> int:
+        return run_probe(name, self.state_dir)
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while self.state.ready() is None:
+            if self.process.poll() is not None:
+                pytest.fail(f"serve exited with {self.process.returncode}:\n{self.log()[-4000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"not ready after {STARTUP_SECONDS} s:\n{self.log()[-4000:]}")
+            time.sleep(1)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+        return self.process.wait()
+
+
+def run_probe(name: str, state_dir: Path) -> int:
+    return subprocess.run([sys.executable, "-m", "healthcheck", name, "--state-dir", str(state_dir)],
+                          cwd=ROOT, capture_output=True, timeout=30).returncode
+
+
+def start_server(tmp: Path, hub: LoopbackHub, cache: Path, **overrides: str) -> Server:
+    """Start the supervisor with the fast CPU settings; probe once right away."""
+    port = free_port()
+    state_dir = tmp / "state"
+    log_path = tmp / "serve.log"
+    env = child_env(**FAST_CPU, HOST="127.0.0.1", PORT=str(port), MODEL_ID=MODEL_ID,
+                    MODEL_CACHE_DIR=str(cache), COMPILE_CACHE_DIR=str(BUNDLE_CACHE / "vllm-compile"),
+                    STATE_DIR=str(state_dir), MODELSCOPE_ENDPOINT=hub.endpoint, **overrides)
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "entrypoint", "serve"], cwd=ROOT, env=env,
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = Server(process, state_dir, log_path, f"http://127.0.0.1:{port}")
+    server.probes_at_start = {name: server.probe(name) for name in ("startup", "ready", "live")}
+    return server
+
+
+@pytest.fixture(scope="session")
+def fixture_model() -> Path:
+    """The real Gemma 3 270M weights, built once and cached by their inputs."""
+    done = subprocess.run([sys.executable, "scripts/build_fixture_model.py", "--cache-dir",
+                           str(BUNDLE_CACHE / "models"), "--print-path"], cwd=ROOT, check=True,
+                          capture_output=True, text=True)
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def hub(fixture_model: Path) -> Iterator[LoopbackHub]:
+    with LoopbackHub(models={MODEL_ID: fixture_model}) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One MODEL_CACHE_DIR for the session: the first server fills it through the hub."""
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture(scope="session")
+def warm_cache(model_cache: Path, hub: LoopbackHub) -> Path:
+    """The session cache, complete (downloads through the hub only if no test did yet)."""
+    env = child_env(MODEL_ID=MODEL_ID, MODEL_CACHE_DIR=str(model_cache), MODELSCOPE_ENDPOINT=hub.endpoint,
+                    STATE_DIR=str(model_cache / "state"), PLATFORM="cpu")
+    subprocess.run([sys.executable, "-m", "entrypoint", "download"], cwd=ROOT, env=env, check=True,
+                   capture_output=True, timeout=600)
+    return model_cache
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory, hub: LoopbackHub, model_cache: Path) -> Iterator[Server]:
+    """The server most tests talk to: started from nothing, weights through the hub."""
+    hub.reset()
+    server = start_server(tmp_path_factory.mktemp("shared"), hub, model_cache)
+    server.wait_ready()
+    yield server
+    server.stop()

@@ -1,0 +1,54 @@
+"""`entrypoint serve` from nothing to ready on real vLLM CPU, weights through the loopback hub."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import requests
+
+from entrypoint.weights import MARKER
+from tests.integration.conftest import MODEL_ID, ROOT, child_env
+
+
+def test_serve_goes_from_nothing_to_ready_through_the_hub(shared_server, hub, model_cache):
+    marker = shared_server.state.ready()
+    assert marker and marker["url"] == shared_server.url
+    assert hub.count("listing") >= 1 and hub.count("file") >= 1
+    folder = model_cache / "models" / MODEL_ID / "master"
+    files = json.loads((folder / MARKER).read_text())["files"]
+    assert {"config.json", "model.safetensors"} <= {f["path"] for f in files}
+    log = shared_server.log()
+    assert "effective settings {" in log and "smoke OK" in log
+
+
+def test_models_and_chat_answer(shared_server):
+    models = requests.get(f"{shared_server.url}/v1/models", timeout=30)
+    assert models.status_code == 200 and "gemma-3-270m-it" in [m["id"] for m in models.json()["data"]]
+    chat = requests.post(f"{shared_server.url}/v1/chat/completions", timeout=120, json={
+        "model": "gemma-3-270m-it", "temperature": 0, "max_tokens": 16,
+        "messages": [{"role": "user", "content": "What is the capital of France? Answer in one word."}]})
+    assert chat.status_code == 200 and chat.json()["choices"][0]["message"]["content"].strip()
+
+
+def test_probes_fail_before_ready_and_pass_after(shared_server):
+    assert shared_server.probes_at_start == {"startup": 1, "ready": 1, "live": 1}
+    assert {name: shared_server.probe(name) for name in ("startup", "ready", "live")} == \
+        {"startup": 0, "ready": 0, "live": 0}
+
+
+def test_smoke_command_against_the_server(shared_server):
+    env = child_env(PLATFORM="cpu")
+    done = subprocess.run([sys.executable, "-m", "entrypoint", "smoke", "--url", shared_server.url, "--json"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["ok"] is True
+
+
+def test_smoke_says_what_was_asked_and_what_came_back(shared_server):
+    env = child_env(PLATFORM="cpu", SMOKE_EXPECT="^Berlin$")
+    done = subprocess.run([sys.executable, "-m", "entrypoint", "smoke", "--url", shared_server.url],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stdout.startswith("smoke FAILED") and "capital of France" in done.stdout and "'^Berlin$'" in done.stdout

@@ -1,0 +1,88 @@
+"""Healthcheck exit codes against a stand-in /health (the real server is in tests/integration)."""
+
+from __future__ import annotations
+
+import http.server
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from entrypoint.state import StateDir
+
+ROOT = Path(__file__).parents[2]
+
+
+class Health(http.server.BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self):
+        self.send_response(self.server.status)  # type: ignore[attr-defined]
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def health_server():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    server.status = 200  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+
+
+def probe(name: str, state_dir: Path, timeout: float = 2.0) -> tuple[int, str]:
+    done = subprocess.run([sys.executable, "-m", "healthcheck", name, "--state-dir", str(state_dir),
+                           "--timeout", str(timeout)], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    return done.returncode, done.stdout.strip()
+
+
+def test_nothing_started_fails_every_probe(tmp_path):
+    for name in ("startup", "ready", "live"):
+        code, line = probe(name, tmp_path)
+        assert code == 1 and line.startswith(f"{name}: FAIL")
+
+
+def test_started_but_not_ready(tmp_path, health_server):
+    url = f"http://127.0.0.1:{health_server.server_port}"
+    StateDir(tmp_path).write_state(url=url)
+    assert probe("live", tmp_path)[0] == 0
+    assert probe("startup", tmp_path)[0] == 1
+    assert probe("ready", tmp_path)[0] == 1
+
+
+def test_ready_and_live(tmp_path, health_server):
+    url = f"http://127.0.0.1:{health_server.server_port}"
+    state = StateDir(tmp_path)
+    state.write_state(url=url)
+    state.mark_ready(url=url, served_model_name="m")
+    assert [probe(name, tmp_path)[0] for name in ("startup", "ready", "live")] == [0, 0, 0]
+    health_server.status = 503
+    assert probe("ready", tmp_path)[0] == 1 and probe("live", tmp_path)[0] == 1
+
+
+def test_server_gone_fails_ready_and_live(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    state = StateDir(tmp_path)
+    state.write_state(url=f"http://127.0.0.1:{port}")
+    state.mark_ready(url=f"http://127.0.0.1:{port}")
+    assert probe("ready", tmp_path)[0] == 1 and probe("live", tmp_path)[0] == 1
+
+
+def test_hung_server_fails_within_the_timeout(tmp_path):
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        StateDir(tmp_path).write_state(url=f"http://127.0.0.1:{silent.getsockname()[1]}")
+        started = time.monotonic()
+        code, line = probe("live", tmp_path, timeout=1.0)
+    assert code == 1 and "live: FAIL" in line
+    assert time.monotonic() - started < 20  # bounded, not a timing assertion on speed
