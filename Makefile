@@ -24,7 +24,7 @@ venv:
 
 .PHONY: fixture ## build the real Gemma 3 270M test-bed weights (cached under BUNDLE_CACHE)
 fixture: venv
-	@$(PY) scripts/build_fixture_model.py --cache-dir $(BUNDLE_CACHE)/models --print-path
+	@$(PY) scripts/build_fixture_model.py --cache-dir $(BUNDLE_CACHE)/models
 
 .PHONY: up ## serve the default model and return once it is healthy
 up: venv

@@ -130,7 +130,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def fixture_path() -> str:
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_fixture_model.py"), "--print-path"],
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_fixture_model.py")],
                           check=True, capture_output=True, text=True)
     return done.stdout.strip().splitlines()[-1]
 

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
     if args.command == "download":
         from entrypoint.weights import ensure_weights
 
-        print(ensure_weights(settings))
+        print(ensure_weights(settings).path)
         return 0
     if args.command == "smoke":
         return _smoke(settings, args)

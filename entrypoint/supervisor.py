@@ -22,7 +22,7 @@ from entrypoint.render import render_command
 from entrypoint.settings import Settings, inherited_environment
 from entrypoint.smoke import run_smoke
 from entrypoint.state import StateDir
-from entrypoint.weights import ensure_weights
+from entrypoint.weights import Weights, ensure_weights
 
 log = logging.getLogger("entrypoint.supervisor")
 WATCH_SECONDS = 1.0
@@ -49,18 +49,29 @@ def install_signal_handlers() -> None:
         signal.signal(sig, _raise_stop)
 
 
-def start_server(settings: Settings, state: StateDir) -> ChildProcess:
+def start_server(settings: Settings, state: StateDir) -> tuple[ChildProcess, Weights]:
     """Fetch weights, render the command and start vLLM."""
-    model_path = ensure_weights(settings)
-    command = render_command(settings, model_path)
+    weights = ensure_weights(settings)
+    command = render_command(settings, weights.path)
     log.info("starting vLLM:\n%s", command.to_shell())
     child = ChildProcess(command.argv, {**inherited_environment(), **command.env})
     state.write_state(url=settings.base_url, served_model_name=settings.served_model_name,
-                      supervisor_pid=os.getpid(), server_pid=child.pid, model_path=str(model_path))
-    return child
+                      supervisor_pid=os.getpid(), server_pid=child.pid, model_path=str(weights.path),
+                      fallback=weights.fallback)
+    return child, weights
 
 
-def become_ready(settings: Settings, child: ChildProcess, state: StateDir, deadline: float) -> None:
+def smoke_expectation(settings: Settings, weights: Weights) -> str:
+    """The profile's expected answer, unless other weights than MODEL_ID are served."""
+    if weights.fallback and settings.smoke_expect:
+        log.warning("fallback weights are served: the smoke check asks only for a non-empty answer, "
+                    "not for %r", settings.smoke_expect)
+        return ""
+    return settings.smoke_expect
+
+
+def become_ready(settings: Settings, child: ChildProcess, weights: Weights, state: StateDir,
+                 deadline: float) -> None:
     """Wait for vLLM, run the smoke check, then write the ready marker."""
     try:
         took = wait_until_ready(settings.base_url, settings.served_model_name, deadline, child.poll,
@@ -70,7 +81,8 @@ def become_ready(settings: Settings, child: ChildProcess, state: StateDir, deadl
     log.info("vLLM answers after %.1f s", took)
     if settings.smoke_on_start:
         result = run_smoke(settings.base_url, settings.served_model_name, settings.smoke_prompt,
-                           settings.smoke_expect, settings.smoke_max_tokens, settings.request_timeout)
+                           smoke_expectation(settings, weights), settings.smoke_max_tokens,
+                           settings.request_timeout)
         if not result.ok:
             raise UserError(result.verdict)
         log.info(result.verdict)
@@ -96,8 +108,8 @@ def serve(settings: Settings) -> int:
     child: ChildProcess | None = None
     install_signal_handlers()
     try:
-        child = start_server(settings, state)
-        become_ready(settings, child, state, deadline)
+        child, weights = start_server(settings, state)
+        become_ready(settings, child, weights, state, deadline)
         return watch(child)
     except StopRequested as stop:
         log.info("%s received; stopping", stop)

@@ -199,16 +199,24 @@ def fetch_from_hub(settings: Settings) -> Path:
     return folder
 
 
-def ensure_weights(settings: Settings) -> Path:
+@dataclass(frozen=True)
+class Weights:
+    """The folder to serve, and whether it is the fallback rather than MODEL_ID."""
+
+    path: Path
+    fallback: bool = False
+
+
+def ensure_weights(settings: Settings) -> Weights:
     """The folder to serve: MODEL_SOURCE's path, the hub cache, or (loudly) the fallback."""
     if settings.model_source != "modelscope":
-        return Path(settings.model_source)
+        return Weights(Path(settings.model_source))
     try:
-        return fetch_from_hub(settings)
+        return Weights(fetch_from_hub(settings))
     except HubUnreachable as exc:
         if settings.fallback_model_dir is None:
             raise
         banner = "!" * 78
         log.warning("%s\n%s\nSERVING FALLBACK WEIGHTS %s INSTEAD OF %s\n%s", banner, exc,
                     settings.fallback_model_dir, settings.model_id, banner)
-        return settings.fallback_model_dir
+        return Weights(settings.fallback_model_dir, fallback=True)

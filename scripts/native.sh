@@ -21,7 +21,7 @@ up() {
   if running; then echo "already running (pid $(cat "$pidfile")); make down first"; return 0; fi
   mkdir -p "$run"
   local fallback
-  fallback=$("$py" scripts/build_fixture_model.py --cache-dir "${BUNDLE_CACHE:-$HOME/.cache/ascend-serve-bundle}/models" --print-path | tail -n 1)
+  fallback=$("$py" scripts/build_fixture_model.py --cache-dir "${BUNDLE_CACHE:-$HOME/.cache/ascend-serve-bundle}/models" | tail -n 1)
   # Check every setting before going to the background, so a mistake is one line here.
   STATE_DIR=$state FALLBACK_MODEL_DIR=$fallback "$py" -m entrypoint "${env_file[@]}" settings >/dev/null
   STATE_DIR=$state FALLBACK_MODEL_DIR=$fallback nohup "$py" -m entrypoint "${env_file[@]}" serve >"$log" 2>&1 &

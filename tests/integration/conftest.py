@@ -31,8 +31,8 @@ STARTUP_SECONDS = 1200  # a cold CPU start is minutes; this only bounds a hang
 # The fixture profile: float32 (fast on CPUs without native bf16), eager mode and a small
 # batch budget keep a start near a minute; the serve path is the same as the default's.
 FAST_CPU = {
-    "PLATFORM": "cpu", "DTYPE": "float32", "ENFORCE_EAGER": "true", "MAX_MODEL_LEN": "4096",
-    "MAX_NUM_BATCHED_TOKENS": "512", "VLLM_CPU_KVCACHE_SPACE": "1", "STOP_GRACE_PERIOD": "20",
+    "PLATFORM": "cpu", "MODEL_PROFILE": "gemma-3-270m-fixture", "DTYPE": "float32", "ENFORCE_EAGER": "true",
+    "MAX_MODEL_LEN": "4096", "MAX_NUM_BATCHED_TOKENS": "512", "VLLM_CPU_KVCACHE_SPACE": "1", "STOP_GRACE_PERIOD": "20",
 }
 
 
@@ -113,7 +113,7 @@ def start_server(tmp: Path, hub: LoopbackHub, cache: Path, **overrides: str) -> 
 def fixture_model() -> Path:
     """The real Gemma 3 270M weights, built once and cached by their inputs."""
     done = subprocess.run([sys.executable, "scripts/build_fixture_model.py", "--cache-dir",
-                           str(BUNDLE_CACHE / "models"), "--print-path"], cwd=ROOT, check=True,
+                           str(BUNDLE_CACHE / "models")], cwd=ROOT, check=True,
                           capture_output=True, text=True)
     return Path(done.stdout.strip().splitlines()[-1])
 

@@ -32,6 +32,14 @@ def test_models_and_chat_answer(shared_server):
     assert chat.status_code == 200 and chat.json()["choices"][0]["message"]["content"].strip()
 
 
+def test_the_weights_are_real_gemma(shared_server):
+    # The base model completes a Q/A pattern correctly: real weights, real tokenizer with BOS.
+    done = requests.post(f"{shared_server.url}/v1/completions", timeout=120, json={
+        "model": "gemma-3-270m-it", "prompt": "Q: What is the capital of France?\nA:", "temperature": 0,
+        "max_tokens": 8})
+    assert done.status_code == 200 and "Paris" in done.json()["choices"][0]["text"]
+
+
 def test_probes_fail_before_ready_and_pass_after(shared_server):
     assert shared_server.probes_at_start == {"startup": 1, "ready": 1, "live": 1}
     assert {name: shared_server.probe(name) for name in ("startup", "ready", "live")} == \
@@ -39,7 +47,7 @@ def test_probes_fail_before_ready_and_pass_after(shared_server):
 
 
 def test_smoke_command_against_the_server(shared_server):
-    env = child_env(PLATFORM="cpu")
+    env = child_env(PLATFORM="cpu", MODEL_PROFILE="gemma-3-270m-fixture")
     done = subprocess.run([sys.executable, "-m", "entrypoint", "smoke", "--url", shared_server.url, "--json"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
