@@ -34,6 +34,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     smoke.add_argument("--json", action="store_true", help="print the result as JSON")
     table = commands.add_parser("settings", help="print the effective settings, or the README table")
     table.add_argument("--markdown", action="store_true", help="the settings table for the README")
+    table.add_argument("--env-example", action="store_true", help="compose/.env.example")
     args = parser.parse_args(argv)
     args.command = args.command or "serve"
     return args
@@ -57,6 +58,11 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
         from entrypoint.settings_table import markdown_table
 
         print(markdown_table())
+        return 0
+    if args.command == "settings" and args.env_example:
+        from entrypoint.settings_table import env_example
+
+        print(env_example(), end="")
         return 0
     settings = settings_for(args, environ, preflight=args.command in ("serve", "download"))
     if args.command == "settings":

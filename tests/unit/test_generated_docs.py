@@ -1,4 +1,4 @@
-"""The README's settings table is the generated one."""
+"""Generated documents (README settings table, compose/.env.example) match the code."""
 
 from pathlib import Path
 
@@ -17,3 +17,10 @@ def test_readme_shows_the_two_commands_first():
     text = README.read_text()
     assert text.index("make up") < text.index("## Configuration")
     assert text.index("make test") < text.index("## Configuration")
+
+
+def test_env_example_lists_every_setting():
+    from entrypoint.settings_table import env_example
+
+    path = README.parent / "compose" / ".env.example"
+    assert path.read_text() == env_example(), "regenerate: python -m entrypoint settings --env-example"
