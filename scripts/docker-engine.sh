@@ -91,13 +91,14 @@ running_host() {
 # Start dockerd in the background with the given extra flags; wait until it answers.
 launch() {
   local started pid
-  say "starting dockerd $* (data-root $dir/data, log $log)"
+  say "starting dockerd${*:+ $*} (data-root $dir/data, log $log)"
   echo "--- $(date -Is) dockerd $*" >>"$log"
   # setsid + all three streams redirected: the daemon must not hold the caller's
   # terminal or the stdout of `eval "$(... start)"`, which would then never return.
   # Exec-root and pidfile live under $dir so a system dockerd (/var/run/docker) can't clash.
+  # 9>&-: the start lock's fd must not live on in the daemon, or the lock is never freed.
   setsid dockerd --data-root "$dir/data" --exec-root "$dir/run" --pidfile "$pidfile" \
-    -H "$own_host" "$@" </dev/null >>"$log" 2>&1 &
+    -H "$own_host" "$@" </dev/null >>"$log" 2>&1 9>&- &
   pid=$!
   started=$SECONDS
   until answers "$own_host"; do
@@ -129,7 +130,8 @@ start_own() {
     echo bridge >"$mode_file"
     return 0
   fi
-  say "falling back to --iptables=false --bridge=none: containers need --network host"
+  [ "${DOCKER_ENGINE_NETWORK:-bridge}" = host ] || say "default bridge failed; falling back to host networking"
+  say "dockerd --iptables=false --bridge=none: containers and builds need --network host"
   launch --iptables=false --bridge=none || die "dockerd did not start; see $log"
   echo host >"$mode_file"
 }
