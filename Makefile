@@ -6,13 +6,26 @@ SHELL := /bin/bash
 
 PLATFORM ?= auto
 PORT ?= 8000
+# docker: Compose with the platform override; native: the project venv; auto: docker when an engine answers.
+ENGINE ?= auto
+# 1: serve the test bed's fixture weights from the host instead of the hub (Docker engine only).
+TESTBED ?= 0
 BUNDLE_CACHE ?= $(HOME)/.cache/ascend-serve-bundle
 ENV_FILE ?= $(wildcard .env)
 PYTEST_ARGS ?=
 VENV := .venv
 PY := $(VENV)/bin/python
 export BUNDLE_CACHE
+# Compose builds with its own BuildKit client; Bake needs buildx, which may be absent.
+export COMPOSE_BAKE := false
 export PYTHONPATH := $(CURDIR)
+
+# PLATFORM=auto resolved here the way the entrypoint does it (standard library only).
+RESOLVED_PLATFORM = $(if $(filter auto,$(PLATFORM)),$(shell python3 -c 'from entrypoint.platform_detect import detect_platform; print(detect_platform())'),$(PLATFORM))
+RESOLVED_ENGINE = $(if $(filter auto,$(ENGINE)),$(shell docker info >/dev/null 2>&1 && echo docker || echo native),$(ENGINE))
+FIXTURE_WEIGHTS = $(shell $(PY) scripts/build_fixture_model.py --cache-dir $(BUNDLE_CACHE)/models --print-path 2>/dev/null)
+COMPOSE = FIXTURE_WEIGHTS=$(FIXTURE_WEIGHTS) HOST_PORT=$(PORT) docker compose -f compose/compose.yaml \
+	-f compose/$(RESOLVED_PLATFORM).yaml $(if $(filter 1,$(TESTBED)),-f compose/testbed.yaml)
 
 .PHONY: help ## print the targets
 help:
@@ -26,28 +39,52 @@ venv:
 fixture: venv
 	@$(PY) scripts/build_fixture_model.py --cache-dir $(BUNDLE_CACHE)/models
 
-.PHONY: up ## serve the default model and return once it is healthy
-up: venv
+.PHONY: build ## build the image for PLATFORM (cpu: Debian + vLLM CPU; npu: on the vllm-ascend image)
+build:
+	@if [ "$(RESOLVED_PLATFORM)" = cpu ]; then scripts/cpu-wheels.sh .build/wheels; fi
+	$(COMPOSE) build serve
+
+.PHONY: up ## serve the default model and return once it is healthy (Docker if an engine answers, else native)
+up: venv $(if $(filter 1,$(TESTBED)),fixture)
+ifeq ($(RESOLVED_ENGINE),docker)
+	@if [ "$(RESOLVED_PLATFORM)" = cpu ]; then scripts/cpu-wheels.sh .build/wheels; fi
+	$(COMPOSE) up --detach --build --wait serve
+	@echo "healthy: http://127.0.0.1:$(PORT)  (try: make smoke; stop: make down; logs: make logs)"
+else
 	@PLATFORM=$(PLATFORM) PORT=$(PORT) scripts/native.sh up
+endif
 
 .PHONY: down ## stop the server started by `make up`
 down:
+ifeq ($(RESOLVED_ENGINE),docker)
+	$(COMPOSE) down
+else
 	@scripts/native.sh down
+endif
 
 .PHONY: logs ## follow the server's log
 logs:
+ifeq ($(RESOLVED_ENGINE),docker)
+	$(COMPOSE) logs --follow serve
+else
 	@scripts/native.sh logs
+endif
 
 .PHONY: smoke ## run the seed's smoke checks against the running server
-smoke: venv
-	@$(PY) -m entrypoint $(if $(ENV_FILE),--env-file $(ENV_FILE)) smoke
+smoke:
+ifeq ($(RESOLVED_ENGINE),docker)
+	$(COMPOSE) run --rm smoke
+else
+	@$(MAKE) --no-print-directory venv
+	@PORT=$(PORT) $(PY) -m entrypoint $(if $(ENV_FILE),--env-file $(ENV_FILE)) smoke
+endif
 
 .PHONY: render ## print the serve command (try PLATFORM=npu on a machine without an NPU)
 render: venv
 	@PLATFORM=$(PLATFORM) PORT=$(PORT) $(PY) -m entrypoint $(if $(ENV_FILE),--env-file $(ENV_FILE)) render
 
 .PHONY: test ## run every test layer (what CI runs)
-test: test-unit test-integration
+test: test-unit test-integration test-container
 
 .PHONY: test-unit ## fast tests: settings, rendering, probes
 test-unit: venv
@@ -57,6 +94,11 @@ test-unit: venv
 test-integration: venv fixture
 	@scripts/pytest-layer.sh integration $(PYTEST_ARGS)
 
+.PHONY: test-container ## real Docker engine: build the CPU image, make up, compose smoke (starts the engine)
+test-container: venv fixture
+	@eval "$$(scripts/docker-engine.sh start)" && scripts/base-image.sh debian:bookworm-slim \
+		&& scripts/pytest-layer.sh container $(PYTEST_ARGS)
+
 .PHONY: bench-startup ## time-to-ready of `entrypoint serve` vs plain vLLM, and probe latency
 bench-startup: venv fixture
 	@$(PY) bench/startup.py
@@ -64,8 +106,10 @@ bench-startup: venv fixture
 .PHONY: lint ## ruff on the code, yamllint on the YAML
 lint: venv
 	@$(VENV)/bin/ruff check .
-	@$(VENV)/bin/yamllint -s templates
+	@$(VENV)/bin/yamllint -s templates compose
+	@$(VENV)/bin/hadolint Dockerfile
+	@shellcheck scripts/*.sh .ci/run
 
 .PHONY: clean ## remove the venv link and run state (the cache under BUNDLE_CACHE stays)
 clean:
-	rm -rf $(VENV) .run .pytest_cache
+	rm -rf $(VENV) .run .build .pytest_cache

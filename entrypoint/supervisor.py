@@ -57,7 +57,7 @@ def start_server(settings: Settings, state: StateDir) -> tuple[ChildProcess, Wei
     child = ChildProcess(command.argv, {**inherited_environment(), **command.env})
     state.write_state(url=settings.base_url, served_model_name=settings.served_model_name,
                       supervisor_pid=os.getpid(), server_pid=child.pid, model_path=str(weights.path),
-                      fallback=weights.fallback)
+                      fallback=weights.fallback, server_started_at=time.time())
     return child, weights
 
 
@@ -79,6 +79,7 @@ def become_ready(settings: Settings, child: ChildProcess, weights: Weights, stat
     except ServerExited as exc:
         raise UserError(f"{exc.message}; its last lines:\n{child.last_lines()}") from None
     log.info("vLLM answers after %.1f s", took)
+    answered_at = time.time()
     if settings.smoke_on_start:
         result = run_smoke(settings.base_url, settings.served_model_name, settings.smoke_prompt,
                            smoke_expectation(settings, weights), settings.smoke_max_tokens,
@@ -86,7 +87,8 @@ def become_ready(settings: Settings, child: ChildProcess, weights: Weights, stat
         if not result.ok:
             raise UserError(result.verdict)
         log.info(result.verdict)
-    state.mark_ready(url=settings.base_url, served_model_name=settings.served_model_name, at=time.time())
+    state.mark_ready(url=settings.base_url, served_model_name=settings.served_model_name,
+                     server_answered_at=answered_at, at=time.time())
     log.info("ready: %s serves %r", settings.base_url, settings.served_model_name)
 
 

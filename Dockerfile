@@ -1,0 +1,102 @@
+# ascend-serve-bundle image: the supervisor (entrypoint/), the probes (healthcheck/) and
+# the serve templates on top of a vLLM runtime.
+#
+#   NPU (default):  docker build -t ascend-serve-bundle:npu .
+#                   BASE_IMAGE = the deployment guide's vllm-ascend image
+#   CUDA:           docker build --build-arg BASE_IMAGE=vllm/vllm-openai:v0.18.0 -t ascend-serve-bundle:cuda .
+#   CPU (test bed): docker build --target cpu -t ascend-serve-bundle:cpu \
+#                     --secret id=cacert,src=/etc/ssl/certs/ca-certificates.crt .
+#                   needs the torch +cpu wheel in .build/wheels (`make build PLATFORM=cpu` puts it there)
+#
+# Optional build secret `cacert`: an extra CA bundle for pip behind a TLS-inspecting proxy.
+ARG BASE_IMAGE=quay.io/ascend/vllm-ascend:v0.18.0rc1
+ARG CPU_BASE_IMAGE=debian:bookworm-slim
+
+# ---------------------------------------------------------------------------------------
+# NPU / CUDA: the bundle on an image that already has vLLM (vllm-ascend or vllm-openai).
+FROM ${BASE_IMAGE} AS accelerator
+ARG BASE_IMAGE
+ARG VERSION=0.1.0
+ARG SOURCE=unknown
+LABEL org.opencontainers.image.title="ascend-serve-bundle" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}"
+# The base image's Python already has vLLM; only the bundle's own libraries are added,
+# pinned, with pip's cache kept out of the layer.
+COPY requirements/bundle.txt /tmp/bundle.txt
+RUN --mount=type=secret,id=cacert \
+    PIP_CERT="$( [ -s /run/secrets/cacert ] && echo /run/secrets/cacert || true )" \
+    python3 -m pip install --no-cache-dir -r /tmp/bundle.txt \
+    && rm /tmp/bundle.txt \
+    && python3 -c "import jinja2, pydantic, tenacity, modelscope"
+WORKDIR /opt/bundle
+COPY entrypoint ./entrypoint
+COPY healthcheck ./healthcheck
+COPY templates ./templates
+# Runs as root: the Ascend device nodes (/dev/davinci*) and driver mounts are owned by
+# root or HwHiAiUser on the host, and vllm-ascend's own image runs as root.
+ENV PYTHONPATH=/opt/bundle PYTHONUNBUFFERED=1 MODEL_CACHE_DIR=/models MODELSCOPE_CACHE=/models/modelscope
+VOLUME ["/models"]
+EXPOSE 8000
+# The start period covers a first download and graph warm-up; failures in it don't count.
+HEALTHCHECK --interval=10s --timeout=10s --start-period=1800s --retries=3 \
+    CMD ["python3", "-m", "healthcheck", "ready"]
+# SIGTERM reaches the supervisor (PID 1), which forwards it to vLLM with a grace period.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["python3", "-m", "entrypoint"]
+CMD ["serve"]
+
+# ---------------------------------------------------------------------------------------
+# CPU: Debian + vLLM's CPU build, for machines without an accelerator (the test bed).
+FROM ${CPU_BASE_IMAGE} AS cpu
+ARG CPU_BASE_IMAGE
+ARG VERSION=0.1.0
+ARG SOURCE=unknown
+LABEL org.opencontainers.image.title="ascend-serve-bundle" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.base.name="${CPU_BASE_IMAGE}"
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# libnuma1: vLLM CPU's thread binding; g++/libc6-dev/python3-dev: torch inductor
+# compiles kernels at startup; tini reaps vLLM's orphaned workers as PID 1.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        ca-certificates python3 python3-venv python3-dev g++ libc6-dev libnuma1 tini \
+    && rm -rf /var/lib/apt/lists/* \
+    && python3 --version
+ENV VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
+# Dependencies in their own layer (a code change rebuilds in seconds). The lock is a
+# complete freeze, hence --no-deps; torch's +cpu wheel comes from the build context.
+COPY requirements/lock-runtime.txt /tmp/lock-runtime.txt
+RUN --mount=type=secret,id=cacert \
+    --mount=type=bind,source=.build/wheels,target=/wheels \
+    --mount=type=cache,target=/root/.cache/pip \
+    PIP_CERT="$( [ -s /run/secrets/cacert ] && echo /run/secrets/cacert || true )" \
+    python3 -m venv /opt/venv \
+    && pip install --no-deps --find-links /wheels -r /tmp/lock-runtime.txt \
+    && rm /tmp/lock-runtime.txt \
+    && python -c "import vllm, modelscope, jinja2, pydantic, tenacity"
+# A fixed non-root user; the cache volume is created owned by it, so a named volume
+# starts writable for it.
+RUN useradd --uid 1000 --create-home --shell /usr/sbin/nologin serve \
+    && mkdir -p /models \
+    && chown serve:serve /models
+WORKDIR /opt/bundle
+COPY entrypoint ./entrypoint
+COPY healthcheck ./healthcheck
+COPY templates ./templates
+ENV PYTHONPATH=/opt/bundle PYTHONUNBUFFERED=1 MODEL_CACHE_DIR=/models MODELSCOPE_CACHE=/models/modelscope \
+    PLATFORM=cpu
+USER 1000:1000
+VOLUME ["/models"]
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=10s --start-period=1800s --retries=3 \
+    CMD ["python", "-m", "healthcheck", "ready"]
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["tini", "--", "python", "-m", "entrypoint"]
+CMD ["serve"]
+
+# The default target: the NPU image the deployment guide runs on.
+FROM accelerator AS npu
