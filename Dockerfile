@@ -26,8 +26,8 @@ LABEL org.opencontainers.image.title="ascend-serve-bundle" \
 # pinned, with pip's cache kept out of the layer.
 COPY requirements/bundle.txt /tmp/bundle.txt
 RUN --mount=type=secret,id=cacert \
-    PIP_CERT="$( [ -s /run/secrets/cacert ] && echo /run/secrets/cacert || true )" \
-    python3 -m pip install --no-cache-dir -r /tmp/bundle.txt \
+    if [ -s /run/secrets/cacert ]; then export PIP_CERT=/run/secrets/cacert; fi \
+    && python3 -m pip install --no-cache-dir -r /tmp/bundle.txt \
     && rm /tmp/bundle.txt \
     && python3 -c "import jinja2, pydantic, tenacity, modelscope"
 WORKDIR /opt/bundle
@@ -73,8 +73,8 @@ COPY requirements/lock-runtime.txt /tmp/lock-runtime.txt
 RUN --mount=type=secret,id=cacert \
     --mount=type=bind,source=.build/wheels,target=/wheels \
     --mount=type=cache,target=/root/.cache/pip \
-    PIP_CERT="$( [ -s /run/secrets/cacert ] && echo /run/secrets/cacert || true )" \
-    python3 -m venv /opt/venv \
+    if [ -s /run/secrets/cacert ]; then export PIP_CERT=/run/secrets/cacert; fi \
+    && python3 -m venv /opt/venv \
     && pip install --no-deps --find-links /wheels -r /tmp/lock-runtime.txt \
     && rm /tmp/lock-runtime.txt \
     && python -c "import vllm, modelscope, jinja2, pydantic, tenacity"

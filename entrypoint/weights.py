@@ -128,12 +128,17 @@ def _is_missing(exc: BaseException) -> bool:
     return isinstance(exc, NotExistError) or (isinstance(exc, requests.HTTPError) and status == 404) or status == 404
 
 
+def _listing_worth_retrying(exc: BaseException) -> bool:
+    return not (_is_missing(exc) or _is_unreachable(exc))
+
+
 def list_remote(settings: Settings) -> list[RemoteFile]:
     """The hub's file listing for MODEL_ID at MODEL_REVISION (the quick existence check)."""
     where = f"MODEL_ID={settings.model_id} MODEL_REVISION={settings.model_revision}"
+    # The client already retries connection errors (about 8 s); a missing model is final.
     retrying = tenacity.Retrying(stop=tenacity.stop_after_attempt(LISTING_ATTEMPTS),
-                                 wait=tenacity.wait_exponential(multiplier=1, max=8),
-                                 retry=tenacity.retry_if_exception(lambda e: not _is_missing(e)), reraise=True)
+                                 wait=tenacity.wait_exponential(multiplier=1, max=8), reraise=True,
+                                 retry=tenacity.retry_if_exception(_listing_worth_retrying))
     try:
         infos = retrying(lambda: _hub_api(settings).list_repo_files(
             settings.model_id, "model", revision=settings.model_revision, recursive=True))

@@ -21,8 +21,10 @@ if [ ! -f "$venv/.complete" ]; then
   "$python" -m venv "$venv"
   # The locks are complete (a pip freeze), so --no-deps installs exactly them and skips
   # the CUDA builds of torchvision/torchaudio/torchcodec that break `import vllm`.
+  # (pip's notes about this machine's empty extra indexes are filtered out.)
   "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps \
-    -r "$root/requirements/lock-runtime.txt" -r "$root/requirements/lock-dev.txt"
+    -r "$root/requirements/lock-runtime.txt" -r "$root/requirements/lock-dev.txt" \
+    2> >(grep -v 'is ignored' >&2)
   (cd "$root" && "$venv/bin/python" -c 'import vllm, modelscope, entrypoint.settings')  # self-test
   touch "$venv/.complete"
 fi

@@ -272,6 +272,7 @@ def build(final_dir: Path) -> None:
         gguf_path = assemble_gguf(staging)
         out_dir = staging / MODEL_DIR_NAME
         convert(gguf_path, out_dir)
+        make_world_readable(out_dir)
         # The marker is the last file written: its presence means complete.
         (out_dir / MARKER_NAME).write_text(
             f"built {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n"
@@ -279,6 +280,13 @@ def build(final_dir: Path) -> None:
         publish(out_dir, final_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def make_world_readable(folder: Path) -> None:
+    """Containers read the folder as another user (uid 1000); safetensors writes 0600."""
+    folder.chmod(0o755)
+    for path in folder.iterdir():
+        path.chmod(0o644)
 
 
 def publish(out_dir: Path, final_dir: Path) -> None:
