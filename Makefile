@@ -8,10 +8,13 @@ PLATFORM ?= auto
 PORT ?= 8000
 # docker: Compose with the platform override; native: the project venv; auto: docker when an engine answers.
 ENGINE ?= auto
-# 1: serve the test bed's fixture weights from the host instead of the hub (Docker engine only).
+# 1: serve the test bed's fixture weights through a hub container instead of ModelScope (Docker only).
 TESTBED ?= 0
+# Compose project name: containers, network and cache volume are named after it.
+PROJECT ?= ascend-serve
 BUNDLE_CACHE ?= $(HOME)/.cache/ascend-serve-bundle
 ENV_FILE ?= $(wildcard .env)
+RENDER_FORMAT ?= shell
 PYTEST_ARGS ?=
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -24,12 +27,12 @@ export PYTHONPATH := $(CURDIR)
 RESOLVED_PLATFORM = $(if $(filter auto,$(PLATFORM)),$(shell python3 -c 'from entrypoint.platform_detect import detect_platform; print(detect_platform())'),$(PLATFORM))
 RESOLVED_ENGINE = $(if $(filter auto,$(ENGINE)),$(shell docker info >/dev/null 2>&1 && echo docker || echo native),$(ENGINE))
 FIXTURE_WEIGHTS = $(shell $(PY) scripts/build_fixture_model.py --cache-dir $(BUNDLE_CACHE)/models --print-path 2>/dev/null)
-COMPOSE = FIXTURE_WEIGHTS=$(FIXTURE_WEIGHTS) HOST_PORT=$(PORT) docker compose -f compose/compose.yaml \
+COMPOSE = FIXTURE_WEIGHTS=$(FIXTURE_WEIGHTS) HOST_PORT=$(PORT) docker compose -p $(PROJECT) -f compose/compose.yaml \
 	-f compose/$(RESOLVED_PLATFORM).yaml $(if $(filter 1,$(TESTBED)),-f compose/testbed.yaml)
 
 .PHONY: help ## print the targets
 help:
-	@grep -E '^\.PHONY: [a-z-]+ ## ' $(MAKEFILE_LIST) | sed -E 's/^\.PHONY: ([a-z-]+) ## (.*)/  \1\t\2/' | expand -t 20
+	@grep -E '^\.PHONY: [a-z0-9-]+ ## ' $(MAKEFILE_LIST) | sed -E 's/^\.PHONY: ([a-z0-9-]+) ## (.*)/  \1\t\2/' | expand -t 20
 
 .PHONY: venv ## make the project venv (vLLM CPU build, cached under BUNDLE_CACHE)
 venv:
@@ -81,7 +84,7 @@ endif
 
 .PHONY: render ## print the serve command (try PLATFORM=npu on a machine without an NPU)
 render: venv
-	@PLATFORM=$(PLATFORM) PORT=$(PORT) $(PY) -m entrypoint $(if $(ENV_FILE),--env-file $(ENV_FILE)) render
+	@PLATFORM=$(PLATFORM) PORT=$(PORT) $(PY) -m entrypoint $(if $(ENV_FILE),--env-file $(ENV_FILE)) render --format $(RENDER_FORMAT)
 
 .PHONY: test ## run every test layer (what CI runs)
 test: test-unit test-integration test-container
@@ -103,10 +106,32 @@ test-container: venv fixture
 bench-startup: venv fixture
 	@$(PY) bench/startup.py
 
+.PHONY: bench-image ## image size, build times, container vs native time-to-healthy (starts the engine)
+bench-image: venv fixture
+	@eval "$$(scripts/docker-engine.sh start)" && scripts/base-image.sh debian:bookworm-slim \
+		&& scripts/cpu-wheels.sh .build/wheels && $(PY) bench/image.py
+
+# Kubernetes: the overlay for PLATFORM; auto means npu, the default platform (the cluster decides, not this machine).
+K8S_OVERLAY = deploy/kubernetes/overlays/$(if $(filter auto,$(PLATFORM)),npu,$(PLATFORM))
+K8S_VERSION ?= 1.30.0
+
+.PHONY: k8s-render ## print the Kubernetes manifests for PLATFORM (npu, cpu or cuda), offline
+k8s-render: venv
+	@$(VENV)/bin/kubectl kustomize $(K8S_OVERLAY)
+
+.PHONY: k8s-validate ## validate every Kubernetes overlay offline (K8S_VERSION schemas, strict) and lint deploy/
+k8s-validate: venv
+	@set -o pipefail; for overlay in npu cpu cuda; do \
+		$(VENV)/bin/kubectl kustomize deploy/kubernetes/overlays/$$overlay \
+			| $(VENV)/bin/kubernetes-validate --strict --quiet -k $(K8S_VERSION) - || exit 1; \
+	done
+	@$(VENV)/bin/yamllint -s deploy
+	@echo "deploy/kubernetes: every overlay valid against Kubernetes $(K8S_VERSION) (strict)"
+
 .PHONY: lint ## ruff on the code, yamllint on the YAML
 lint: venv
 	@$(VENV)/bin/ruff check .
-	@$(VENV)/bin/yamllint -s templates compose
+	@$(VENV)/bin/yamllint -s templates compose deploy
 	@$(VENV)/bin/hadolint Dockerfile
 	@shellcheck scripts/*.sh .ci/run
 

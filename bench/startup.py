@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,29 +29,11 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import cpu_facts, fixture_path, free_port, write_report  # noqa: E402
 from entrypoint.render import render_command  # noqa: E402
 from entrypoint.settings import inherited_environment, load_settings  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results"
 READY_TIMEOUT = 1800.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def cpu_facts() -> dict[str, object]:
-    """What the numbers depend on: CPU model, flags that matter, cores, memory."""
-    info = Path("/proc/cpuinfo").read_text()
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-    mem_kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-                      if line.startswith("MemTotal")))
-    return {"cpu": model, "cores": os.cpu_count(), "flags": [f for f in wanted if f in flags],
-            "memory_gib": round(mem_kb / 2**20, 1), "python": platform.python_version()}
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -137,12 +117,6 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def fixture_path() -> str:
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_fixture_model.py")],
-                          check=True, capture_output=True, text=True)
-    return done.stdout.strip().splitlines()[-1]
-
-
 def run(args: argparse.Namespace) -> dict[str, object]:
     cache = Path(os.environ.get("BUNDLE_CACHE", Path.home() / ".cache" / "ascend-serve-bundle"))
     environ = {"PLATFORM": "cpu", "HOST": "127.0.0.1", "MODEL_SOURCE": args.model_path or fixture_path(),
@@ -214,10 +188,7 @@ def main() -> None:
     parser.add_argument("--extra", nargs="*", default=[], help="more settings as KEY=VALUE")
     args = parser.parse_args()
     result = run(args)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "startup.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "startup.md").write_text(markdown(result))
-    print(markdown(result))
+    write_report("startup", result, markdown(result))
 
 
 if __name__ == "__main__":

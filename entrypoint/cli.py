@@ -35,6 +35,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     table = commands.add_parser("settings", help="print the effective settings, or the README table")
     table.add_argument("--markdown", action="store_true", help="the settings table for the README")
     table.add_argument("--env-example", action="store_true", help="compose/.env.example")
+    table.add_argument("--configmap-env", action="store_true",
+                       help="deploy/kubernetes/base/settings.env (the Kubernetes ConfigMap)")
     args = parser.parse_args(argv)
     args.command = args.command or "serve"
     return args
@@ -63,6 +65,11 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
         from entrypoint.settings_table import env_example
 
         print(env_example(), end="")
+        return 0
+    if args.command == "settings" and args.configmap_env:
+        from entrypoint.settings_table import configmap_env
+
+        print(configmap_env(), end="")
         return 0
     settings = settings_for(args, environ, preflight=args.command in ("serve", "download"))
     if args.command == "settings":

@@ -7,21 +7,22 @@ CPU and test-bed overrides and returns once Docker reports the container healthy
 from __future__ import annotations
 
 import json
-import socket
+import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.net import free_port
+
 ROOT = Path(__file__).parents[2]
 UP_TIMEOUT = 3600  # a cold image build plus a cold vLLM start; bounds a hang only
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+
+pytestmark = pytest.mark.container
 
 
 def make(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -38,15 +39,39 @@ class Deployment:
 
     def __init__(self, port: int) -> None:
         self.port = port
-        self.vars = ["ENGINE=docker", "PLATFORM=cpu", "TESTBED=1", f"PORT={port}"]
+        # A project of its own: the tests never touch an operator's `ascend-serve` deployment.
+        self.project = f"ascend-serve-test-{os.getpid()}"
+        self.vars = ["ENGINE=docker", "PLATFORM=cpu", "TESTBED=1", f"PORT={port}", f"PROJECT={self.project}"]
         self.url = f"http://127.0.0.1:{port}"
 
-    def container(self) -> str:
-        return docker("ps", "-q", "--filter", "label=com.docker.compose.service=serve",
-                      "--filter", "label=com.docker.compose.project=ascend-serve").strip()
+    def container(self, service: str = "serve") -> str:
+        return docker("ps", "-aq", "--filter", f"label=com.docker.compose.service={service}",
+                      "--filter", f"label=com.docker.compose.project={self.project}").strip()
 
     def inspect(self) -> dict:
         return json.loads(docker("inspect", self.container()))[0]
+
+    def health(self) -> str:
+        return self.inspect()["State"].get("Health", {}).get("Status", "none")
+
+    def exec(self, *command: str) -> str:
+        return docker("exec", self.container(), *command)
+
+    def server_pid(self) -> int:
+        """PID of vLLM inside the container, from the supervisor's state file."""
+        return int(json.loads(self.exec("cat", "/tmp/ascend-serve/state.json"))["server_pid"])
+
+    def hub_requests(self) -> list[str]:
+        """The hub container's request log lines."""
+        done = subprocess.run(["docker", "logs", self.container("hub")], capture_output=True, text=True, timeout=60)
+        return [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("hub: ")]
+
+    def wait_health(self, wanted: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while (status := self.health()) != wanted:
+            if time.monotonic() > deadline:
+                pytest.fail(f"health still {status!r}, wanted {wanted!r} after {timeout} s")
+            time.sleep(2)
 
 
 @pytest.fixture(scope="session")

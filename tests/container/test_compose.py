@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import subprocess
 
-import requests
-
 from tests.container.conftest import docker, make
+from tests.support.seed_checks import assert_seed_smoke_requests
 
 
 def test_make_up_returns_only_when_docker_says_healthy(deployment):
@@ -22,12 +21,7 @@ def test_compose_smoke_service_passes(deployment):
 
 
 def test_seed_smoke_requests_on_the_published_port(deployment):
-    models = requests.get(f"{deployment.url}/v1/models", timeout=30)
-    assert models.status_code == 200 and "gemma-3-270m-it" in [m["id"] for m in models.json()["data"]]
-    chat = requests.post(f"{deployment.url}/v1/chat/completions", timeout=120, json={
-        "model": "gemma-3-270m-it", "temperature": 0, "max_tokens": 16,
-        "messages": [{"role": "user", "content": "What is the capital of France? Answer in one word."}]})
-    assert chat.status_code == 200 and chat.json()["choices"][0]["message"]["content"].strip()
+    assert_seed_smoke_requests(deployment.url)
 
 
 def test_runs_as_a_non_root_user_with_an_init(deployment):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import pytest
 
 from entrypoint.state import StateDir
 from tests.support.modelscope_hub import LoopbackHub
+from tests.support.net import free_port
 
 ROOT = Path(__file__).parents[2]
 NETGUARD = ROOT / "tests" / "support" / "netguard"
@@ -35,11 +35,6 @@ FAST_CPU = {
     "MAX_MODEL_LEN": "4096", "MAX_NUM_BATCHED_TOKENS": "512", "VLLM_CPU_KVCACHE_SPACE": "1", "STOP_GRACE_PERIOD": "20",
 }
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def child_env(**settings: str) -> dict[str, str]:

@@ -16,6 +16,8 @@ import pytest
 
 from tests.support.modelscope_hub import LoopbackHub, RequestInfo
 
+pytestmark = pytest.mark.integration
+
 pytest.importorskip("modelscope")  # the subprocesses use this interpreter's client
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -6,10 +6,14 @@ import json
 import subprocess
 import sys
 
+import pytest
 import requests
 
 from entrypoint.weights import MARKER
 from tests.integration.conftest import MODEL_ID, ROOT, child_env
+from tests.support.seed_checks import assert_seed_smoke_requests
+
+pytestmark = pytest.mark.integration
 
 
 def test_serve_goes_from_nothing_to_ready_through_the_hub(shared_server, hub, model_cache):
@@ -24,12 +28,7 @@ def test_serve_goes_from_nothing_to_ready_through_the_hub(shared_server, hub, mo
 
 
 def test_models_and_chat_answer(shared_server):
-    models = requests.get(f"{shared_server.url}/v1/models", timeout=30)
-    assert models.status_code == 200 and "gemma-3-270m-it" in [m["id"] for m in models.json()["data"]]
-    chat = requests.post(f"{shared_server.url}/v1/chat/completions", timeout=120, json={
-        "model": "gemma-3-270m-it", "temperature": 0, "max_tokens": 16,
-        "messages": [{"role": "user", "content": "What is the capital of France? Answer in one word."}]})
-    assert chat.status_code == 200 and chat.json()["choices"][0]["message"]["content"].strip()
+    assert_seed_smoke_requests(shared_server.url)
 
 
 def test_the_weights_are_real_gemma(shared_server):

@@ -7,7 +7,11 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.integration.conftest import start_server
+
+pytestmark = pytest.mark.integration
 
 
 def session_members(sid: int) -> list[int]:

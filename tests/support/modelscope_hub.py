@@ -189,8 +189,10 @@ class LoopbackHub:
         *,
         fault: Fault | None = None,
         port: int = 0,
+        host: str = "127.0.0.1",
         verbose: bool = False,
     ) -> None:
+        self.host = host
         self.revisions = tuple(revisions)
         self.fault = fault
         self.verbose = verbose
@@ -204,8 +206,8 @@ class LoopbackHub:
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> LoopbackHub:
-        """Bind 127.0.0.1 and serve in a background thread."""
-        self._server = _Server(("127.0.0.1", self._port), self)
+        """Bind (loopback unless told otherwise) and serve in a background thread."""
+        self._server = _Server((self.host, self._port), self)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="loopback-hub", daemon=True
         )
@@ -456,9 +458,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--model", action="append", type=_parse_model, required=True, help="owner/name=/path")
     parser.add_argument("--revision", action="append", help="served revision (repeatable; default master)")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (a container's own network: 0.0.0.0)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request to stderr")
     args = parser.parse_args(argv)
-    hub = LoopbackHub(dict(args.model), args.revision or ("master",), port=args.port, verbose=args.verbose)
+    hub = LoopbackHub(dict(args.model), args.revision or ("master",), port=args.port, host=args.host,
+                      verbose=args.verbose)
     with hub:
         print(hub.endpoint, flush=True)
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the normal way to stop it

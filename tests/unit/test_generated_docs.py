@@ -1,5 +1,6 @@
-"""Generated documents (README settings table, compose/.env.example) match the code."""
+"""Generated documents (README settings table, compose/.env.example, the Kubernetes settings.env) match the code."""
 
+import re
 from pathlib import Path
 
 from entrypoint.settings_table import BEGIN, END, markdown_table
@@ -24,3 +25,32 @@ def test_env_example_lists_every_setting():
 
     path = README.parent / "compose" / ".env.example"
     assert path.read_text() == env_example(), "regenerate: python -m entrypoint settings --env-example"
+
+
+CONFIGMAP_ENV = README.parent / "deploy" / "kubernetes" / "base" / "settings.env"
+ENTRY = re.compile(r"^(#?)([A-Z][A-Z0-9_]*)=(.*)$")
+
+
+def env_entries(text: str) -> dict[str, tuple[str, bool]]:
+    """NAME -> (value, active) for every `NAME=value` or `#NAME=value` line."""
+    return {m[2]: (m[3], m[1] == "") for line in text.splitlines() if (m := ENTRY.match(line))}
+
+
+def test_configmap_env_is_generated():
+    from entrypoint.settings_table import configmap_env
+
+    assert CONFIGMAP_ENV.read_text() == configmap_env(), "regenerate: python -m entrypoint settings --configmap-env"
+
+
+def test_configmap_env_agrees_with_env_example():
+    from entrypoint.settings_table import MANIFEST_FIXED, layered_settings
+
+    example = env_entries((README.parent / "compose" / ".env.example").read_text())
+    configmap = env_entries(CONFIGMAP_ENV.read_text())
+    assert set(configmap) == set(example) - set(MANIFEST_FIXED)
+    assert {name: value for name, (value, _) in configmap.items()} == \
+        {name: value for name, (value, _) in example.items() if name in configmap}
+    active = {name for name, (_, on) in configmap.items() if on}
+    # A ConfigMap value beats the platform and profile layers: those stay commented out.
+    assert not active & layered_settings()
+    assert {"PLATFORM", "MODEL_ID", "STOP_GRACE_PERIOD"} <= active

@@ -14,7 +14,8 @@ from entrypoint.settings import load_settings
 GOLDEN = Path(__file__).parent / "golden"
 SEED = Path(__file__).parents[3] / "shared" / "seed" / "gemma-3-270m-on-vllm-ascend.md"
 SEED_MODEL_PATH = "/opt/atomgit/weights/gemma-3-270m-it"
-CACHE_KEYS = {"HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "MODELSCOPE_CACHE", "VLLM_CACHE_ROOT"}
+CACHE_KEYS = {"HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "MODELSCOPE_CACHE", "VLLM_CACHE_ROOT",
+              "TORCHINDUCTOR_CACHE_DIR"}
 
 
 def parse_shell(text: str) -> tuple[dict[str, str], list[str]]:
@@ -83,6 +84,7 @@ def test_caches_live_on_the_model_cache_volume():
     env = render_command(load_settings({"PLATFORM": "cuda", "MODEL_CACHE_DIR": "/data"}), "/m").env
     assert env["HF_HOME"].startswith("/data/") and env["MODELSCOPE_CACHE"].startswith("/data/")
     assert env["VLLM_CACHE_ROOT"] == "/data/vllm" and env["HF_HUB_OFFLINE"] == "1"
+    assert env["TORCHINDUCTOR_CACHE_DIR"] == "/data/vllm/torchinductor"
 
 
 def test_json_format_is_argv_and_env():

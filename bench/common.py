@@ -1,0 +1,47 @@
+"""What every benchmark here shares: the machine's facts, ports, weights and the report files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cpu_facts() -> dict[str, object]:
+    """What the numbers depend on: CPU model, flags that matter, cores, memory."""
+    info = Path("/proc/cpuinfo").read_text()
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+    mem_kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                      if line.startswith("MemTotal")))
+    return {"cpu": model, "cores": os.cpu_count(), "flags": [f for f in wanted if f in flags],
+            "memory_gib": round(mem_kb / 2**20, 1), "python": platform.python_version()}
+
+
+def fixture_path() -> str:
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_fixture_model.py")],
+                          check=True, capture_output=True, text=True)
+    return done.stdout.strip().splitlines()[-1]
+
+
+def write_report(name: str, result: dict, markdown: str) -> None:
+    """bench/results/<name>.json and .md, and the Markdown on stdout."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{name}.md").write_text(markdown)
+    print(markdown)

@@ -1,0 +1,166 @@
+"""The CPU image: size, build times (cold, no change, code-only change) and time-to-healthy
+of the container against the native runtime on the same weights and settings.
+
+Needs a Docker engine (`eval "$(scripts/docker-engine.sh start)"`) and the base image
+(`scripts/base-image.sh debian:bookworm-slim`); `make bench-image` does both.
+Writes bench/results/image.json and image.md.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.common import cpu_facts, fixture_path, free_port, write_report  # noqa: E402
+
+IMAGE = "ascend-serve-bundle:cpu"
+READY_TIMEOUT = 1800.0
+TOUCH = ROOT / "entrypoint" / "_bench_code_change.py"
+
+
+def timed(command: list[str], **kwargs) -> float:
+    started = time.monotonic()
+    subprocess.run(command, cwd=ROOT, check=True, **kwargs)
+    return time.monotonic() - started
+
+
+def build() -> float:
+    """`make build PLATFORM=cpu`, timed."""
+    return timed(["make", "--no-print-directory", "build", "PLATFORM=cpu"], stdout=subprocess.DEVNULL)
+
+
+def build_times() -> dict[str, float]:
+    """Cold (no layer cache), unchanged, and after a change to the bundle's code only."""
+    subprocess.run(["docker", "builder", "prune", "--all", "--force"], check=True, capture_output=True)
+    subprocess.run(["docker", "image", "rm", "--force", IMAGE], capture_output=True)
+    cold = build()
+    unchanged = build()
+    TOUCH.write_text(f"# a code-only change for bench/image.py at {time.time()}\n")
+    try:
+        code_only = build()
+    finally:
+        TOUCH.unlink()
+    build()  # leave the image as the checkout builds it
+    return {"cold_s": round(cold, 1), "unchanged_s": round(unchanged, 1), "code_only_change_s": round(code_only, 1)}
+
+
+def image_size_gb() -> float:
+    size = subprocess.run(["docker", "image", "inspect", IMAGE, "--format", "{{.Size}}"], check=True,
+                          capture_output=True, text=True).stdout
+    return round(int(size) / 1e9, 2)
+
+
+def wait_ready(probe: list[str], process_alive, timeout: float = READY_TIMEOUT) -> float:
+    """Seconds until the probe command exits 0."""
+    started = time.monotonic()
+    while subprocess.run(probe, capture_output=True).returncode != 0:
+        if not process_alive():
+            raise SystemExit(f"server died before it was ready: {probe}")
+        if time.monotonic() - started > timeout:
+            raise SystemExit(f"not ready after {timeout} s")
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
+def container_ready_s(weights: str, cache_volume: str) -> float:
+    """`docker run` of the image until `healthcheck ready` passes inside it."""
+    name = f"bench-image-{os.getpid()}"
+    started = time.monotonic()
+    subprocess.run(["docker", "run", "-d", "--name", name, "--shm-size", "1g", "-p", f"127.0.0.1:{free_port()}:8000",
+                    "-v", f"{weights}:/fixture-weights:ro", "-v", f"{cache_volume}:/models",
+                    "-e", "MODEL_SOURCE=/fixture-weights", "-e", "MODEL_PROFILE=gemma-3-270m-fixture", IMAGE],
+                   check=True, capture_output=True)
+    try:
+        def alive() -> bool:
+            state = subprocess.run(["docker", "inspect", name, "--format", "{{.State.Running}}"],
+                                   capture_output=True, text=True).stdout.strip()
+            return state == "true"
+        wait_ready(["docker", "exec", name, "python", "-m", "healthcheck", "ready"], alive)
+        return time.monotonic() - started
+    finally:
+        subprocess.run(["docker", "rm", "--force", name], capture_output=True)
+
+
+def native_ready_s(weights: str, cache_dir: Path) -> float:
+    """`python -m entrypoint serve` from the project venv until `healthcheck ready` passes."""
+    state = Path(tempfile.mkdtemp(prefix="bench-native-"))
+    env = {**os.environ, "PLATFORM": "cpu", "HOST": "127.0.0.1", "PORT": str(free_port()), "MODEL_SOURCE": weights,
+           "MODEL_PROFILE": "gemma-3-270m-fixture", "MODEL_CACHE_DIR": str(cache_dir), "STATE_DIR": str(state),
+           "PYTHONPATH": str(ROOT)}
+    started = time.monotonic()
+    process = subprocess.Popen([sys.executable, "-m", "entrypoint", "serve"], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_ready([sys.executable, "-m", "healthcheck", "ready", "--state-dir", str(state)],
+                   lambda: process.poll() is None)
+        return time.monotonic() - started
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=90)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def ready_times(rounds: int) -> dict[str, list[float]]:
+    """Both runtimes, each with its own compile cache: the first start is cold, the rest warm."""
+    weights = fixture_path()
+    volume = f"bench-image-cache-{os.getpid()}"
+    native_cache = Path(tempfile.mkdtemp(prefix="bench-native-cache-"))
+    times: dict[str, list[float]] = {"container_s": [], "native_s": []}
+    try:
+        for _ in range(rounds):
+            times["container_s"].append(round(container_ready_s(weights, volume), 1))
+            times["native_s"].append(round(native_ready_s(weights, native_cache), 1))
+            print(f"ready: {times}", file=sys.stderr)
+    finally:
+        subprocess.run(["docker", "volume", "rm", "--force", volume], capture_output=True)
+        shutil.rmtree(native_cache, ignore_errors=True)
+    return times
+
+
+def markdown(result: dict) -> str:
+    b, r = result["build"], result["ready"]
+    rows = "\n".join(f"| {i + 1}{' (cold compile cache)' if i == 0 else ''} | {c} | {n} | {round(c - n, 1)} |"
+                     for i, (c, n) in enumerate(zip(r["container_s"], r["native_s"], strict=True)))
+    m = result["machine"]
+    return f"""# Image benchmark
+
+Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, flags {', '.join(m['flags'])}.
+
+Image `{IMAGE}`: **{result['image_size_gb']} GB**.
+
+| build | seconds |
+|---|---|
+| cold (no layer cache; packages from the registries) | {b['cold_s']} |
+| nothing changed | {b['unchanged_s']} |
+| a change to the bundle's code only | **{b['code_only_change_s']}** (target: under 30) |
+
+Time to healthy (`healthcheck ready` passes), same weights (the test-bed Gemma 3 270M)
+and the CPU render's default settings; each runtime keeps its own compile cache, so
+round 1 is a cold start and the rest are warm:
+
+| round | container | native | container − native |
+|---|---|---|---|
+{rows}
+
+Target: the container adds under 5 s over the native runtime.
+"""
+
+
+def main() -> None:
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 2
+    result = {"machine": cpu_facts(), "build": build_times(), "image_size_gb": image_size_gb(),
+              "ready": ready_times(rounds)}
+    write_report("image", result, markdown(result))
+
+
+if __name__ == "__main__":
+    main()

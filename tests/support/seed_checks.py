@@ -1,0 +1,18 @@
+"""The deployment guide's two smoke requests, asserted against a base URL."""
+
+from __future__ import annotations
+
+import requests
+
+SERVED_NAME = "gemma-3-270m-it"
+QUESTION = "What is the capital of France? Answer in one word."
+
+
+def assert_seed_smoke_requests(base_url: str) -> None:
+    """/v1/models lists the served name; the guide's chat completion answers with text."""
+    models = requests.get(f"{base_url}/v1/models", timeout=30)
+    assert models.status_code == 200 and SERVED_NAME in [m["id"] for m in models.json()["data"]]
+    chat = requests.post(f"{base_url}/v1/chat/completions", timeout=120, json={
+        "model": SERVED_NAME, "temperature": 0, "max_tokens": 16,
+        "messages": [{"role": "user", "content": QUESTION}]})
+    assert chat.status_code == 200 and chat.json()["choices"][0]["message"]["content"].strip()
