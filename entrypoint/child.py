@@ -58,7 +58,9 @@ class ChildProcess:
     def stop(self, grace_seconds: float) -> int:
         """SIGTERM, wait up to the grace period, then SIGKILL the whole group; return the exit status."""
         if self.poll() is None:
-            self._signal_group(signal.SIGTERM)
+            # Only the server gets SIGTERM: it drains its engine workers itself. A SIGTERM to
+            # the whole group would stop the workers under it and abort accepted requests.
+            self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=grace_seconds)
             except subprocess.TimeoutExpired:

@@ -102,6 +102,9 @@ class Settings(BaseModel):
                                          alias="ENFORCE_EAGER")
     enable_chunked_prefill: bool | None = setting(None, "--enable-chunked-prefill (unset: vLLM's default)",
                                                   BOOLEAN, alias="ENABLE_CHUNKED_PREFILL")
+    shutdown_timeout: int | None = setting(None, "--shutdown-timeout: seconds vLLM drains accepted requests after "
+                                           "SIGTERM (newer vLLM only; unset: vLLM's default, which aborts them).",
+                                           "an integer >= 0, below STOP_GRACE_PERIOD", alias="SHUTDOWN_TIMEOUT", ge=0)
     extra_args: str = setting("", "More vllm serve flags, shell-split and appended last (last one wins).",
                               "shell words with balanced quotes", alias="EXTRA_ARGS")
 
@@ -226,6 +229,9 @@ def cross_field_errors(settings: Settings) -> list[str]:
     if settings.enable_chunked_prefill is False and settings.max_num_batched_tokens < settings.max_model_len:
         errors.append(f"MAX_NUM_BATCHED_TOKENS={settings.max_num_batched_tokens}: must be >= MAX_MODEL_LEN "
                       f"({settings.max_model_len}) when ENABLE_CHUNKED_PREFILL=false, as vLLM requires")
+    if settings.shutdown_timeout is not None and settings.shutdown_timeout >= settings.stop_grace_period:
+        errors.append(f"SHUTDOWN_TIMEOUT={settings.shutdown_timeout}: must be below STOP_GRACE_PERIOD "
+                      f"({settings.stop_grace_period:g}), or the supervisor kills vLLM mid-drain")
     if settings.model_source != "modelscope" and not (Path(settings.model_source) / "config.json").is_file():
         errors.append(f"MODEL_SOURCE={settings.model_source}: no config.json there; allowed: modelscope "
                       "or an absolute path to a model folder")

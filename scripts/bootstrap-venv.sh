@@ -14,10 +14,13 @@ cache=${BUNDLE_CACHE:-$HOME/.cache/ascend-serve-bundle}
 key=$( (cat "$root"/requirements/*.txt; "$python" -c 'import sys; print(sys.version)') | sha256sum | cut -c1-16)
 venv=$cache/venv-$key
 
+mkdir -p "$cache"
+# Two makes at once (say `make lint` and `make test`) must not build the same venv twice.
+exec 9>"$cache/.venv-$key.lock"
+flock 9
 if [ ! -f "$venv/.complete" ]; then
   echo "bootstrap: building $venv (vLLM CPU, about 2 minutes)" >&2
   rm -rf "$venv"
-  mkdir -p "$cache"
   "$python" -m venv "$venv"
   # The locks are complete (a pip freeze), so --no-deps installs exactly them and skips
   # the CUDA builds of torchvision/torchaudio/torchcodec that break `import vllm`.
@@ -27,6 +30,9 @@ if [ ! -f "$venv/.complete" ]; then
     2> >(grep -v 'is ignored' >&2)
   (cd "$root" && "$venv/bin/python" -c 'import vllm, modelscope, entrypoint.settings')  # self-test
   touch "$venv/.complete"
+  # Each venv is ~4 GB: keep this one and the one before it (another checkout may use it).
+  find "$cache" -maxdepth 1 -name 'venv-*' -type d -printf '%T@ %p\n' | sort -rn | tail -n +3 \
+    | cut -d' ' -f2- | xargs -r rm -rf
 fi
 ln -sfn "$venv" "$link"
 echo "$venv"

@@ -32,7 +32,7 @@ STARTUP_SECONDS = 1200  # a cold CPU start is minutes; this only bounds a hang
 # batch budget keep a start near a minute; the serve path is the same as the default's.
 FAST_CPU = {
     "PLATFORM": "cpu", "MODEL_PROFILE": "gemma-3-270m-fixture", "DTYPE": "float32", "ENFORCE_EAGER": "true",
-    "MAX_MODEL_LEN": "4096", "MAX_NUM_BATCHED_TOKENS": "512", "VLLM_CPU_KVCACHE_SPACE": "1", "STOP_GRACE_PERIOD": "20",
+    "MAX_MODEL_LEN": "4096", "MAX_NUM_BATCHED_TOKENS": "512", "VLLM_CPU_KVCACHE_SPACE": "1", "STOP_GRACE_PERIOD": "30",
 }
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.integration.conftest import start_server
 
@@ -27,6 +29,29 @@ def session_members(sid: int) -> list[int]:
     return members
 
 
+class Request(threading.Thread):
+    """One completion request in the background; its status lands in `result`."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.result = url, {}
+
+    def run(self) -> None:
+        try:
+            answer = requests.post(f"{self.url}/v1/completions", timeout=120, json={
+                "model": "gemma-3-270m-it", "prompt": "Once upon a time", "max_tokens": 64,
+                "ignore_eos": True, "temperature": 0})
+            self.result.update(status=answer.status_code, body=answer.text[:300])
+        except requests.RequestException as exc:
+            self.result.update(status=None, error=repr(exc))
+
+
+def start_long_request(url: str) -> Request:
+    request = Request(url)
+    request.start()
+    return request
+
+
 def test_warm_start_makes_no_hub_request_and_sigterm_is_clean(tmp_path, hub, warm_cache):
     hub.reset()
     server = start_server(tmp_path, hub, warm_cache)
@@ -34,10 +59,14 @@ def test_warm_start_makes_no_hub_request_and_sigterm_is_clean(tmp_path, hub, war
     assert hub.requests == []
     vllm_pid = server.state.state()["server_pid"]
     assert session_members(vllm_pid)
+    in_flight = start_long_request(server.url)
+    time.sleep(2)  # the request is being generated when SIGTERM arrives
     started = time.monotonic()
     status = server.stop()
+    in_flight.join(timeout=120)
+    assert in_flight.result["status"] == 200, in_flight.result  # vLLM drains what it already accepted
     assert status == 0, server.log()[-3000:]
-    assert time.monotonic() - started < 20 + 30  # STOP_GRACE_PERIOD plus the supervisor's own exit
+    assert time.monotonic() - started < 30 + 30  # STOP_GRACE_PERIOD plus the supervisor's own exit
     assert session_members(vllm_pid) == []
     assert server.state.ready() is None and server.probe("live") == 1
 

@@ -57,6 +57,8 @@ BAD_INPUTS = [
     ("MODELSCOPE_ENDPOINT", "modelscope.cn", "http(s) URL"),
     ("FALLBACK_MODEL_DIR", "/nonexistent", "no config.json"),
     ("DOWNLOAD_RETRIES", "0", ">= 1"),
+    ("SHUTDOWN_TIMEOUT", "-1", ">= 0"),
+    ("SHUTDOWN_TIMEOUT", "30", "below STOP_GRACE_PERIOD"),
 ]
 
 
