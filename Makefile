@@ -79,7 +79,7 @@ ifeq ($(RESOLVED_ENGINE),docker)
 	$(COMPOSE) run --rm smoke
 else
 	@$(MAKE) --no-print-directory venv
-	@PORT=$(PORT) $(PY) -m entrypoint $(if $(ENV_FILE),--env-file $(ENV_FILE)) smoke
+	@PORT=$(PORT) STATE_DIR=.run/state $(PY) -m entrypoint $(if $(ENV_FILE),--env-file $(ENV_FILE)) smoke
 endif
 
 .PHONY: render ## print the serve command (try PLATFORM=npu on a machine without an NPU)

@@ -99,10 +99,15 @@ def _render(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _smoke(settings: Settings, args: argparse.Namespace) -> int:
-    from entrypoint.smoke import run_smoke
+    from entrypoint.smoke import run_smoke, smoke_expectation
+    from entrypoint.state import StateDir
 
-    result = run_smoke((args.url or settings.base_url).rstrip("/"), settings.served_model_name,
-                       settings.smoke_prompt, settings.smoke_expect, settings.smoke_max_tokens,
+    url = (args.url or settings.base_url).rstrip("/")
+    # The supervisor of this server, if it runs here, says whether it serves fallback weights.
+    state = StateDir(settings.state_dir).state() or {}
+    fallback = bool(state.get("fallback")) and state.get("url") == url
+    result = run_smoke(url, settings.served_model_name, settings.smoke_prompt,
+                       smoke_expectation(settings.smoke_expect, fallback), settings.smoke_max_tokens,
                        settings.request_timeout)
     print(result.to_json() if args.json else result.verdict)
     return 0 if result.ok else 1

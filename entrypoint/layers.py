@@ -42,7 +42,8 @@ def load_profile(templates_dir: Path, name: str) -> dict[str, Any]:
 
 
 def find_profile(templates_dir: Path, user: dict[str, str]) -> tuple[str, list[str]]:
-    """The profile the user named, else the one serving MODEL_ID, else `generic`; plus errors."""
+    """The profile the user named, else the one serving MODEL_ID (the one named after it first,
+    since variants such as the test bed's share the id), else `generic`; plus errors."""
     names = profile_names(templates_dir)
     wanted = user.get("MODEL_PROFILE")
     if wanted:
@@ -50,7 +51,8 @@ def find_profile(templates_dir: Path, user: dict[str, str]) -> tuple[str, list[s
             return wanted, []
         return "generic", [f"MODEL_PROFILE={wanted!r}: no such profile; allowed: {', '.join(names)}"]
     model_id = user.get("MODEL_ID", "google/gemma-3-270m-it")
-    for name in names:
+    named_after = model_id.rsplit("/", 1)[-1]
+    for name in sorted(names, key=lambda n: n != named_after):
         if load_profile(templates_dir, name).get("settings", {}).get("MODEL_ID") == model_id:
             return name, []
     return "generic", []

@@ -20,7 +20,7 @@ from entrypoint.errors import UserError
 from entrypoint.readiness import ServerExited, wait_until_ready
 from entrypoint.render import render_command
 from entrypoint.settings import Settings, inherited_environment
-from entrypoint.smoke import run_smoke
+from entrypoint.smoke import run_smoke, smoke_expectation
 from entrypoint.state import StateDir
 from entrypoint.weights import Weights, ensure_weights
 
@@ -61,15 +61,6 @@ def start_server(settings: Settings, state: StateDir) -> tuple[ChildProcess, Wei
     return child, weights
 
 
-def smoke_expectation(settings: Settings, weights: Weights) -> str:
-    """The profile's expected answer, unless other weights than MODEL_ID are served."""
-    if weights.fallback and settings.smoke_expect:
-        log.warning("fallback weights are served: the smoke check asks only for a non-empty answer, "
-                    "not for %r", settings.smoke_expect)
-        return ""
-    return settings.smoke_expect
-
-
 def become_ready(settings: Settings, child: ChildProcess, weights: Weights, state: StateDir,
                  deadline: float) -> None:
     """Wait for vLLM, run the smoke check, then write the ready marker."""
@@ -82,7 +73,7 @@ def become_ready(settings: Settings, child: ChildProcess, weights: Weights, stat
     answered_at = time.time()
     if settings.smoke_on_start:
         result = run_smoke(settings.base_url, settings.served_model_name, settings.smoke_prompt,
-                           smoke_expectation(settings, weights), settings.smoke_max_tokens,
+                           smoke_expectation(settings.smoke_expect, weights.fallback), settings.smoke_max_tokens,
                            settings.request_timeout)
         if not result.ok:
             raise UserError(result.verdict)

@@ -115,6 +115,12 @@ def test_platform_and_profile_layers():
     assert generic.served_model_name == "Qwen3-0.6B" and generic.model_profile == "generic"
 
 
+def test_default_profile_is_the_seed_model_not_the_test_bed_variant():
+    s = load_settings({})
+    assert s.model_profile == "gemma-3-270m-it" and s.smoke_expect == "(?i)paris"
+    assert load_settings({"MODEL_PROFILE": "gemma-3-270m-fixture"}).smoke_expect == ""
+
+
 def test_auto_platform_is_resolved():
     assert load_settings({"PLATFORM": "auto"}).platform in ("npu", "cuda", "cpu")
 
