@@ -8,10 +8,13 @@ import platform
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
+READY_TIMEOUT = 1800.0  # a cold start on 2 cores takes minutes; this only bounds a hang
 
 
 def free_port() -> int:
@@ -37,6 +40,19 @@ def fixture_path() -> str:
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_fixture_model.py")],
                           check=True, capture_output=True, text=True)
     return done.stdout.strip().splitlines()[-1]
+
+
+def wait_until(check: Callable[[], bool], alive: Callable[[], bool], what: str, poll: float,
+               timeout: float = READY_TIMEOUT) -> float:
+    """Seconds until check() holds; exits if the server dies first or the timeout passes."""
+    started = time.monotonic()
+    while not check():
+        if not alive():
+            raise SystemExit(f"server died before it was ready ({what})")
+        if time.monotonic() - started > timeout:
+            raise SystemExit(f"not ready after {timeout} s ({what})")
+        time.sleep(poll)
+    return time.monotonic() - started
 
 
 def write_report(name: str, result: dict, markdown: str) -> None:

@@ -20,10 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import cpu_facts, fixture_path, free_port, write_report  # noqa: E402
+from bench.common import cpu_facts, fixture_path, free_port, wait_until, write_report  # noqa: E402
 
 IMAGE = "ascend-serve-bundle:cpu"
-READY_TIMEOUT = 1800.0
 TOUCH = ROOT / "entrypoint" / "_bench_code_change.py"
 
 
@@ -59,16 +58,10 @@ def image_size_gb() -> float:
     return round(int(size) / 1e9, 2)
 
 
-def wait_ready(probe: list[str], process_alive, timeout: float = READY_TIMEOUT) -> float:
+def wait_ready(probe: list[str], alive) -> float:
     """Seconds until the probe command exits 0."""
-    started = time.monotonic()
-    while subprocess.run(probe, capture_output=True).returncode != 0:
-        if not process_alive():
-            raise SystemExit(f"server died before it was ready: {probe}")
-        if time.monotonic() - started > timeout:
-            raise SystemExit(f"not ready after {timeout} s")
-        time.sleep(0.5)
-    return time.monotonic() - started
+    return wait_until(lambda: subprocess.run(probe, capture_output=True).returncode == 0, alive,
+                      " ".join(probe), poll=0.5)
 
 
 def container_ready_s(weights: str, cache_volume: str) -> float:

@@ -29,11 +29,9 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import cpu_facts, fixture_path, free_port, write_report  # noqa: E402
+from bench.common import cpu_facts, fixture_path, free_port, wait_until, write_report  # noqa: E402
 from entrypoint.render import render_command  # noqa: E402
 from entrypoint.settings import inherited_environment, load_settings  # noqa: E402
-
-READY_TIMEOUT = 1800.0
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -47,15 +45,8 @@ def stop(process: subprocess.Popen) -> None:
 
 
 def wait_for(check, process: subprocess.Popen, log: Path) -> float:
-    """Seconds until check() holds; fails if the process dies first."""
-    started = time.monotonic()
-    while not check():
-        if process.poll() is not None:
-            raise SystemExit(f"process exited with {process.returncode}; see {log}")
-        if time.monotonic() - started > READY_TIMEOUT:
-            raise SystemExit(f"not ready after {READY_TIMEOUT} s; see {log}")
-        time.sleep(0.1)
-    return time.monotonic() - started
+    """Seconds until check() holds, polled often: these are the times being compared."""
+    return wait_until(check, lambda: process.poll() is None, f"see {log}", poll=0.1)
 
 
 def vllm_ready(url: str, name: str) -> bool:
