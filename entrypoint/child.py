@@ -14,7 +14,7 @@ import threading
 from collections.abc import Mapping
 
 log = logging.getLogger("entrypoint.child")
-TAIL_LINES = 40
+TAIL_LINES = 200  # enough to reach a worker's error above the engine's own traceback
 
 
 class ChildProcess:
@@ -46,10 +46,10 @@ class ChildProcess:
         """Exit status, or None while running."""
         return self.process.poll()
 
-    def last_lines(self, count: int = 20) -> str:
-        """The child's last output lines, for an error message."""
+    def last_lines(self, count: int = 20) -> list[str]:
+        """The child's last output lines (all of the kept tail when count is 0)."""
         self._pump.join(timeout=2)
-        return "\n".join(list(self.tail)[-count:])
+        return list(self.tail)[-count:] if count else list(self.tail)
 
     def _signal_group(self, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError):

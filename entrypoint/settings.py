@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from entrypoint import layers
 from entrypoint.errors import SettingsError
 from entrypoint.platform_detect import detect_platform
+from entrypoint.startup_errors import KUBERNETES_TERMINATION_LOG
 from entrypoint.state import DEFAULT_STATE_DIR
 
 Platform = Literal["npu", "cuda", "cpu"]
@@ -133,6 +134,9 @@ class Settings(BaseModel):
                               "a writable directory", alias="STATE_DIR")
     download_retries: int = setting(5, "Attempts for the whole download before giving up.", "an integer >= 1",
                                     alias="DOWNLOAD_RETRIES", ge=1)
+    termination_log: str = setting(KUBERNETES_TERMINATION_LOG, "File that receives the one-line reason of a failed "
+                                   "start (Kubernetes shows it in `kubectl describe`).", "a file path",
+                                   alias="TERMINATION_LOG", min_length=1)
     smoke_on_start: bool = setting(True, "Run the smoke check before marking the server ready.", BOOLEAN,
                                    alias="SMOKE_ON_START")
     smoke_prompt: str = setting("What is the capital of France? Answer in one word.",

@@ -21,6 +21,7 @@ from entrypoint.readiness import ServerExited, wait_until_ready
 from entrypoint.render import render_command
 from entrypoint.settings import Settings, inherited_environment
 from entrypoint.smoke import run_smoke, smoke_expectation
+from entrypoint.startup_errors import classify, write_termination_message
 from entrypoint.state import StateDir
 from entrypoint.weights import Weights, ensure_weights
 
@@ -68,7 +69,10 @@ def become_ready(settings: Settings, child: ChildProcess, weights: Weights, stat
         took = wait_until_ready(settings.base_url, settings.served_model_name, deadline, child.poll,
                                 timeout=min(settings.request_timeout, 10.0))
     except ServerExited as exc:
-        raise UserError(f"{exc.message}; its last lines:\n{child.last_lines()}") from None
+        reason = classify(child.last_lines(0))
+        if reason is None:
+            raise UserError(f"{exc.message}; its last lines:\n" + "\n".join(child.last_lines())) from None
+        raise UserError(f"vLLM could not start: {reason}") from None
     log.info("vLLM answers after %.1f s", took)
     answered_at = time.time()
     if settings.smoke_on_start:
@@ -83,12 +87,15 @@ def become_ready(settings: Settings, child: ChildProcess, weights: Weights, stat
     log.info("ready: %s serves %r", settings.base_url, settings.served_model_name)
 
 
-def watch(child: ChildProcess) -> int:
+def watch(child: ChildProcess, termination_log: str) -> int:
     """Block while vLLM runs; if it dies on its own, say so and return non-zero."""
     while (status := child.poll()) is None:
         time.sleep(WATCH_SECONDS)
     child.reap()
-    log.error("vLLM exited unexpectedly with status %s; its last lines:\n%s", status, child.last_lines())
+    log.error("vLLM exited unexpectedly with status %s; its last lines:\n%s", status, "\n".join(child.last_lines()))
+    reason = classify(child.last_lines(0))
+    write_termination_message(termination_log, f"vLLM exited unexpectedly with status {status}"
+                              + (f": {reason}" if reason else ""))
     return exit_status(status) or 1
 
 
@@ -103,7 +110,7 @@ def serve(settings: Settings) -> int:
     try:
         child, weights = start_server(settings, state)
         become_ready(settings, child, weights, state, deadline)
-        return watch(child)
+        return watch(child, settings.termination_log)
     except StopRequested as stop:
         log.info("%s received; stopping", stop)
         if child is None:
@@ -111,6 +118,11 @@ def serve(settings: Settings) -> int:
         status = child.stop(settings.stop_grace_period)
         log.info("vLLM stopped with status %s", status)
         return exit_status(status)
+    except UserError as exc:
+        write_termination_message(settings.termination_log, exc.message.splitlines()[0])
+        if child is not None:
+            child.stop(settings.stop_grace_period)
+        raise
     except BaseException:
         if child is not None:
             child.stop(settings.stop_grace_period)
