@@ -120,12 +120,10 @@ def serve(settings: Settings) -> int:
         return exit_status(status)
     except UserError as exc:
         write_termination_message(settings.termination_log, exc.message.splitlines()[0])
-        if child is not None:
-            child.stop(settings.stop_grace_period)
-        raise
-    except BaseException:
-        if child is not None:
-            child.stop(settings.stop_grace_period)
         raise
     finally:
+        # Whatever ended the run, nothing of vLLM's process group outlives the supervisor
+        # (stop() on an exited server only kills what is left of its group).
+        if child is not None:
+            child.stop(settings.stop_grace_period)
         state.reset()
