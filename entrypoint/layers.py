@@ -64,13 +64,18 @@ def resolve_platform(user: dict[str, str]) -> str:
     return detect_platform() if choice == "auto" else choice
 
 
+def platform_settings(templates_dir: Path, platform: str) -> dict[str, Any]:
+    """The defaults one platform file sets, by setting name."""
+    return _read_yaml(templates_dir / "platforms" / f"{platform}.yaml").get("settings") or {}
+
+
 def merge_defaults(user: dict[str, str], templates_dir: Path) -> tuple[dict[str, Any], list[str]]:
     """Platform defaults < profile defaults < profile platform defaults < user values."""
     platform = resolve_platform(user)
     profile_name, errors = find_profile(templates_dir, user)
     merged: dict[str, Any] = {}
     if platform in PLATFORMS:
-        merged.update(_read_yaml(templates_dir / "platforms" / f"{platform}.yaml").get("settings") or {})
+        merged.update(platform_settings(templates_dir, platform))
     if profile_name != "generic":
         profile = load_profile(templates_dir, profile_name)
         merged.update(profile.get("settings") or {})

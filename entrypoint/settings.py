@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
 
 from entrypoint import layers
 from entrypoint.errors import SettingsError
@@ -245,11 +246,17 @@ def cross_field_errors(settings: Settings) -> list[str]:
     return errors
 
 
+def allowed_values(field: FieldInfo) -> str:
+    """What a setting accepts, as its error lines and the generated docs say it."""
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    return str(extra.get("allowed", ""))
+
+
 def error_line(error: Mapping[str, Any]) -> str:
     """One user-facing line for a pydantic error: variable, value, what is allowed."""
     name = str(error["loc"][0]) if error["loc"] else "settings"
     field = next((f for f in Settings.model_fields.values() if f.alias == name), None)
-    allowed = (field.json_schema_extra or {}).get("allowed") if field else None  # type: ignore[union-attr]
+    allowed = allowed_values(field) if field else None
     reason = str(error["msg"]).removeprefix("Value error, ")
     value = error.get("input")
     shown = "***" if name in SECRET_FIELDS else value
