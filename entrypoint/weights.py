@@ -120,12 +120,11 @@ def _is_unreachable(exc: BaseException) -> bool:
 
 
 def _is_missing(exc: BaseException) -> bool:
-    import requests
     from modelscope_hub.errors import NotExistError
 
     response = getattr(exc, "response", None)
     status = getattr(response, "status_code", None) or getattr(exc, "status_code", None)
-    return isinstance(exc, NotExistError) or (isinstance(exc, requests.HTTPError) and status == 404) or status == 404
+    return isinstance(exc, NotExistError) or status == 404
 
 
 def _listing_worth_retrying(exc: BaseException) -> bool:
