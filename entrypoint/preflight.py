@@ -38,6 +38,19 @@ def unwritable_reason(path: Path) -> str | None:
     return None
 
 
+def ownership_hint(path: Path) -> str:
+    """How to fix a folder owned by another user (a host-mounted cache, typically)."""
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is None:
+        return ""
+    owner = existing.stat().st_uid
+    if owner == os.getuid():
+        return ""
+    # A bind mount keeps the host's owner; the fixes are on the host or in how the container runs.
+    return (f"; {existing} belongs to uid {owner}: chown -R {os.getuid()} the host folder mounted there, "
+            f"or run as its owner (docker --user {owner}, compose `user:`, Kubernetes fsGroup)")
+
+
 def writable_dirs(settings: Settings) -> dict[str, Path]:
     """The folders the server writes to, by setting name."""
     dirs = {"MODEL_CACHE_DIR": settings.model_cache_dir, "STATE_DIR": settings.state_dir}
@@ -55,7 +68,7 @@ def preflight_errors(settings: Settings, check_port: bool = True) -> list[str]:
         reason = unwritable_reason(path)
         if reason:
             errors.append(f"{name}={path}: cannot write there ({reason}); allowed: a directory "
-                          f"that user id {os.getuid()} can write")
+                          f"that user id {os.getuid()} can write{ownership_hint(path)}")
     if check_port and port_in_use(settings.host, settings.port):
         errors.append(f"PORT={settings.port}: already in use on {settings.host}; allowed: a free port "
                       "(stop the other server or pick another PORT)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 from tests.container.conftest import docker, make
@@ -35,3 +36,27 @@ def test_effective_settings_are_logged_once_as_json(deployment):
     logs = done.stdout + done.stderr  # the supervisor logs to stderr, vLLM to stdout
     lines = [line for line in (logs + "\n").splitlines() if "effective settings {" in line]
     assert len(lines) == 1 and '"PLATFORM": "cpu"' in lines[0]
+
+
+def test_serve_runs_hardened(deployment):
+    host = deployment.inspect()["HostConfig"]
+    assert host["ReadonlyRootfs"] is True
+    assert host["CapDrop"] == ["ALL"] and not host.get("CapAdd")
+    assert "no-new-privileges:true" in host["SecurityOpt"]
+    assert deployment.health() == "healthy"
+
+
+def test_cache_owned_by_another_user_is_one_clear_line(deployment, tmp_path):
+    # A host folder the image's uid 1000 cannot write, as a bind-mounted cache often is.
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    os.chown(cache, 4242, 4242)
+    cache.chmod(0o700)
+    image = deployment.inspect()["Config"]["Image"]
+    done = subprocess.run(["docker", "run", "--rm", "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL",
+                           "--security-opt", "no-new-privileges", "-v", f"{cache}:/models", image],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr
+    assert "MODEL_CACHE_DIR=/models" in lines[0] and "uid 4242" in lines[0] and "chown" in lines[0]

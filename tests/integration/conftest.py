@@ -53,6 +53,8 @@ class Server:
     log_path: Path
     url: str
     probes_at_start: dict[str, int] = field(default_factory=dict)
+    hub_counts_at_ready: dict[str, int] = field(default_factory=dict)
+    model_cache: Path | None = None
 
     @property
     def state(self) -> StateDir:
@@ -135,11 +137,15 @@ def warm_cache(model_cache: Path, hub: LoopbackHub) -> Path:
     return model_cache
 
 
-@pytest.fixture(scope="module")
-def shared_server(tmp_path_factory: pytest.TempPathFactory, hub: LoopbackHub, model_cache: Path) -> Iterator[Server]:
-    """The server most tests talk to: started from nothing, weights through the hub."""
+@pytest.fixture(scope="session")
+def shared_server(tmp_path_factory: pytest.TempPathFactory, hub: LoopbackHub) -> Iterator[Server]:
+    """The server most tests talk to, for the whole session: started from nothing (a cache
+    of its own), weights through the hub; the hub's counts at ready are kept for the tests."""
     hub.reset()
-    server = start_server(tmp_path_factory.mktemp("shared"), hub, model_cache)
+    cache = tmp_path_factory.mktemp("shared-cache")
+    server = start_server(tmp_path_factory.mktemp("shared"), hub, cache)
     server.wait_ready()
+    server.hub_counts_at_ready = {kind: hub.count(kind) for kind in ("listing", "file")}
+    server.model_cache = cache
     yield server
     server.stop()

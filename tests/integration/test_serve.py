@@ -16,11 +16,11 @@ from tests.support.seed_checks import assert_seed_smoke_requests
 pytestmark = pytest.mark.integration
 
 
-def test_serve_goes_from_nothing_to_ready_through_the_hub(shared_server, hub, model_cache):
+def test_serve_goes_from_nothing_to_ready_through_the_hub(shared_server):
     marker = shared_server.state.ready()
     assert marker and marker["url"] == shared_server.url
-    assert hub.count("listing") >= 1 and hub.count("file") >= 1
-    folder = model_cache / "models" / MODEL_ID / "master"
+    assert shared_server.hub_counts_at_ready["listing"] >= 1 and shared_server.hub_counts_at_ready["file"] >= 1
+    folder = shared_server.model_cache / "models" / MODEL_ID / "master"
     files = json.loads((folder / MARKER).read_text())["files"]
     assert {"config.json", "model.safetensors"} <= {f["path"] for f in files}
     log = shared_server.log()
