@@ -55,9 +55,9 @@ def wait_until(check: Callable[[], bool], alive: Callable[[], bool], what: str, 
     return time.monotonic() - started
 
 
-def write_report(name: str, result: dict, markdown: str) -> None:
-    """bench/results/<name>.json and .md, and the Markdown on stdout."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / f"{name}.md").write_text(markdown)
+def write_report(name: str, result: dict, markdown: str, folder: Path = RESULTS) -> None:
+    """<folder>/<name>.json and .md (bench/results by default), and the Markdown on stdout."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (folder / f"{name}.md").write_text(markdown)
     print(markdown)

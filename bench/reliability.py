@@ -1,0 +1,184 @@
+"""The reliability figures: faults injected and survived, bad inputs rejected, requests
+under load with probe failures and latency, secrets scanned for.
+
+1. Runs the reliability tests (hub faults, shared cache, startup failures, crashes and
+   stops, hung engine, secrets, bad settings, settings fuzz) and lists each outcome.
+2. Starts the bundle (CPU profile, fixture weights, an API key and a hub token set to
+   random values), runs vLLM's `bench serve` at concurrency 32 for a few minutes while
+   `healthcheck ready` and `live` run every second.
+3. Greps everything an outsider could read for the two secrets: the serve log, the
+   state folder, `render` and `settings` output, and every server process's command line.
+
+Writes bench/reliability.{json,md}. Usage:
+    python bench/reliability.py [--prompts 160] [--concurrency 32] [--skip-tests]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.common import fixture_path, free_port, wait_until, write_report  # noqa: E402
+from verification.load import LoadPlan, run_load_with_probes  # noqa: E402
+from verification.runs import machine_facts  # noqa: E402
+
+SUITES = {
+    "faults injected": ["tests/integration/test_hub_faults.py", "tests/integration/test_shared_cache.py",
+                        "tests/integration/test_stop_and_crash.py", "tests/integration/test_canary.py",
+                        "tests/integration/test_startup_failures.py"],
+    "bad inputs": ["tests/unit/test_settings.py", "tests/unit/test_settings_fuzz.py", "tests/unit/test_secrets.py"],
+    "secrets": ["tests/integration/test_secrets.py"],
+}
+NETGUARD = ROOT / "tests" / "support" / "netguard"
+
+
+def run_suite(files: list[str], junit: Path) -> list[dict[str, Any]]:
+    """Run test files with pytest; one row per test case from its JUnit XML."""
+    present = [f for f in files if (ROOT / f).exists()]
+    if not present:
+        return []
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *present],
+                   cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
+    rows = []
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        outcome = "failed" if case.find("failure") is not None or case.find("error") is not None else \
+            "skipped" if case.find("skipped") is not None else "passed"
+        rows.append({"file": case.get("classname", "").rsplit(".", 1)[-1], "test": case.get("name"),
+                     "outcome": outcome, "seconds": round(float(case.get("time", 0)), 1)})
+    return rows
+
+
+def start_bundle(workdir: Path, weights: str, port: int, api_key: str, hub_token: str) -> subprocess.Popen:
+    """`entrypoint serve` with the CPU defaults on the fixture weights and both secrets set."""
+    cache = Path(os.environ.get("BUNDLE_CACHE", Path.home() / ".cache" / "ascend-serve-bundle"))
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": f"{NETGUARD}:{ROOT}", **bundle_settings(workdir, weights, port, cache),
+           "API_KEY": api_key, "MODELSCOPE_TOKEN": hub_token}
+    log = (workdir / "serve.log").open("wb")
+    return subprocess.Popen([sys.executable, "-m", "entrypoint", "serve"], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def bundle_settings(workdir: Path, weights: str, port: int, cache: Path) -> dict[str, str]:
+    """The settings of the server under load: the CPU render with the fixture's profile."""
+    return {"PLATFORM": "cpu", "HOST": "127.0.0.1", "PORT": str(port), "MODEL_SOURCE": weights,
+            "MODEL_PROFILE": "gemma-3-270m-fixture", "MODEL_CACHE_DIR": str(workdir / "cache"),
+            "COMPILE_CACHE_DIR": str(cache / "vllm-compile"), "STATE_DIR": str(workdir / "state")}
+
+
+def group_cmdlines(pgid: int) -> list[str]:
+    """Command lines of every process in a process group (what `ps` shows any user)."""
+    lines = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:
+                lines.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except (OSError, IndexError, ValueError):
+            continue
+    return lines
+
+
+def scan_for_secrets(workdir: Path, pgid: int, env: dict[str, str], secrets_: list[str]) -> dict[str, Any]:
+    """Where each secret shows up: logs, state files, render/settings output, command lines."""
+    cli = {name: subprocess.run([sys.executable, "-m", "entrypoint", *args], cwd=ROOT, env=env,
+                                capture_output=True, text=True).stdout
+           for name, args in {"render": ["render"], "settings": ["settings"]}.items()}
+    places = {"serve log": (workdir / "serve.log").read_text(errors="replace"),
+              "state folder": "\n".join(p.read_text(errors="replace") for p in (workdir / "state").glob("*")
+                                        if p.is_file()),
+              "render output": cli["render"], "settings output": cli["settings"],
+              "process command lines": "\n".join(group_cmdlines(pgid))}
+    found = {place: sum(text.count(secret) for secret in secrets_) for place, text in places.items()}
+    return {"places": found, "total": sum(found.values()), "processes_scanned": len(group_cmdlines(pgid))}
+
+
+def load_and_scan(args: argparse.Namespace) -> dict[str, Any]:
+    """Start the bundle, load it while probing, then scan for its secrets."""
+    api_key, hub_token = f"sk-bench-{secrets.token_hex(12)}", f"ms-bench-{secrets.token_hex(12)}"
+    weights, port = args.model_path or fixture_path(), free_port()
+    with tempfile.TemporaryDirectory(prefix="reliability-") as tmp:
+        workdir = Path(tmp)
+        server = start_bundle(workdir, weights, port, api_key, hub_token)
+        try:
+            ready_s = wait_until(lambda: (workdir / "state" / "ready").exists(), lambda: server.poll() is None,
+                                 f"see {workdir / 'serve.log'}", poll=1.0)
+            plan = LoadPlan(concurrency=args.concurrency, num_prompts=args.prompts, input_len=args.input_len,
+                            output_len=args.output_len)
+            load = run_load_with_probes(f"http://127.0.0.1:{port}", "gemma-3-270m-it", weights, workdir / "state",
+                                        plan, api_key=api_key)
+            env = {**os.environ, "PYTHONPATH": str(ROOT), "API_KEY": api_key, "MODELSCOPE_TOKEN": hub_token,
+                   **bundle_settings(workdir, weights, port, Path(tempfile.gettempdir()))}
+            scan = scan_for_secrets(workdir, server.pid, env, [api_key, hub_token])
+        finally:
+            if server.poll() is None:
+                os.killpg(server.pid, signal.SIGTERM)
+                server.wait(timeout=120)
+    return {"ready_s": round(ready_s, 1), "load": load, "secrets": scan}
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The report."""
+    out = [f"# Reliability report\n\nDate {result['date']}, commit `{result['commit']}`, "
+           f"{result['machine']['cpu']} ({result['machine']['cores']} cores).\n"]
+    for suite, rows in result["suites"].items():
+        passed = sum(r["outcome"] == "passed" for r in rows)
+        out.append(f"## {suite.capitalize()}: {passed} of {len(rows)} passed\n\n| test | file | outcome | s |\n"
+                   "|---|---|---|---|")
+        out += [f"| {r['test']} | {r['file']} | {r['outcome']} | {r['seconds']} |" for r in rows]
+        out.append("")
+    if "load" in result:
+        load, req = result["load"]["load"], result["load"]["load"]["requests"]
+        out.append(f"## Requests under load\n\nvLLM `bench serve`, {load['plan']['num_prompts']} requests, "
+                   f"concurrency {load['plan']['concurrency']}, {load['plan']['input_len']} in / "
+                   f"{load['plan']['output_len']} out, {load['seconds']} s; probes every second.\n\n"
+                   f"- requests: {req['completed']} completed, {req['failed']} failed "
+                   f"(success rate {req['success_rate']:.2%}); {req['output_tokens_per_s']:.1f} output tok/s\n")
+        out.append("| probe | calls | failures | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|---|")
+        out += [f"| {name} | {p['calls']} | {p['failures']} | {p['p50_ms']} | {p['p99_ms']} | {p['max_ms']} |"
+                for name, p in load["probes"].items()]
+        scan = result["load"]["secrets"]
+        out.append(f"\n## Secrets scanned\n\nAn API key and a hub token (random values) were set; found "
+                   f"**{scan['total']}** times in total ({scan['processes_scanned']} process command lines):\n")
+        out += [f"- {place}: {count}" for place, count in scan["places"].items()]
+    return "\n".join(out) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, default=160)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--input-len", type=int, default=200)
+    parser.add_argument("--output-len", type=int, default=100)
+    parser.add_argument("--model-path")
+    parser.add_argument("--skip-tests", action="store_true", help="only the load and the secret scan")
+    parser.add_argument("--skip-load", action="store_true", help="only the tests")
+    args = parser.parse_args()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    result: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": commit,
+                              "machine": machine_facts(), "suites": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for suite, files in ({} if args.skip_tests else SUITES).items():
+            print(f"reliability: running {suite} tests", file=sys.stderr)
+            result["suites"][suite] = run_suite(files, Path(tmp) / "junit.xml")
+    if not args.skip_load:
+        print("reliability: load with probes, then the secret scan", file=sys.stderr)
+        result["load"] = load_and_scan(args)
+    write_report("reliability", result, markdown(result), folder=ROOT / "bench")
+
+
+if __name__ == "__main__":
+    main()
