@@ -13,6 +13,11 @@ So every CANARY_INTERVAL seconds the supervisor takes one look:
 Each look is written to STATE_DIR/canary.json with the count of consecutive failures,
 the limit (CANARY_FAILURES) and the age after which the record itself is stale (the
 supervisor stopped looking). The healthcheck judges from that file; it never generates.
+
+A hung engine fails live after about CANARY_FAILURES x (CANARY_INTERVAL + CANARY_TIMEOUT)
+seconds. That span must exceed the longest stretch in which a healthy engine finishes
+no step for anyone (one huge prefill with nothing else running): the counters move only
+when a step produces tokens.
 """
 
 from __future__ import annotations
