@@ -149,6 +149,15 @@ class Settings(BaseModel):
                                     alias="SMOKE_MAX_TOKENS", ge=1)
     request_timeout: float = setting(60.0, "Seconds one smoke or readiness request may take.",
                                      "a number of seconds > 0", alias="REQUEST_TIMEOUT", gt=0)
+    canary_interval: float = setting(30.0, "Seconds between the canary's looks at a ready server: a 1-token "
+                                     "completion when idle, the token counters when busy (0: no canary; "
+                                     "`healthcheck live` then only asks /health).",
+                                     "a number of seconds >= 0", alias="CANARY_INTERVAL", ge=0)
+    canary_timeout: float = setting(10.0, "Seconds the canary's 1-token completion may take before it counts "
+                                    "as failed (unless the engine made progress meanwhile).",
+                                    "a number of seconds > 0", alias="CANARY_TIMEOUT", gt=0)
+    canary_failures: int = setting(3, "Consecutive canary failures that make `healthcheck live` fail.",
+                                   "an integer >= 1", alias="CANARY_FAILURES", ge=1)
 
     @field_validator("platform", mode="before")
     @classmethod

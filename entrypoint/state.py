@@ -1,4 +1,5 @@
-"""Files the supervisor leaves for the probes: where the server is, and whether it is ready.
+"""Files the supervisor leaves for the probes: where the server is, whether it is ready,
+and what the engine canary saw last.
 
 Kept free of heavy imports: the healthcheck imports it every few seconds.
 """
@@ -13,6 +14,7 @@ from typing import Any
 DEFAULT_STATE_DIR = Path("/tmp/ascend-serve")
 STATE_FILE = "state.json"
 READY_FILE = "ready"
+CANARY_FILE = "canary.json"
 
 
 def _write_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -29,7 +31,8 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 
 class StateDir:
-    """The supervisor's state folder: `state.json` from start, `ready` once smoke passed."""
+    """The supervisor's state folder: `state.json` from start, `ready` once smoke passed,
+    `canary.json` while the canary runs."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -37,7 +40,7 @@ class StateDir:
     def reset(self) -> None:
         """Forget an earlier run: a stale ready marker must not make a new start look ready."""
         self.root.mkdir(parents=True, exist_ok=True)
-        for name in (READY_FILE, STATE_FILE):
+        for name in (READY_FILE, STATE_FILE, CANARY_FILE):
             (self.root / name).unlink(missing_ok=True)
 
     def write_state(self, **data: Any) -> None:
@@ -48,6 +51,10 @@ class StateDir:
         """Say the server answered the smoke check."""
         _write_atomic(self.root / READY_FILE, data)
 
+    def write_canary(self, **data: Any) -> None:
+        """Record the canary's last look (never a secret: the healthcheck prints from it)."""
+        _write_atomic(self.root / CANARY_FILE, data)
+
     def state(self) -> dict[str, Any] | None:
         """The state file, or None before the supervisor wrote it."""
         return _read(self.root / STATE_FILE)
@@ -55,3 +62,7 @@ class StateDir:
     def ready(self) -> dict[str, Any] | None:
         """The ready marker, or None when not ready."""
         return _read(self.root / READY_FILE)
+
+    def canary(self) -> dict[str, Any] | None:
+        """The canary's last record, or None when it has not run (disabled, or not ready yet)."""
+        return _read(self.root / CANARY_FILE)

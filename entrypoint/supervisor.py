@@ -3,7 +3,8 @@
 Signals: SIGTERM/SIGINT at any point stop the start; once vLLM runs they are
 forwarded to it, it gets STOP_GRACE_PERIOD seconds, then its whole process group is
 killed, and the supervisor exits with vLLM's status. If vLLM dies on its own, the
-supervisor exits non-zero at once, quoting vLLM's last lines.
+supervisor exits non-zero at once, quoting vLLM's last lines. While vLLM runs ready,
+the canary (entrypoint/canary.py) checks that its engine still generates.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import signal
 import time
 from types import FrameType
 
+from entrypoint.canary import start_canary
 from entrypoint.child import ChildProcess, exit_status
 from entrypoint.errors import UserError
 from entrypoint.readiness import ServerExited, wait_until_ready
@@ -110,7 +112,13 @@ def serve(settings: Settings) -> int:
     try:
         child, weights = start_server(settings, state)
         become_ready(settings, child, weights, state, deadline)
-        return watch(child, settings.termination_log)
+        canary = start_canary(settings, state)
+        try:
+            return watch(child, settings.termination_log)
+        finally:
+            # Before vLLM is stopped: a draining server is not a hung one.
+            if canary is not None:
+                canary.stop()
     except StopRequested as stop:
         log.info("%s received; stopping", stop)
         if child is None:

@@ -2,14 +2,19 @@
 
 - startup: the supervisor wrote the ready marker (weights fetched, vLLM up, smoke passed);
 - ready:   the marker is there and /health answers 200 now;
-- live:    /health answers 200 within the timeout. It never sends a generation, so a
-           busy server stays live; a dead or hung API server does not.
+- live:    /health answers 200 within the timeout, and the supervisor's engine canary
+           (entrypoint/canary.py) has not failed CANARY_FAILURES times in a row and
+           is not stale. It never generates itself and only reads canary.json, so a busy
+           server stays live; a dead or hung API server, a hung engine core (which
+           vLLM's /health does not notice) and a hung supervisor do not.
 """
 
 from __future__ import annotations
 
 import http.client
+import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from entrypoint.state import StateDir
@@ -50,12 +55,34 @@ def ready(state: StateDir, timeout: float) -> tuple[bool, str]:
     return _health_verdict(str(marker.get("url")), timeout)
 
 
+def canary_verdict(record: dict[str, Any] | None, now: float | None = None) -> tuple[bool, str]:
+    """Judge the canary's last record; no record (disabled, or not ready yet) passes."""
+    if record is None:
+        return True, "no canary record"
+    now = time.monotonic() if now is None else now
+    age = now - float(record.get("monotonic", now))
+    failures, limit = int(record.get("consecutive_failures", 0)), int(record.get("failures_limit", 1))
+    stale_after = float(record.get("stale_after", float("inf")))
+    last = f"{record.get('reason')}" + (f": {record['error']}" if record.get("error") else "")
+    if failures >= limit:
+        return False, f"engine canary failed {failures} times in a row (last: {last})"
+    if age > stale_after:
+        # The supervisor stopped looking: hung itself, so nothing watches vLLM any more.
+        return False, f"engine canary record is {age:.0f} s old (stale after {stale_after:.0f} s)"
+    return True, f"canary {age:.0f} s ago: {last}" + (f" ({failures} failures in a row)" if failures else "")
+
+
 def live(state: StateDir, timeout: float) -> tuple[bool, str]:
-    """/health answers 200 (the URL comes from the state file the supervisor writes at start)."""
+    """/health answers 200 (the URL comes from the state file the supervisor writes at start)
+    and the engine canary does not say the engine stopped answering."""
     current = state.state()
     if current is None:
         return False, f"not live: no supervisor state in {state.root}"
-    return _health_verdict(str(current.get("url")), timeout)
+    canary_ok, canary_message = canary_verdict(state.canary())
+    if not canary_ok:
+        return False, canary_message
+    health_ok, health_message = _health_verdict(str(current.get("url")), timeout)
+    return health_ok, f"{health_message}; {canary_message}" if health_ok else health_message
 
 
 PROBES = {"startup": startup, "ready": ready, "live": live}

@@ -86,3 +86,58 @@ def test_hung_server_fails_within_the_timeout(tmp_path):
         code, line = probe("live", tmp_path, timeout=1.0)
     assert code == 1 and "live: FAIL" in line
     assert time.monotonic() - started < 20  # bounded, not a timing assertion on speed
+
+
+def canary_record(failures: int = 0, limit: int = 3, age: float = 0.0, stale_after: float = 60.0) -> dict:
+    """A canary.json as the supervisor writes it, `age` seconds old."""
+    return {"ok": failures == 0, "reason": "the 1-token completion answered" if not failures else "no answer",
+            "seconds": 0.1, "error": None if not failures else "ReadTimeout: read timed out",
+            "at": time.time() - age, "monotonic": time.monotonic() - age, "consecutive_failures": failures,
+            "failures_limit": limit, "interval": 5.0, "stale_after": stale_after}
+
+
+@pytest.mark.parametrize(("record", "live"), [
+    (canary_record(), 0),
+    (canary_record(failures=1), 0),
+    (canary_record(failures=2, limit=3), 0),
+    (canary_record(failures=3, limit=3), 1),
+    (canary_record(failures=4, limit=3), 1),
+    (canary_record(age=120.0, stale_after=60.0), 1),
+    (canary_record(age=30.0, stale_after=60.0), 0),
+], ids=["ok", "one-failure", "below-limit", "at-limit", "above-limit", "stale", "recent"])
+def test_live_judges_the_canary_record(tmp_path, health_server, record, live):
+    url = f"http://127.0.0.1:{health_server.server_port}"
+    state = StateDir(tmp_path)
+    state.write_state(url=url)
+    state.mark_ready(url=url, served_model_name="m")
+    state.write_canary(**record)
+    code, line = probe("live", tmp_path)
+    assert code == live, line
+    assert probe("ready", tmp_path)[0] == 0  # readiness does not look at the canary
+
+
+def test_live_failure_line_names_the_canary(tmp_path, health_server):
+    url = f"http://127.0.0.1:{health_server.server_port}"
+    state = StateDir(tmp_path)
+    state.write_state(url=url)
+    state.write_canary(**canary_record(failures=3))
+    assert probe("live", tmp_path)[1] == ("live: FAIL: engine canary failed 3 times in a row "
+                                          "(last: no answer: ReadTimeout: read timed out)")
+    state.write_canary(**canary_record(age=500.0))
+    assert "stale" in probe("live", tmp_path)[1]
+
+
+def test_failed_canary_does_not_hide_a_dead_health(tmp_path, health_server):
+    url = f"http://127.0.0.1:{health_server.server_port}"
+    state = StateDir(tmp_path)
+    state.write_state(url=url)
+    state.write_canary(**canary_record())
+    health_server.status = 503
+    assert probe("live", tmp_path)[0] == 1
+
+
+def test_reset_forgets_the_canary(tmp_path):
+    state = StateDir(tmp_path)
+    state.write_canary(**canary_record(failures=5))
+    state.reset()
+    assert state.canary() is None
