@@ -135,6 +135,10 @@ lint: venv
 	@$(VENV)/bin/hadolint Dockerfile
 	@shellcheck scripts/*.sh .ci/run
 
+.PHONY: docs ## regenerate the README settings table, compose/.env.example and the Kubernetes settings.env
+docs: venv
+	@$(PY) scripts/regen-docs.py
+
 .PHONY: clean ## remove the venv link and run state (the cache under BUNDLE_CACHE stays)
 clean:
 	rm -rf $(VENV) .run .build .pytest_cache

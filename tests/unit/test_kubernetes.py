@@ -79,7 +79,7 @@ def test_probes_call_the_healthcheck_with_room_for_its_timeout(overlay):
     startup, ready, live = (serve[field] for field in PROBES)
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 30 * 60  # download + compile
     assert (ready["periodSeconds"], ready["failureThreshold"]) == (10, 3)
-    assert (live["periodSeconds"], live["timeoutSeconds"], live["failureThreshold"]) == (20, 10, 6)
+    assert (live["periodSeconds"], live["timeoutSeconds"], live["failureThreshold"]) == (20, 10, 3)
 
 
 def test_probe_commands_parse_and_fail_on_a_server_that_never_started(tmp_path):

@@ -1,0 +1,23 @@
+"""Rewrite the generated documents from the settings code: the README settings table,
+compose/.env.example and the Kubernetes ConfigMap's settings.env (`make docs`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from entrypoint.settings_table import BEGIN, END, configmap_env, env_example, markdown_table
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    start, end = text.index(BEGIN), text.index(END) + len(END)
+    readme.write_text(text[:start] + markdown_table() + text[end:])
+    (ROOT / "compose" / ".env.example").write_text(env_example())
+    (ROOT / "deploy" / "kubernetes" / "base" / "settings.env").write_text(configmap_env())
+
+
+if __name__ == "__main__":
+    main()
