@@ -24,7 +24,6 @@ import errno
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import pytest
 
 from entrypoint.weights import MARKER
 from tests.support.downloads import (
+    DOWNLOAD_SECONDS,
     MODEL_ID,
     WEIGHTS,
     Download,
@@ -41,6 +41,7 @@ from tests.support.downloads import (
     served,
     small_model,
     tree,
+    wait_for,
 )
 from tests.support.modelscope_hub import Faults, LoopbackHub, Reply, RequestInfo
 
@@ -48,7 +49,6 @@ pytestmark = pytest.mark.integration
 
 pytest.importorskip("modelscope_hub")
 
-WAIT_SECONDS = 60  # bounds waiting for a background download to reach a state; never a timing assertion
 FAIL_FAST = {"DOWNLOAD_RETRIES": "2"}  # the whole-download retry backs off 2 s; failing cases need not wait longer
 
 
@@ -71,14 +71,6 @@ def run(hub: LoopbackHub, tmp_path: Path) -> Download:
 
 def file_requests(hub: LoopbackHub, path: str = WEIGHTS) -> list[RequestInfo]:
     return [info for info in hub.history if info.kind == "file" and info.file_path == path]
-
-
-def wait_for(condition, what: str) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not reached within {WAIT_SECONDS} s: {what}")
-        time.sleep(0.05)
 
 
 # --- transient faults end in a complete, verified cache --------------------------------------------------
@@ -184,7 +176,7 @@ def test_sigkill_halfway_leaves_no_marker_and_a_rerun_resumes(
         wait_for(lambda: partial.is_file() and partial.stat().st_size >= 2**20, "half the weights on disk")
     finally:
         os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=WAIT_SECONDS)
+        process.wait(timeout=DOWNLOAD_SECONDS)
 
     assert process.returncode == -signal.SIGKILL
     assert not (run.folder / MARKER).exists()

@@ -6,8 +6,12 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from entrypoint.weights import MARKER, PARTIAL_SUFFIX
 from tests.support.modelscope_hub import LoopbackHub
@@ -104,3 +108,12 @@ def assert_failed_cleanly(proc: subprocess.CompletedProcess[str], run: Download,
         assert fragment in line, line
     assert not (run.folder / MARKER).exists()
     return line
+
+
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    """Poll until `condition` holds; DOWNLOAD_SECONDS only bounds a hang."""
+    deadline = time.monotonic() + DOWNLOAD_SECONDS
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not reached within {DOWNLOAD_SECONDS} s: {what}")
+        time.sleep(0.05)
