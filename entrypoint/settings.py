@@ -207,12 +207,15 @@ class Settings(BaseModel):
         return value
 
     @field_validator("model_cache_dir", "compile_cache_dir", "fallback_model_dir", "state_dir", "ascend_log_path",
-                     "model_source", "termination_log", mode="before")
+                     "model_source", "termination_log", "pytorch_npu_alloc_conf", mode="before")
     @classmethod
-    def _no_nul(cls, value: Any) -> Any:
-        # A NUL byte passes as a Path here but makes every later file call raise ValueError.
+    def _one_line(cls, value: Any) -> Any:
+        # A NUL byte passes as a Path here but makes every later file call raise ValueError; a line
+        # break would split the rendered KEY=VALUE environment these values are exported in.
         if isinstance(value, str) and "\x00" in value:
             raise ValueError("contains a NUL byte")
+        if isinstance(value, str) and "".join(value.splitlines()) != value:
+            raise ValueError("contains a line break")
         return value
 
     @field_validator("modelscope_endpoint")

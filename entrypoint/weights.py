@@ -155,8 +155,9 @@ def disk_error(settings: Settings, exc: OSError, need: int) -> UserError:
     """One line for a disk that cannot take the weights."""
     where = f"MODEL_CACHE_DIR={settings.model_cache_dir}"
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        needed = f"need {mb(need)} MB more, " if need else ""
         return UserError(f"no space left on device in {where} while downloading {settings.model_id}: "
-                         f"need {mb(need)} MB more, {mb(free_bytes(settings.model_cache_dir))} MB free; "
+                         f"{needed}{mb(free_bytes(settings.model_cache_dir))} MB free; "
                          "free space or mount a bigger volume there")
     return UserError(f"cannot write the weights of {settings.model_id} in {where}: {exc.strerror or exc}")
 
@@ -305,21 +306,28 @@ def fetch_from_hub(settings: Settings) -> Path:
     if is_complete(folder):
         log.info("weights complete in %s; no hub request", folder)
         return folder
-    folder.mkdir(parents=True, exist_ok=True)
-    with _cache_lock(folder):
-        if is_complete(folder):  # another process finished while we waited
-            log.info("weights completed by another process in %s", folder)
-            return folder
-        files = list_remote(settings)
-        total = sum(f.size for f in files)
-        log.info("downloading %s@%s: %d files, %.1f MB into %s", settings.model_id, settings.model_revision,
-                 len(files), total / 1e6, folder)
-        check_free_space(settings, folder, files)
-        download(settings, files, folder)
-        remove_partials(folder)
-        write_marker(folder, settings, files)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with _cache_lock(folder):
+            if is_complete(folder):  # another process finished while we waited
+                log.info("weights completed by another process in %s", folder)
+                return folder
+            _fetch(settings, folder)
+    except OSError as exc:  # the folder, its lock or a partial-file cleanup: the disk's fault, not the hub's
+        raise disk_error(settings, exc, 0) from None
     log.info("weights complete and verified in %s", folder)
     return folder
+
+
+def _fetch(settings: Settings, folder: Path) -> None:
+    """List, check the room, download, verify, then mark complete; the caller holds the lock."""
+    files = list_remote(settings)
+    log.info("downloading %s@%s: %d files, %.1f MB into %s", settings.model_id, settings.model_revision,
+             len(files), sum(f.size for f in files) / 1e6, folder)
+    check_free_space(settings, folder, files)
+    download(settings, files, folder)
+    remove_partials(folder)
+    write_marker(folder, settings, files)
 
 
 @contextlib.contextmanager

@@ -37,7 +37,7 @@ EDGE_VALUES = [
     "9" * 400, "true", "False", "yes", "null", "None", "auto", "npu", "cuda", "cpu", "{}", "[]", '{"a": 1e999}',
     '{"a": NaN}', "[" * 3000, "{" * 3000, "(" * 3000, "'", '"', "\\", "$(id)", "a\nb", "::1", "0.0.0.0",
     "http://", "https://h/", "/", "/" + "a" * 5000, "/tmp/x\x00y", "owner/name", "google/gemma-3-270m-it",
-    "modelscope", "x\udcffy", "\U0001f600",
+    "modelscope", "x\udcffy", "\U0001f600", "a\rb", "/a\u2028b",
 ]
 values = st.one_of(
     st.text(max_size=30),
