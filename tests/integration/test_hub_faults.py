@@ -10,6 +10,7 @@ Faults covered (hub side, see tests.support.modelscope_hub.Faults):
 - the connection dropped mid-file (resumed with a Range request);
 - a response stalled mid-file past the client's read timeout (abandoned, resumed);
 - a corrupted file, once (refetched) and on every request (fails on the sha256);
+- the hub down (connection refused): one line naming MODELSCOPE_ENDPOINT;
 - unsafe names in the file listing (`../`, absolute paths): refused before any file request,
   and a listing that turns unsafe after the check is never asked for;
 - the downloader SIGKILLed halfway: no marker; a rerun resumes the partial file and an
@@ -31,8 +32,10 @@ import pytest
 
 from entrypoint.weights import MARKER
 from tests.support.downloads import (
+    DOWNLOAD_COMMAND,
     DOWNLOAD_SECONDS,
     MODEL_ID,
+    ROOT,
     WEIGHTS,
     Download,
     assert_complete,
@@ -159,6 +162,17 @@ def test_listing_turning_unsafe_after_the_check_is_never_read(
     assert {info.file_path for info in hub.history if info.kind == "file"} == set(served(hub))
 
 
+def test_hub_down_fails_with_one_line_naming_the_endpoint(hub: LoopbackHub, tmp_path: Path) -> None:
+    run = Download(hub, tmp_path / "cache", tmp_path / "home")
+    endpoint, env = hub.endpoint, run.env()
+    hub.stop()  # nothing listens on the port any more: connection refused
+
+    proc = subprocess.run(DOWNLOAD_COMMAND, cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=DOWNLOAD_SECONDS, check=False)
+    assert_failed_cleanly(proc, run, "model hub unreachable", f"MODELSCOPE_ENDPOINT={endpoint}",
+                          f"MODEL_ID={MODEL_ID}")
+
+
 # --- a killed downloader ---------------------------------------------------------------------------------
 
 
@@ -173,7 +187,8 @@ def test_sigkill_halfway_leaves_no_marker_and_a_rerun_resumes(
 
     process = run.start(tmp_path / "killed.log")
     try:
-        wait_for(lambda: partial.is_file() and partial.stat().st_size >= 2**20, "half the weights on disk")
+        # The hub stops sending at 2 MiB, so once the partial file holds that much it holds no more.
+        wait_for(lambda: partial.is_file() and partial.stat().st_size == 2 * 2**20, "half the weights on disk")
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=DOWNLOAD_SECONDS)

@@ -74,13 +74,16 @@ def assert_one_complete_cache(run: Download, outputs: list[str]) -> None:
 def test_two_downloads_on_one_cache_fetch_each_file_once(
         faults: Faults, small_hub: LoopbackHub, tmp_path: Path, stagger: bool) -> None:
     first, second = replicas(small_hub, tmp_path)
-    if stagger:
-        faults.on("file", WEIGHTS, stall=2, stall_after=2**20)  # the second starts while the first is mid-file
+    if stagger:  # the first stalls mid-file until the second is waiting for it
+        faults.on("file", WEIGHTS, stall=DOWNLOAD_SECONDS, stall_after=2**20)
 
     a = first.start(tmp_path / "a.log")
     if stagger:
         wait_for(lambda: file_requests_per_path(small_hub)[WEIGHTS] == 1, "the first download in the weights")
     b = second.start(tmp_path / "b.log")
+    if stagger:
+        wait_for(lambda: "another process is downloading" in (tmp_path / "b.log").read_text(), "the second waiting")
+        small_hub.release_stalls()
     outputs = [finish(a, tmp_path / "a.log"), finish(b, tmp_path / "b.log")]
 
     assert (a.returncode, b.returncode) == (0, 0), outputs
@@ -99,10 +102,10 @@ def test_a_waiting_download_takes_over_when_the_first_is_killed(
     partial = first.folder / f"{WEIGHTS}.incomplete"
 
     a = first.start(tmp_path / "a.log")
-    wait_for(lambda: partial.is_file() and partial.stat().st_size >= 2**20, "the first download halfway")
+    # The hub stops sending at 2 MiB, so once the partial file holds that much it holds no more.
+    wait_for(lambda: partial.is_file() and partial.stat().st_size == 2 * 2**20, "the first download halfway")
     b = second.start(tmp_path / "b.log")
     wait_for(lambda: "another process is downloading" in (tmp_path / "b.log").read_text(), "the second waiting")
-    kept = partial.stat().st_size
     os.killpg(a.pid, signal.SIGKILL)
     outputs = [finish(b, tmp_path / "b.log")]
     a.wait(timeout=DOWNLOAD_SECONDS)
@@ -110,7 +113,7 @@ def test_a_waiting_download_takes_over_when_the_first_is_killed(
     assert b.returncode == 0, outputs
     assert_one_complete_cache(second, outputs)
     weights = [info for info in small_hub.history if info.kind == "file" and info.file_path == WEIGHTS]
-    assert [info.headers.get("Range") for info in weights] == [None, f"bytes={kept}-"]
+    assert [info.headers.get("Range") for info in weights] == [None, f"bytes={2 * 2**20}-"]
     assert file_requests_per_path(small_hub) == Counter({**dict.fromkeys(served(small_hub), 1), WEIGHTS: 2})
 
 

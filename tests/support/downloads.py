@@ -21,6 +21,7 @@ NETGUARD = ROOT / "tests" / "support" / "netguard"
 MODEL_ID = "google/gemma-3-270m-it"
 WEIGHTS = "sub/weights.bin"
 WEIGHTS_SIZE = 4 * 2**20 + 17  # several of the client's 1 MiB chunks plus an odd tail
+DOWNLOAD_COMMAND = (sys.executable, "-m", "entrypoint", "download")
 DOWNLOAD_SECONDS = 180  # bounds a hang only; a download here takes a few seconds
 
 
@@ -57,13 +58,13 @@ class Download:
 
     def run(self, **extra: str) -> subprocess.CompletedProcess[str]:
         """Download and wait."""
-        return subprocess.run([sys.executable, "-m", "entrypoint", "download"], cwd=ROOT, env=self.env(**extra),
+        return subprocess.run(DOWNLOAD_COMMAND, cwd=ROOT, env=self.env(**extra),
                               capture_output=True, text=True, timeout=DOWNLOAD_SECONDS, check=False)
 
     def start(self, log: Path, **extra: str) -> subprocess.Popen[bytes]:
         """Download in the background, in its own process group, output to `log`."""
         with log.open("wb") as out:
-            return subprocess.Popen([sys.executable, "-m", "entrypoint", "download"], cwd=ROOT,
+            return subprocess.Popen(DOWNLOAD_COMMAND, cwd=ROOT,
                                     env=self.env(**extra), stdout=out, stderr=subprocess.STDOUT,
                                     start_new_session=True)
 

@@ -263,7 +263,8 @@ class LoopbackHub:
         self._port = port
         self._lock = threading.Lock()
         self._history: list[RequestInfo] = []
-        self._stopping = threading.Event()  # wakes stalled answers when the hub stops
+        self._stopping = threading.Event()
+        self._unstalled = threading.Event()  # set by stop() and release_stalls(): every stall ends at once
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -271,6 +272,7 @@ class LoopbackHub:
     def start(self) -> LoopbackHub:
         """Bind (loopback unless told otherwise) and serve in a background thread."""
         self._stopping.clear()
+        self._unstalled.clear()
         self._server = _Server((self.host, self._port), self)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="loopback-hub", daemon=True
@@ -281,6 +283,7 @@ class LoopbackHub:
     def stop(self) -> None:
         """Stop serving and release the port."""
         self._stopping.set()
+        self._unstalled.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -309,6 +312,10 @@ class LoopbackHub:
             f"{self.endpoint}/api/v1/models/{model}/repo"
             f"?Revision={quote(revision, safe='')}&FilePath={quote(path, safe='')}"
         )
+
+    def release_stalls(self) -> None:
+        """End every stall now and skip later ones, so a test decides when a stalled answer goes on."""
+        self._unstalled.set()
 
     # -- request log -------------------------------------------------------
     @property
@@ -481,8 +488,10 @@ class LoopbackHub:
         with source.open("rb") as fh:
             fh.seek(start)
             while sent < limit:
-                if sent == stall_at and self._stopping.wait(reply.stall):
-                    break  # the hub is stopping: hang up rather than serve on
+                if sent == stall_at:
+                    self._unstalled.wait(reply.stall)
+                    if self._stopping.is_set():
+                        break  # hang up rather than serve on
                 # End each block at the next fault offset, so stalls and flips land on the exact byte.
                 stop = min([limit, sent + CHUNK_SIZE] + [b for b in (stall_at, flip + 1) if b > sent])
                 block = bytearray(fh.read(stop - sent))
