@@ -492,8 +492,8 @@ class LoopbackHub:
                     self._unstalled.wait(reply.stall)
                     if self._stopping.is_set():
                         break  # hang up rather than serve on
-                # End each block at the next fault offset, so stalls and flips land on the exact byte.
-                stop = min([limit, sent + CHUNK_SIZE] + [b for b in (stall_at, flip + 1) if b > sent])
+                # End a block at the stall offset, so the stall lands on the exact byte.
+                stop = min(limit, sent + CHUNK_SIZE, stall_at if stall_at > sent else limit)
                 block = bytearray(fh.read(stop - sent))
                 if not block:
                     break
