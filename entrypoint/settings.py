@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shlex
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -187,7 +188,11 @@ class Settings(BaseModel):
     @field_validator("compilation_config", "additional_config")
     @classmethod
     def _json_object(cls, value: str | None) -> str | None:
-        if value is not None and not isinstance(json.loads(value), dict):
+        try:
+            parsed = json.loads(value) if value is not None else {}
+        except RecursionError:  # not a ValueError, so pydantic would let it escape as a traceback
+            raise ValueError("nested too deeply") from None
+        if not isinstance(parsed, dict):
             raise ValueError("expected a JSON object")
         return value
 
@@ -201,9 +206,25 @@ class Settings(BaseModel):
     @classmethod
     def _regex(cls, value: str) -> str:
         try:
-            re.compile(value)
+            with warnings.catch_warnings():  # "possible nested set" warnings would add stray stderr lines
+                warnings.simplefilter("ignore")
+                re.compile(value)
         except re.error as exc:
             raise ValueError(f"not a regular expression ({exc})") from None
+        except (RecursionError, OverflowError):
+            raise ValueError("not a regular expression (nested too deeply or too long)") from None
+        return value
+
+    @field_validator("model_cache_dir", "compile_cache_dir", "fallback_model_dir", "state_dir", "ascend_log_path",
+                     "model_source", "termination_log", "pytorch_npu_alloc_conf", mode="before")
+    @classmethod
+    def _one_line(cls, value: Any) -> Any:
+        # A NUL byte passes as a Path here but makes every later file call raise ValueError; a line
+        # break would split the rendered KEY=VALUE environment these values are exported in.
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("contains a NUL byte")
+        if isinstance(value, str) and "".join(value.splitlines()) != value:
+            raise ValueError("contains a line break")
         return value
 
     @field_validator("modelscope_endpoint")
@@ -246,13 +267,21 @@ def cross_field_errors(settings: Settings) -> list[str]:
     if settings.shutdown_timeout is not None and settings.shutdown_timeout >= settings.stop_grace_period:
         errors.append(f"SHUTDOWN_TIMEOUT={settings.shutdown_timeout}: must be below STOP_GRACE_PERIOD "
                       f"({settings.stop_grace_period:g}), or the supervisor kills vLLM mid-drain")
-    if settings.model_source != "modelscope" and not (Path(settings.model_source) / "config.json").is_file():
-        errors.append(f"MODEL_SOURCE={settings.model_source}: no config.json there; allowed: modelscope "
+    if settings.model_source != "modelscope" and not has_config(Path(settings.model_source)):
+        errors.append(f"MODEL_SOURCE={settings.model_source!r}: no config.json there; allowed: modelscope "
                       "or an absolute path to a model folder")
-    if settings.fallback_model_dir and not (settings.fallback_model_dir / "config.json").is_file():
-        errors.append(f"FALLBACK_MODEL_DIR={settings.fallback_model_dir}: no config.json there; allowed: an "
+    if settings.fallback_model_dir and not has_config(settings.fallback_model_dir):
+        errors.append(f"FALLBACK_MODEL_DIR={str(settings.fallback_model_dir)!r}: no config.json there; allowed: an "
                       "existing model folder")
     return errors
+
+
+def has_config(folder: Path) -> bool:
+    """Whether `folder` holds a config.json; a name the OS rejects (too long, say) counts as no."""
+    try:
+        return (folder / "config.json").is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def allowed_values(field: FieldInfo) -> str:

@@ -1,35 +1,47 @@
 """Model weights on local disk: from MODEL_SOURCE, once, complete and verified.
 
-The hub download is the real `modelscope` client (it retries requests, resumes
-partial files and checks hashes); this module adds what a shared cache volume
-needs around it:
+The hub download is the real `modelscope` client's engine, `modelscope_hub` (it
+retries requests, resumes partial files and checks hashes); this module adds what
+a shared cache volume needs around it:
 
 - one quick listing request first, so a wrong MODEL_ID/MODEL_REVISION fails in seconds;
+  the client downloads exactly that checked listing (no second listing a hub could
+  change into unsafe names);
 - a file lock, so two processes on one cache download once;
+- a free-space check first, and a full disk reported as such, never retried;
 - bounded retries of the whole download with exponential backoff;
 - a completeness marker written only after every listed file is present with its
-  size and sha256, so an interrupted download never looks complete;
+  size and sha256, so an interrupted download never looks complete (the client keeps
+  partial files as ``*.incomplete`` beside their targets and resumes them);
 - no network at all when the marker is there.
+
+Every failure is one line naming MODEL_ID, MODELSCOPE_ENDPOINT or MODEL_CACHE_DIR.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import logging
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import tenacity
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from entrypoint.errors import SettingsError, UserError
 from entrypoint.settings import Settings
 
 log = logging.getLogger("entrypoint.weights")
 MARKER = ".bundle-complete.json"
+PARTIAL_SUFFIX = ".incomplete"  # the client's name for a file still being fetched
 LISTING_ATTEMPTS = 3
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)  # retrying cannot help
 
 
 @dataclass(frozen=True)
@@ -102,8 +114,90 @@ def write_marker(folder: Path, settings: Settings, files: list[RemoteFile]) -> N
     data: dict[str, Any] = {"model_id": settings.model_id, "revision": settings.model_revision,
                             "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in files]}
     tmp = folder / f"{MARKER}.tmp"
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(folder / MARKER)
+    try:
+        tmp.write_text(json.dumps(data, indent=1))
+        tmp.replace(folder / MARKER)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise disk_error(settings, exc, 0) from None
+
+
+def describe(settings: Settings) -> str:
+    """MODEL_ID, revision, endpoint and cache, for error lines."""
+    return (f"MODEL_ID={settings.model_id} MODEL_REVISION={settings.model_revision} "
+            f"MODELSCOPE_ENDPOINT={settings.modelscope_endpoint or '(client default)'} "
+            f"MODEL_CACHE_DIR={settings.model_cache_dir}")
+
+
+def headline(exc: BaseException) -> str:
+    """The first line of an error: the client's errors append request details on further lines."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def disk_error_of(exc: BaseException) -> OSError | None:
+    """The full-disk (or read-only, or forbidden) OSError behind `exc`, also inside the client's errors."""
+    seen: set[int] = set()
+    pending = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in DISK_ERRORS:
+            return current
+        pending.extend(getattr(current, "failed_files", {}).values())  # FileDownloadError's per-file causes
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return None
+
+
+def disk_error(settings: Settings, exc: OSError, need: int) -> UserError:
+    """One line for a disk that cannot take the weights."""
+    where = f"MODEL_CACHE_DIR={settings.model_cache_dir}"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        needed = f"need {mb(need)} MB more, " if need else ""
+        return UserError(f"no space left on device in {where} while downloading {settings.model_id}: "
+                         f"{needed}{mb(free_bytes(settings.model_cache_dir))} MB free; "
+                         "free space or mount a bigger volume there")
+    return UserError(f"cannot write the weights of {settings.model_id} in {where}: {exc.strerror or exc}")
+
+
+def mb(size: int) -> int:
+    """Bytes as whole megabytes, rounded up (a need of 1 byte is 1 MB, not 0)."""
+    return -(-size // 1_000_000)
+
+
+def free_bytes(path: Path) -> int:
+    """Free bytes on the file system holding `path` (0 if it cannot be read)."""
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return 0
+
+
+def missing_bytes(folder: Path, files: list[RemoteFile]) -> int:
+    """Bytes still to fetch: files not yet there at their size, less what their partial files hold."""
+    need = 0
+    for remote in files:
+        local = folder / remote.path
+        if local.is_file() and local.stat().st_size == remote.size:
+            continue
+        partial = local.with_name(local.name + PARTIAL_SUFFIX)
+        need += remote.size - (partial.stat().st_size if partial.is_file() else 0)
+    return max(need, 0)
+
+
+def check_free_space(settings: Settings, folder: Path, files: list[RemoteFile]) -> None:
+    """Fail before the first byte when the weights cannot fit."""
+    need = missing_bytes(folder, files)
+    if need > free_bytes(folder):
+        raise disk_error(settings, OSError(errno.ENOSPC, "No space left on device"), need)
+
+
+def remove_partials(folder: Path) -> None:
+    """Drop partial files the client left behind (say, of a file the hub no longer lists)."""
+    for partial in folder.rglob(f"*{PARTIAL_SUFFIX}"):
+        partial.unlink(missing_ok=True)
 
 
 def _hub_api(settings: Settings) -> Any:
@@ -145,41 +239,65 @@ def list_remote(settings: Settings) -> list[RemoteFile]:
         if _is_missing(exc):
             raise SettingsError([f"{where}: not found on the hub; allowed: an existing model id and revision"]) \
                 from None
+        endpoint = f"MODELSCOPE_ENDPOINT={settings.modelscope_endpoint or '(client default)'}"
         if _is_unreachable(exc):
-            raise HubUnreachable(f"model hub unreachable for {where}: {exc}") from None
-        raise UserError(f"listing {where} failed: {exc}") from None
+            raise HubUnreachable(f"model hub unreachable at {endpoint} for {where}: {headline(exc)}") from None
+        raise UserError(f"listing {where} at {endpoint} failed: {headline(exc)}") from None
     files = [RemoteFile(i.path, int(i.size or 0), i.sha256) for i in infos if getattr(i, "type", "blob") != "tree"]
     unsafe = [f.path for f in files if not safe_relative(f.path)]
     if unsafe:
-        raise UserError(f"refusing {where}: the hub lists unsafe file names {unsafe}")
+        raise UserError(f"refusing {where} from {settings.modelscope_endpoint or 'the hub'}: it lists file names "
+                        f"outside the model folder {unsafe[:5]}")
     return files
 
 
-def _download_once(settings: Settings, folder: Path, files: list[RemoteFile]) -> None:
-    from modelscope import snapshot_download
+class IncompleteDownload(Exception):
+    """The client returned, but the folder does not match the listing."""
 
-    snapshot_download(settings.model_id, revision=settings.model_revision, local_dir=str(folder),
-                      endpoint=settings.modelscope_endpoint or None)
+
+def _download_once(settings: Settings, folder: Path, files: list[RemoteFile]) -> None:
+    # Exactly the listing checked by list_remote: the client lists nothing itself.
+    listing = [{"Path": f.path, "Name": Path(f.path).name, "Type": "blob", "Size": f.size, "Sha256": f.sha256 or ""}
+               for f in files]
+    _hub_api(settings).download_repo(settings.model_id, "model", revision=settings.model_revision,
+                                     local_dir=folder, file_list=listing)
     problems = verify(folder, files)
     if problems:
-        raise UserError(f"download of {settings.model_id} incomplete: {'; '.join(problems[:5])}")
+        raise IncompleteDownload("; ".join(problems[:5]))
+
+
+def _worth_retrying(exc: BaseException) -> bool:
+    return not isinstance(exc, (UserError, KeyboardInterrupt)) and disk_error_of(exc) is None
+
+
+def _reason(exc: BaseException) -> str:
+    """One line: the first failed file's own error rather than the client's '1 of 3 files failed'."""
+    failed = getattr(exc, "failed_files", None)
+    if failed:
+        path, cause = next(iter(failed.items()))
+        more = f" (and {len(failed) - 1} more files)" if len(failed) > 1 else ""
+        return f"{path}: {headline(cause)}{more}"
+    return headline(exc)
 
 
 def download(settings: Settings, files: list[RemoteFile], folder: Path) -> None:
-    """Fetch every file into `folder`, retrying the whole snapshot with backoff."""
+    """Fetch every file into `folder`, retrying the whole snapshot with backoff; a full disk is final."""
     retrying = tenacity.Retrying(
         stop=tenacity.stop_after_attempt(settings.download_retries),
         wait=tenacity.wait_exponential(multiplier=2, max=60), reraise=True,
-        retry=tenacity.retry_if_exception(lambda e: not isinstance(e, (SettingsError, KeyboardInterrupt))),
+        retry=tenacity.retry_if_exception(_worth_retrying),
         before_sleep=lambda state: log.warning("download attempt %d failed (%s); retrying",
-                                               state.attempt_number, state.outcome.exception()))
+                                               state.attempt_number, _reason(state.outcome.exception())))
     try:
         retrying(_download_once, settings, folder, files)
     except UserError:
         raise
     except Exception as exc:
-        raise UserError(f"download of {settings.model_id} failed after {settings.download_retries} "
-                        f"attempts: {exc}") from None
+        full = disk_error_of(exc)
+        if full is not None:
+            raise disk_error(settings, full, missing_bytes(folder, files)) from None
+        raise UserError(f"download failed after {settings.download_retries} attempts (DOWNLOAD_RETRIES) for "
+                        f"{describe(settings)}: {_reason(exc)}") from None
 
 
 def fetch_from_hub(settings: Settings) -> Path:
@@ -188,19 +306,43 @@ def fetch_from_hub(settings: Settings) -> Path:
     if is_complete(folder):
         log.info("weights complete in %s; no hub request", folder)
         return folder
-    folder.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder.parent / f".{folder.name}.lock")):
-        if is_complete(folder):  # another process finished while we waited
-            log.info("weights completed by another process in %s", folder)
-            return folder
-        files = list_remote(settings)
-        total = sum(f.size for f in files)
-        log.info("downloading %s@%s: %d files, %.1f MB into %s", settings.model_id, settings.model_revision,
-                 len(files), total / 1e6, folder)
-        download(settings, files, folder)
-        write_marker(folder, settings, files)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with _cache_lock(folder):
+            if is_complete(folder):  # another process finished while we waited
+                log.info("weights completed by another process in %s", folder)
+                return folder
+            _fetch(settings, folder)
+    except OSError as exc:  # the folder, its lock or a partial-file cleanup: the disk's fault, not the hub's
+        raise disk_error(settings, exc, 0) from None
     log.info("weights complete and verified in %s", folder)
     return folder
+
+
+def _fetch(settings: Settings, folder: Path) -> None:
+    """List, check the room, download, verify, then mark complete; the caller holds the lock."""
+    files = list_remote(settings)
+    log.info("downloading %s@%s: %d files, %.1f MB into %s", settings.model_id, settings.model_revision,
+             len(files), sum(f.size for f in files) / 1e6, folder)
+    check_free_space(settings, folder, files)
+    download(settings, files, folder)
+    remove_partials(folder)
+    write_marker(folder, settings, files)
+
+
+@contextlib.contextmanager
+def _cache_lock(folder: Path) -> Iterator[None]:
+    """Hold the lock of one model folder; say so when another process has it (the kernel frees it if that dies)."""
+    lock = FileLock(str(folder.parent / f".{folder.name}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info("another process is downloading into %s; waiting for it", folder)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,12 @@ Point the client at it with ``MODELSCOPE_ENDPOINT=<hub.endpoint>``. Served route
 - ``GET /api/v1/models/{owner}/{name}/revisions``                            revisions
 - ``GET /api/v1/repos/internalAccelerationInfo``                             probe
 
+Faults: ``LoopbackHub(..., fault=hook)`` calls ``hook(RequestInfo)`` before answering; it
+returns None (serve normally), a status code, or a ``Reply`` that says how to misbehave
+(error status, stall or drop the body after N bytes, corrupt a byte, extra listing
+entries). ``Faults`` builds such a hook from rules per request kind and path, each
+used a bounded number of times, e.g. ``Faults().on("file", "w.bin", times=3, status=503)``.
+
 Standalone: ``python -m tests.support.modelscope_hub --model owner/name=/path --port 0``.
 """
 
@@ -27,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 CHUNK_SIZE = 1 << 20
@@ -66,8 +73,58 @@ class RequestInfo:
     status: int | None = None  # set once answered
 
 
-# Return a status code to answer instead of the real response, or None to serve normally.
-Fault = Callable[[RequestInfo], int | None]
+@dataclass(frozen=True)
+class Reply:
+    """How to misbehave on one request; the fields combine (a stall, then a drop)."""
+
+    status: int | None = None  # answer this error status (with Retry-After: 0) instead
+    stall: float = 0.0  # seconds to pause the body ...
+    stall_after: int = 0  # ... once this many body bytes are sent (0: before the first byte)
+    drop_after: int | None = None  # close the connection after this many body bytes
+    corrupt: bool = False  # flip one byte in the middle of the body: same size, wrong sha256
+    extra_entries: tuple[Mapping[str, object], ...] = ()  # listing entries appended as they are
+
+
+# Return None to serve normally, a status code, or a Reply.
+Fault = Callable[[RequestInfo], "int | Reply | None"]
+
+
+@dataclass
+class _Rule:
+    """One rule of a Faults hook."""
+
+    kind: str
+    path: str | None
+    times: int | None
+    reply: Reply
+    used: int = 0
+
+
+class Faults:
+    """A fault hook built from rules: the first rule matching a request, with uses left, answers."""
+
+    def __init__(self) -> None:
+        self._rules: list[_Rule] = []
+        self._lock = threading.Lock()
+
+    def on(self, kind: str, path: str | None = None, *, times: int | None = 1, **reply: Any) -> Faults:
+        """Misbehave on requests of `kind` (for file `path` only, if given), `times` times (None: always)."""
+        self._rules.append(_Rule(kind, path, times, Reply(**reply)))
+        return self
+
+    def used(self, kind: str, path: str | None = None) -> int:
+        """How many requests the rules for (kind, path) have answered."""
+        with self._lock:
+            return sum(r.used for r in self._rules if r.kind == kind and r.path == path)
+
+    def __call__(self, info: RequestInfo) -> Reply | None:
+        with self._lock:
+            for rule in self._rules:
+                matches = rule.kind == info.kind and rule.path in (None, info.file_path)
+                if matches and (rule.times is None or rule.used < rule.times):
+                    rule.used += 1
+                    return rule.reply
+        return None
 
 
 class _Unsatisfiable(Exception):
@@ -151,6 +208,11 @@ class _Server(ThreadingHTTPServer):
         self.hub = hub
         super().__init__(address, _Handler)
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client hanging up between requests (a killed or timed-out download) is normal; others are not."""
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     """Delegates every request to the hub."""
@@ -201,12 +263,16 @@ class LoopbackHub:
         self._port = port
         self._lock = threading.Lock()
         self._history: list[RequestInfo] = []
+        self._stopping = threading.Event()
+        self._unstalled = threading.Event()  # set by stop() and release_stalls(): every stall ends at once
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> LoopbackHub:
         """Bind (loopback unless told otherwise) and serve in a background thread."""
+        self._stopping.clear()
+        self._unstalled.clear()
         self._server = _Server((self.host, self._port), self)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="loopback-hub", daemon=True
@@ -216,6 +282,8 @@ class LoopbackHub:
 
     def stop(self) -> None:
         """Stop serving and release the port."""
+        self._stopping.set()
+        self._unstalled.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -245,6 +313,10 @@ class LoopbackHub:
             f"?Revision={quote(revision, safe='')}&FilePath={quote(path, safe='')}"
         )
 
+    def release_stalls(self) -> None:
+        """End every stall now and skip later ones, so a test decides when a stalled answer goes on."""
+        self._unstalled.set()
+
     # -- request log -------------------------------------------------------
     @property
     def history(self) -> list[RequestInfo]:
@@ -273,11 +345,12 @@ class LoopbackHub:
         with self._lock:
             self._history.append(info)
         injected = self.fault(info) if self.fault is not None else None
-        if injected is not None:
+        reply = Reply(status=injected) if isinstance(injected, int) else injected or Reply()
+        if reply.status is not None:
             # Retry-After: 0 keeps the client's retry of an injected 429/5xx from sleeping on backoff.
-            self._send_error(handler, info, injected, "injected fault", head, {"Retry-After": "0"})
+            self._send_error(handler, info, reply.status, "injected fault", head, {"Retry-After": "0"})
             return
-        self._route(handler, info, head)
+        self._route(handler, info, head, reply)
 
     def _describe(self, handler: BaseHTTPRequestHandler) -> RequestInfo:
         """Parse the request line into a RequestInfo."""
@@ -296,7 +369,7 @@ class LoopbackHub:
                 info.kind = "info" if info.kind == "info" else "unknown"
         return info
 
-    def _route(self, handler: BaseHTTPRequestHandler, info: RequestInfo, head: bool) -> None:
+    def _route(self, handler: BaseHTTPRequestHandler, info: RequestInfo, head: bool, reply: Reply) -> None:
         """Answer by kind; unknown models, revisions and files get a JSON 404."""
         if info.kind == "probe":
             # Empty region answer: the client then skips intra-cloud acceleration.
@@ -310,13 +383,18 @@ class LoopbackHub:
         if checked and (info.revision or "master") not in self.revisions:
             self._send_error(handler, info, 404, f"{info.model} has no revision {info.revision or 'master'}", head)
             return
-        getattr(self, f"_answer_{info.kind}")(handler, info, head)
+        if info.kind == "listing":
+            self._answer_listing(handler, info, head, reply)
+        elif info.kind == "file":
+            self._answer_file(handler, info, head, reply)
+        else:
+            getattr(self, f"_answer_{info.kind}")(handler, info, head)
 
-    def _answer_listing(self, handler: BaseHTTPRequestHandler, info: RequestInfo, head: bool) -> None:
-        """Answer repo/files, honouring Root and Recursive."""
+    def _answer_listing(self, handler: BaseHTTPRequestHandler, info: RequestInfo, head: bool, reply: Reply) -> None:
+        """Answer repo/files, honouring Root and Recursive; a fault may append entries."""
         root = info.query.get("Root", "").strip("/")
         recursive = info.query.get("Recursive", "True").lower() != "false"
-        entries = _select(self._entries[info.model or ""], root, recursive)
+        entries = _select(self._entries[info.model or ""], root, recursive) + [dict(e) for e in reply.extra_entries]
         if root and not entries:
             # The client treats 404 on a Root-scoped listing as "no such directory".
             self._send_error(handler, info, 404, f"no directory {root}", head)
@@ -360,7 +438,7 @@ class LoopbackHub:
         data = {"RevisionMap": {"Branches": branches, "Tags": []}}
         self._send_json(handler, info, 200, {"Code": 200, "Success": True, "Data": data}, head)
 
-    def _answer_file(self, handler: BaseHTTPRequestHandler, info: RequestInfo, head: bool) -> None:
+    def _answer_file(self, handler: BaseHTTPRequestHandler, info: RequestInfo, head: bool, reply: Reply) -> None:
         """Stream one file, honouring a single byte Range."""
         repo_file = self.files[info.model or ""].get(info.file_path or "")
         if repo_file is None:
@@ -386,7 +464,7 @@ class LoopbackHub:
             headers["Content-Range"] = f"bytes {start}-{end}/{repo_file.size}"
         self._send_head(handler, info, 206 if span else 200, headers, end - start + 1)
         if not head:
-            self._stream(handler, repo_file.source, start, end - start + 1)
+            self._stream(handler, repo_file.source, start, end - start + 1, reply)
 
     # -- low-level writers -------------------------------------------------
     @staticmethod
@@ -401,19 +479,32 @@ class LoopbackHub:
         handler.send_header("Content-Length", str(length))
         handler.end_headers()
 
-    @staticmethod
-    def _stream(handler: BaseHTTPRequestHandler, source: Path, start: int, length: int) -> None:
-        """Copy *length* bytes from *start* in chunks; never hold the whole file in memory."""
+    def _stream(self, handler: BaseHTTPRequestHandler, source: Path, start: int, length: int, reply: Reply) -> None:
+        """Copy *length* bytes from *start* in chunks, never the whole file in memory; apply *reply*'s faults."""
+        flip = length // 2 if reply.corrupt else -1  # body offset of the corrupted byte
+        limit = length if reply.drop_after is None else min(length, reply.drop_after)
+        stall_at = reply.stall_after if reply.stall else -1
+        sent = 0
         with source.open("rb") as fh:
             fh.seek(start)
-            while length > 0:
-                block = fh.read(min(CHUNK_SIZE, length))
+            while sent < limit:
+                if sent == stall_at:
+                    self._unstalled.wait(reply.stall)
+                    if self._stopping.is_set():
+                        break  # hang up rather than serve on
+                # End a block at the stall offset, so the stall lands on the exact byte.
+                stop = min(limit, sent + CHUNK_SIZE, stall_at if stall_at > sent else limit)
+                block = bytearray(fh.read(stop - sent))
                 if not block:
                     break
+                if sent <= flip < sent + len(block):
+                    block[flip - sent] ^= 0xFF
                 handler.wfile.write(block)
-                length -= len(block)
-        if length:
-            handler.close_connection = True  # file shrank under us; the client sees a short body
+                sent += len(block)
+        if sent < length:
+            # A dropped connection, or the file shrank under us: the client sees a short body.
+            handler.wfile.flush()
+            handler.close_connection = True
 
     def _send_json(
         self,
