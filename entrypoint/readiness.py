@@ -37,6 +37,11 @@ def probe(base_url: str, served_name: str, timeout: float, headers: Headers | No
         status, body = get_json(f"{base_url}/v1/models", timeout, headers)
     except requests.RequestException as exc:
         raise NotReadyYet(exc.__class__.__name__) from None
+    if status == 401:
+        # Waiting will not help: vLLM has a key (--api-key in EXTRA_ARGS, an inherited VLLM_API_KEY)
+        # that the bundle does not know, or not this one.
+        raise UserError("vLLM answers 401 on /v1/models: it wants an API key the bundle does not send; set "
+                        "API_KEY or API_KEY_FILE (not --api-key in EXTRA_ARGS or VLLM_API_KEY)")
     if status != 200 or served_name not in model_ids(body):
         raise NotReadyYet(f"/v1/models {status}")
 

@@ -7,15 +7,20 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from entrypoint.errors import SettingsError
+from entrypoint.errors import SettingsError, UserError
 from entrypoint.http import bearer
+from entrypoint.readiness import probe
 from entrypoint.render import render_command
 from entrypoint.settings import SECRET_FIELDS, Settings, error_line, load_settings
 from entrypoint.settings_table import configmap_env, env_example
+from entrypoint.smoke import run_smoke
 
 ROOT = Path(__file__).parents[2]
 KEY = "sk-test-7f3a9c"
@@ -171,6 +176,45 @@ def test_cli_missing_file_exits_2_naming_variable_and_path(tmp_path):
     assert done.stderr.strip() == ("error: MODELSCOPE_TOKEN_FILE='/run/secrets/nope': cannot read it (No such file "
                                    "or directory); allowed: a readable file holding the value (one trailing newline "
                                    "is ignored)")
+
+
+# --- a server that wants a key (vLLM's rule: /v1 guarded, /health open) ----------------
+
+class _Guarded(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        authorized = self.headers.get("Authorization") == f"Bearer {KEY}"
+        status, body = (200, {"data": [{"id": "m"}]}) if authorized or self.path == "/health" else (401, {})
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def guarded() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Guarded)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_readiness_sends_the_key(guarded):
+    probe(guarded, "m", 5, bearer(KEY))  # no exception: ready
+
+
+def test_readiness_fails_at_once_on_a_key_it_does_not_have(guarded):
+    with pytest.raises(UserError, match="set API_KEY or API_KEY_FILE"):
+        probe(guarded, "m", 5)
+
+
+def test_smoke_without_the_key_says_which_setting(guarded):
+    result = run_smoke(guarded, "m", "hi", timeout=5)
+    assert not result.ok and "set API_KEY or API_KEY_FILE" in result.verdict
 
 
 # --- generated env files ----------------------------------------------------------------
