@@ -99,6 +99,7 @@ def _render(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _smoke(settings: Settings, args: argparse.Namespace) -> int:
+    from entrypoint.http import bearer
     from entrypoint.smoke import run_smoke, smoke_expectation
     from entrypoint.state import StateDir
 
@@ -108,7 +109,7 @@ def _smoke(settings: Settings, args: argparse.Namespace) -> int:
     fallback = bool(state.get("fallback")) and state.get("url") == url
     result = run_smoke(url, settings.served_model_name, settings.smoke_prompt,
                        smoke_expectation(settings.smoke_expect, fallback), settings.smoke_max_tokens,
-                       settings.request_timeout)
+                       settings.request_timeout, bearer(settings.api_key))
     print(result.to_json() if args.json else result.verdict)
     return 0 if result.ok else 1
 

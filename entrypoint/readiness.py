@@ -1,4 +1,7 @@
-"""Wait until the server answers: /health is 200 and /v1/models lists the served name."""
+"""Wait until the server answers: /health is 200 and /v1/models lists the served name.
+
+With API_KEY set, vLLM guards /v1 but leaves /health open; `headers` carry the key.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import requests
 import tenacity
 
 from entrypoint.errors import UserError
-from entrypoint.http import get_json, model_ids
+from entrypoint.http import Headers, get_json, model_ids
 
 log = logging.getLogger("entrypoint.readiness")
 POLL_SECONDS = 0.5  # short: time-to-ready is what operators wait on
@@ -25,21 +28,26 @@ class ServerExited(UserError):
     """The server died before it was ready."""
 
 
-def probe(base_url: str, served_name: str, timeout: float) -> None:
+def probe(base_url: str, served_name: str, timeout: float, headers: Headers | None = None) -> None:
     """Raise NotReadyYet unless /health is 200 and /v1/models lists the served name."""
     try:
         status, _ = get_json(f"{base_url}/health", timeout)
         if status != 200:
             raise NotReadyYet(f"/health {status}")
-        status, body = get_json(f"{base_url}/v1/models", timeout)
+        status, body = get_json(f"{base_url}/v1/models", timeout, headers)
     except requests.RequestException as exc:
         raise NotReadyYet(exc.__class__.__name__) from None
+    if status == 401:
+        # Waiting will not help: vLLM has a key (--api-key in EXTRA_ARGS, an inherited VLLM_API_KEY)
+        # that the bundle does not know, or not this one.
+        raise UserError("vLLM answers 401 on /v1/models: it wants an API key the bundle does not send; set "
+                        "API_KEY or API_KEY_FILE (not --api-key in EXTRA_ARGS or VLLM_API_KEY)")
     if status != 200 or served_name not in model_ids(body):
         raise NotReadyYet(f"/v1/models {status}")
 
 
 def wait_until_ready(base_url: str, served_name: str, deadline: float, exited: Callable[[], int | None],
-                     timeout: float = 5.0) -> float:
+                     timeout: float = 5.0, headers: Headers | None = None) -> float:
     """Poll until ready; fail at once if the server exits, or when the monotonic deadline passes."""
     started = time.monotonic()
     last_note = [started]
@@ -48,7 +56,7 @@ def wait_until_ready(base_url: str, served_name: str, deadline: float, exited: C
         status = exited()
         if status is not None:
             raise ServerExited(f"vLLM exited with status {status} before it was ready")
-        probe(base_url, served_name, timeout)
+        probe(base_url, served_name, timeout, headers)
 
     def note(state: tenacity.RetryCallState) -> None:
         if time.monotonic() - last_note[0] >= PROGRESS_EVERY_SECONDS:

@@ -3,6 +3,10 @@
 `templates/serve/<platform>.argv.j2` and `<platform>.env.j2` hold the command; this
 module only renders them, splits the words and appends EXTRA_ARGS last, so an extra
 flag overrides a rendered one (argparse keeps the last occurrence).
+
+Secrets (API_KEY) reach vLLM through its environment, never argv, which any user can
+read in /proc/<pid>/cmdline and `ps`. `env` holds the real values for the child; the
+printed forms (`to_shell`, `to_json`, the supervisor's log) show them as ***.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from pathlib import Path
 import jinja2
 
 from entrypoint.layers import TEMPLATES_DIR
-from entrypoint.settings import Settings
+from entrypoint.settings import Settings, secret_values
+
+MASK = "***"
 
 
 @dataclass(frozen=True)
@@ -25,15 +31,27 @@ class ServeCommand:
 
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
+    secrets: frozenset[str] = field(default=frozenset(), repr=False)  # values printed as ***
+
+    def __repr__(self) -> str:
+        return f"ServeCommand(argv={self.shown_argv()!r}, env={self.shown_env()!r})"
+
+    def shown_env(self) -> dict[str, str]:
+        """`env` as printed: secret values masked."""
+        return {key: MASK if value in self.secrets else value for key, value in self.env.items()}
+
+    def shown_argv(self) -> list[str]:
+        """`argv` as printed: a secret passed as a word (EXTRA_ARGS) masked."""
+        return [MASK if word in self.secrets else word for word in self.argv]
 
     def to_json(self) -> str:
-        """The machine-readable form of `render --format json`."""
-        return json.dumps({"argv": self.argv, "env": self.env}, indent=2)
+        """The machine-readable form of `render --format json` (secrets masked)."""
+        return json.dumps({"argv": self.shown_argv(), "env": self.shown_env()}, indent=2)
 
     def to_shell(self) -> str:
-        """A command a person can paste: exports first, then one flag per line."""
-        exports = [f"export {key}={shlex.quote(value)}" for key, value in self.env.items()]
-        words = [shlex.quote(word) for word in self.argv]
+        """A command a person can paste: exports first, then one flag per line (secrets masked)."""
+        exports = [f"export {key}={shlex.quote(value)}" for key, value in self.shown_env().items()]
+        words = [shlex.quote(word) for word in self.shown_argv()]
         lines, current = [], words[:1]
         for word in words[1:]:
             if word.startswith("--"):
@@ -79,4 +97,5 @@ def render_command(settings: Settings, model_path: str | Path, templates_dir: Pa
     context = {"s": settings, "model_path": str(model_path), "python": python}
     argv_text = env.get_template(f"{settings.platform}.argv.j2").render(context)
     env_text = env.get_template(f"{settings.platform}.env.j2").render(context)
-    return ServeCommand(argv=shlex.split(argv_text) + settings.extra_argv, env=parse_env_lines(env_text))
+    return ServeCommand(argv=shlex.split(argv_text) + settings.extra_argv, env=parse_env_lines(env_text),
+                        secrets=frozenset(secret_values(settings)))

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 
 from entrypoint import layers
@@ -42,7 +42,13 @@ Platform = Literal["npu", "cuda", "cpu"]
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "ascend-serve"
 MODEL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 BOOLEAN = "true or false"
-SECRET_FIELDS: frozenset[str] = frozenset()
+# Secrets: VAR or VAR_FILE (a Docker/Kubernetes secret file), as docker-library images do.
+SECRET_FILES: dict[str, str] = {"API_KEY_FILE": "API_KEY", "MODELSCOPE_TOKEN_FILE": "MODELSCOPE_TOKEN"}
+SECRET_FIELDS: frozenset[str] = frozenset(SECRET_FILES.values())
+SECRET_TEXT = re.compile(r"[\x21-\x7e]+")  # fits an HTTP header: printable ASCII, no spaces
+SECRET_ALLOWED = "printable ASCII without spaces"
+SECRET_FILE_ALLOWED = "a readable file holding the value (one trailing newline is ignored)"
+SECRET_FILE_MAX_BYTES = 64 * 1024  # a key is short; this bounds a mistaken /dev/zero
 
 
 def setting(default: Any, doc: str, allowed: str, **constraints: Any) -> Any:
@@ -78,6 +84,19 @@ class Settings(BaseModel):
                                      "a non-empty name", alias="SERVED_MODEL_NAME")
     modelscope_endpoint: str = setting("", "ModelScope hub URL (default: the client's own).",
                                        "an http(s) URL", alias="MODELSCOPE_ENDPOINT")
+
+    # --- secrets: VAR or VAR_FILE, never both; shown only as *** -------------------------
+    api_key: SecretStr | None = setting(None, "API key clients must send as `Authorization: Bearer <key>` (vLLM "
+                                        "gets it as VLLM_API_KEY, never on its command line); /health stays open "
+                                        "for probes. Prefer API_KEY_FILE.", SECRET_ALLOWED, alias="API_KEY")
+    api_key_file: Path | None = setting(None, "File holding API_KEY (a Docker or Kubernetes secret).",
+                                        SECRET_FILE_ALLOWED, alias="API_KEY_FILE")
+    modelscope_token: SecretStr | None = setting(None, "ModelScope access token, for private models. Prefer "
+                                                 "MODELSCOPE_TOKEN_FILE.",
+                                                 SECRET_ALLOWED, alias="MODELSCOPE_TOKEN")
+    modelscope_token_file: Path | None = setting(None, "File holding MODELSCOPE_TOKEN (a Docker or "
+                                                 "Kubernetes secret).", SECRET_FILE_ALLOWED,
+                                                 alias="MODELSCOPE_TOKEN_FILE")
 
     # --- vllm serve flags, defaults as in the seed ---------------------------------------
     host: str = setting("0.0.0.0", "--host", "an IP address", alias="HOST")
@@ -227,6 +246,14 @@ class Settings(BaseModel):
             raise ValueError("contains a line break")
         return value
 
+    @field_validator("api_key", "modelscope_token")
+    @classmethod
+    def _secret_text(cls, value: SecretStr | None) -> SecretStr | None:
+        # The message never quotes the value: error lines are printed and logged.
+        if value is not None and not SECRET_TEXT.fullmatch(value.get_secret_value()):
+            raise ValueError("contains spaces, control or non-ASCII characters")
+        return value
+
     @field_validator("modelscope_endpoint")
     @classmethod
     def _url(cls, value: str) -> str:
@@ -284,6 +311,54 @@ def has_config(folder: Path) -> bool:
         return False
 
 
+def read_secret_file(name: str, path: Path) -> tuple[str | None, str | None]:
+    """The secret a VAR_FILE holds, or the error line (naming the variable and path, never the content)."""
+    where = f"{name}={str(path)!r}"
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(SECRET_FILE_MAX_BYTES + 1)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        reason = getattr(exc, "strerror", None) or str(exc)
+        return None, f"{where}: cannot read it ({reason}); allowed: {SECRET_FILE_ALLOWED}"
+    if len(data) > SECRET_FILE_MAX_BYTES:
+        return None, f"{where}: larger than {SECRET_FILE_MAX_BYTES} bytes; allowed: {SECRET_FILE_ALLOWED}"
+    # `echo key > file` and Kubernetes' stringData leave one trailing newline; the key is what precedes it.
+    text = data.decode("ascii", errors="replace").removesuffix("\n").removesuffix("\r")
+    if not text:
+        return None, f"{where}: the file is empty; allowed: {SECRET_FILE_ALLOWED}"
+    if not SECRET_TEXT.fullmatch(text):
+        return None, f"{where}: the file's content has spaces, control or non-ASCII characters; allowed: " \
+                     f"{SECRET_ALLOWED}"
+    return text, None
+
+
+def resolve_secret_files(settings: Settings) -> tuple[Settings, list[str]]:
+    """Fill each secret from its VAR_FILE; both VAR and VAR_FILE set is an error."""
+    updates: dict[str, SecretStr] = {}
+    errors = []
+    fields = {str(f.alias): key for key, f in Settings.model_fields.items()}
+    for file_name, name in SECRET_FILES.items():
+        path = getattr(settings, fields[file_name])
+        if path is None:
+            continue
+        if getattr(settings, fields[name]) is not None:
+            errors.append(f"{file_name}={str(path)!r}: {name} is set too; allowed: one of them ({name} holds the "
+                          f"value, {file_name} a file holding it)")
+            continue
+        value, error = read_secret_file(file_name, path)
+        if error:
+            errors.append(error)
+        else:
+            updates[fields[name]] = SecretStr(str(value))
+    return settings.model_copy(update=updates), errors
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """The secrets' values, for the few places that must hide them in text (render output)."""
+    values = (getattr(settings, key) for key, f in Settings.model_fields.items() if f.alias in SECRET_FIELDS)
+    return [value.get_secret_value() for value in values if value is not None]
+
+
 def allowed_values(field: FieldInfo) -> str:
     """What a setting accepts, as its error lines and the generated docs say it."""
     extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
@@ -334,7 +409,8 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
         settings = Settings.model_validate(merged)
     except ValidationError as exc:
         raise SettingsError(layer_errors + [error_line(e) for e in exc.errors()]) from None
-    errors = layer_errors + cross_field_errors(settings)
+    settings, secret_errors = resolve_secret_files(settings)
+    errors = layer_errors + secret_errors + cross_field_errors(settings)
     if errors:
         raise SettingsError(errors)
     return settings

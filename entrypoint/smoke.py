@@ -10,7 +10,7 @@ from typing import Any
 
 import requests
 
-from entrypoint.http import get_json, model_ids, post_json
+from entrypoint.http import Headers, get_json, model_ids, post_json
 
 log = logging.getLogger("entrypoint.smoke")
 
@@ -37,21 +37,23 @@ def smoke_expectation(expect: str, fallback: bool) -> str:
     return expect
 
 
-def check_models(base_url: str, served_name: str, timeout: float) -> tuple[bool, str]:
+def check_models(base_url: str, served_name: str, timeout: float, headers: Headers | None = None) -> tuple[bool, str]:
     """GET /v1/models is 200 and lists the served name."""
-    status, body = get_json(f"{base_url}/v1/models", timeout)
+    status, body = get_json(f"{base_url}/v1/models", timeout, headers)
     names = model_ids(body)
+    if status == 401:
+        return False, "GET /v1/models -> 401: the server wants an API key; set API_KEY or API_KEY_FILE to its key"
     if status != 200 or served_name not in names:
         return False, f"GET /v1/models -> {status}, models {names}, expected {served_name!r}"
     return True, f"GET /v1/models -> 200, lists {served_name!r}"
 
 
 def check_chat(base_url: str, served_name: str, prompt: str, expect: str, max_tokens: int,
-               timeout: float) -> tuple[bool, str]:
+               timeout: float, headers: Headers | None = None) -> tuple[bool, str]:
     """The seed's chat completion: 200, non-empty text, matching the profile's expectation if any."""
     body = {"model": served_name, "messages": [{"role": "user", "content": prompt}],
             "temperature": 0, "max_tokens": max_tokens}
-    status, answer = post_json(f"{base_url}/v1/chat/completions", body, timeout)
+    status, answer = post_json(f"{base_url}/v1/chat/completions", body, timeout, headers)
     try:
         text = answer["choices"][0]["message"]["content"] or ""
     except (KeyError, IndexError, TypeError):
@@ -65,13 +67,13 @@ def check_chat(base_url: str, served_name: str, prompt: str, expect: str, max_to
 
 
 def run_smoke(base_url: str, served_name: str, prompt: str, expect: str = "", max_tokens: int = 16,
-              timeout: float = 60.0) -> SmokeResult:
-    """Both checks, stopping at the first failure."""
+              timeout: float = 60.0, headers: Headers | None = None) -> SmokeResult:
+    """Both checks, stopping at the first failure; `headers` carry the API key (http.bearer)."""
     checks: dict[str, Any] = {}
     try:
-        ok, checks["models"] = check_models(base_url, served_name, timeout)
+        ok, checks["models"] = check_models(base_url, served_name, timeout, headers)
         if ok:
-            ok, checks["chat"] = check_chat(base_url, served_name, prompt, expect, max_tokens, timeout)
+            ok, checks["chat"] = check_chat(base_url, served_name, prompt, expect, max_tokens, timeout, headers)
     except requests.RequestException as exc:
         ok, checks["error"] = False, f"{base_url} unreachable: {exc.__class__.__name__}: {exc}"
     failed = next((text for text in reversed(checks.values()) if not ok), "")

@@ -19,6 +19,7 @@ from types import FrameType
 from entrypoint.canary import start_canary
 from entrypoint.child import ChildProcess, exit_status
 from entrypoint.errors import UserError
+from entrypoint.http import bearer
 from entrypoint.readiness import ServerExited, wait_until_ready
 from entrypoint.render import render_command
 from entrypoint.settings import Settings, inherited_environment
@@ -67,9 +68,10 @@ def start_server(settings: Settings, state: StateDir) -> tuple[ChildProcess, Wei
 def become_ready(settings: Settings, child: ChildProcess, weights: Weights, state: StateDir,
                  deadline: float) -> None:
     """Wait for vLLM, run the smoke check, then write the ready marker."""
+    headers = bearer(settings.api_key)
     try:
         took = wait_until_ready(settings.base_url, settings.served_model_name, deadline, child.poll,
-                                timeout=min(settings.request_timeout, 10.0))
+                                timeout=min(settings.request_timeout, 10.0), headers=headers)
     except ServerExited as exc:
         reason = classify(child.last_lines(0))
         if reason is None:
@@ -80,7 +82,7 @@ def become_ready(settings: Settings, child: ChildProcess, weights: Weights, stat
     if settings.smoke_on_start:
         result = run_smoke(settings.base_url, settings.served_model_name, settings.smoke_prompt,
                            smoke_expectation(settings.smoke_expect, weights.fallback), settings.smoke_max_tokens,
-                           settings.request_timeout)
+                           settings.request_timeout, headers)
         if not result.ok:
             raise UserError(result.verdict)
         log.info(result.verdict)

@@ -200,10 +200,15 @@ def remove_partials(folder: Path) -> None:
         partial.unlink(missing_ok=True)
 
 
+def _hub_token(settings: Settings) -> str | None:
+    """MODELSCOPE_TOKEN for the client (None: the client's own MODELSCOPE_API_TOKEN or login, if any)."""
+    return settings.modelscope_token.get_secret_value() if settings.modelscope_token else None
+
+
 def _hub_api(settings: Settings) -> Any:
     from modelscope_hub.api import HubApi  # heavy: only when the hub is needed
 
-    return HubApi(endpoint=settings.modelscope_endpoint or None)
+    return HubApi(endpoint=settings.modelscope_endpoint or None, token=_hub_token(settings))
 
 
 def _is_unreachable(exc: BaseException) -> bool:
@@ -213,16 +218,26 @@ def _is_unreachable(exc: BaseException) -> bool:
     return isinstance(exc, (NetworkError, requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError))
 
 
+def _status(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    return getattr(response, "status_code", None) or getattr(exc, "status_code", None)
+
+
 def _is_missing(exc: BaseException) -> bool:
     from modelscope_hub.errors import NotExistError
 
-    response = getattr(exc, "response", None)
-    status = getattr(response, "status_code", None) or getattr(exc, "status_code", None)
-    return isinstance(exc, NotExistError) or status == 404
+    return isinstance(exc, NotExistError) or _status(exc) == 404
+
+
+def _is_refused(exc: BaseException) -> bool:
+    """The hub wants a (different) token: a private model, final until the user changes settings."""
+    from modelscope_hub.errors import AuthenticationError, PermissionDeniedError
+
+    return isinstance(exc, (AuthenticationError, PermissionDeniedError)) or _status(exc) in (401, 403)
 
 
 def _listing_worth_retrying(exc: BaseException) -> bool:
-    return not (_is_missing(exc) or _is_unreachable(exc))
+    return not (_is_missing(exc) or _is_unreachable(exc) or _is_refused(exc))
 
 
 def list_remote(settings: Settings) -> list[RemoteFile]:
@@ -239,6 +254,10 @@ def list_remote(settings: Settings) -> list[RemoteFile]:
         if _is_missing(exc):
             raise SettingsError([f"{where}: not found on the hub; allowed: an existing model id and revision"]) \
                 from None
+        if _is_refused(exc):
+            given = "the token given was refused" if settings.modelscope_token else "no token given"
+            raise SettingsError([f"{where}: the hub refused access ({given}); allowed: for a private model, "
+                                 "MODELSCOPE_TOKEN or MODELSCOPE_TOKEN_FILE with a token that may read it"]) from None
         endpoint = f"MODELSCOPE_ENDPOINT={settings.modelscope_endpoint or '(client default)'}"
         if _is_unreachable(exc):
             raise HubUnreachable(f"model hub unreachable at {endpoint} for {where}: {headline(exc)}") from None
@@ -253,6 +272,7 @@ def list_remote(settings: Settings) -> list[RemoteFile]:
 
 class IncompleteDownload(Exception):
     """The client returned, but the folder does not match the listing."""
+
 
 
 def _download_once(settings: Settings, folder: Path, files: list[RemoteFile]) -> None:

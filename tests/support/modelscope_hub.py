@@ -253,8 +253,10 @@ class LoopbackHub:
         port: int = 0,
         host: str = "127.0.0.1",
         verbose: bool = False,
+        token: str | None = None,
     ) -> None:
         self.host = host
+        self.token = token  # set: a private hub, every request must carry it (see _authorized)
         self.revisions = tuple(revisions)
         self.fault = fault
         self.verbose = verbose
@@ -344,6 +346,9 @@ class LoopbackHub:
         info = self._describe(handler)
         with self._lock:
             self._history.append(info)
+        if not self._authorized(info):
+            self._send_error(handler, info, 401, "a valid access token is required", head)
+            return
         injected = self.fault(info) if self.fault is not None else None
         reply = Reply(status=injected) if isinstance(injected, int) else injected or Reply()
         if reply.status is not None:
@@ -351,6 +356,15 @@ class LoopbackHub:
             self._send_error(handler, info, reply.status, "injected fault", head, {"Retry-After": "0"})
             return
         self._route(handler, info, head, reply)
+
+    def _authorized(self, info: RequestInfo) -> bool:
+        """No token required, or the request carries it as the real client sends it: a Bearer header
+        (API calls) or the ``m_session_id`` cookie (file downloads)."""
+        if self.token is None:
+            return True
+        headers = {key.lower(): value for key, value in info.headers.items()}
+        cookies = dict(part.strip().partition("=")[::2] for part in headers.get("cookie", "").split(";"))
+        return headers.get("authorization") == f"Bearer {self.token}" or cookies.get("m_session_id") == self.token
 
     def _describe(self, handler: BaseHTTPRequestHandler) -> RequestInfo:
         """Parse the request line into a RequestInfo."""

@@ -43,11 +43,13 @@ def test_configmap_env_is_generated():
 
 
 def test_configmap_env_agrees_with_env_example():
+    from entrypoint.settings import SECRET_FIELDS
     from entrypoint.settings_table import MANIFEST_FIXED, layered_settings
 
     example = env_entries((README.parent / "compose" / ".env.example").read_text())
     configmap = env_entries(CONFIGMAP_ENV.read_text())
-    assert set(configmap) == set(example) - set(MANIFEST_FIXED)
+    # Secrets belong in a Secret, not a ConfigMap; their _FILE paths may be there.
+    assert set(configmap) == set(example) - set(MANIFEST_FIXED) - SECRET_FIELDS
     assert {name: value for name, (value, _) in configmap.items()} == \
         {name: value for name, (value, _) in example.items() if name in configmap}
     active = {name for name, (_, on) in configmap.items() if on}
