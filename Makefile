@@ -121,12 +121,12 @@ k8s-render: venv
 
 .PHONY: k8s-validate ## validate every Kubernetes overlay offline (K8S_VERSION schemas, strict) and lint deploy/
 k8s-validate: venv
-	@set -o pipefail; for overlay in npu cpu cuda; do \
-		$(VENV)/bin/kubectl kustomize deploy/kubernetes/overlays/$$overlay \
+	@set -o pipefail; for overlay in overlays/npu overlays/cpu overlays/cuda examples/cpu-with-secrets; do \
+		$(VENV)/bin/kubectl kustomize deploy/kubernetes/$$overlay \
 			| $(VENV)/bin/kubernetes-validate --strict --quiet -k $(K8S_VERSION) - || exit 1; \
 	done
 	@$(VENV)/bin/yamllint -s deploy
-	@echo "deploy/kubernetes: every overlay valid against Kubernetes $(K8S_VERSION) (strict)"
+	@echo "deploy/kubernetes: every overlay and example valid against Kubernetes $(K8S_VERSION) (strict)"
 
 .PHONY: lint ## ruff on the code, yamllint on the YAML
 lint: venv

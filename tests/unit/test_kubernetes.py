@@ -27,7 +27,9 @@ ACCELERATORS = {"npu": "huawei.com/Ascend910", "cuda": "nvidia.com/gpu"}
 
 @functools.cache
 def render(overlay: str) -> tuple[dict, ...]:
-    done = subprocess.run([str(BIN / "kubectl"), "kustomize", f"deploy/kubernetes/overlays/{overlay}"], cwd=ROOT,
+    # An overlay name (npu, cpu, cuda) or a folder under deploy/kubernetes (examples/...).
+    folder = f"deploy/kubernetes/{overlay}" if "/" in overlay else f"deploy/kubernetes/overlays/{overlay}"
+    done = subprocess.run([str(BIN / "kubectl"), "kustomize", folder], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return tuple(doc for doc in yaml.safe_load_all(done.stdout) if doc)
@@ -181,3 +183,18 @@ def test_configmap_is_settings_env_with_the_platform_and_valid_settings(overlay)
     # The platform's runtime exports come from the entrypoint's platform layer, not the ConfigMap.
     assert (settings.hccl_buffsize == 512) == (overlay == "npu")
     assert (settings.compilation_config is None) == (overlay == "cpu")
+
+
+def test_secrets_come_from_a_secret_as_files_never_as_values():
+    example = "examples/cpu-with-secrets"
+    kubernetes_validate.validate(one(example, "Deployment"), KUBERNETES_VERSION, strict=True)
+    volume = next(v for v in pod(example)["volumes"] if v["name"] == "secrets")
+    assert volume["secret"] == {"secretName": "ascend-serve-secrets", "defaultMode": 0o400}
+    serve, download = containers(example)["serve"], containers(example)["download"]
+    assert fixed_env(serve)["API_KEY_FILE"] == "/run/secrets/ascend-serve/api_key"
+    assert fixed_env(serve)["MODELSCOPE_TOKEN_FILE"] == fixed_env(download)["MODELSCOPE_TOKEN_FILE"]
+    for container in (serve, download):
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "secrets")
+        assert mount == {"name": "secrets", "mountPath": "/run/secrets/ascend-serve", "readOnly": True}
+    settings = one(example, "ConfigMap")["data"]
+    assert "API_KEY" not in settings and "MODELSCOPE_TOKEN" not in settings
