@@ -16,6 +16,13 @@ BUNDLE_CACHE ?= $(HOME)/.cache/ascend-serve-bundle
 ENV_FILE ?= $(wildcard .env)
 RENDER_FORMAT ?= shell
 PYTEST_ARGS ?=
+# Extra options for `make bench` / `make eval`, e.g. BENCH_ARGS="--preset quick" EVAL_ARGS="--quick".
+BENCH_ARGS ?=
+EVAL_ARGS ?=
+# Host files holding the API key / ModelScope token: passed as Compose secrets (Docker) or
+# as API_KEY_FILE / MODELSCOPE_TOKEN_FILE (native). Empty: no key, public model.
+API_KEY_FILE ?=
+MODELSCOPE_TOKEN_FILE ?=
 VENV := .venv
 PY := $(VENV)/bin/python
 export BUNDLE_CACHE
@@ -27,8 +34,14 @@ export PYTHONPATH := $(CURDIR)
 RESOLVED_PLATFORM = $(if $(filter auto,$(PLATFORM)),$(shell python3 -c 'from entrypoint.platform_detect import detect_platform; print(detect_platform())'),$(PLATFORM))
 RESOLVED_ENGINE = $(if $(filter auto,$(ENGINE)),$(shell docker info >/dev/null 2>&1 && echo docker || echo native),$(ENGINE))
 FIXTURE_WEIGHTS = $(shell $(PY) scripts/build_fixture_model.py --cache-dir $(BUNDLE_CACHE)/models --print-path 2>/dev/null)
-COMPOSE = FIXTURE_WEIGHTS=$(FIXTURE_WEIGHTS) HOST_PORT=$(PORT) docker compose -p $(PROJECT) -f compose/compose.yaml \
-	-f compose/$(RESOLVED_PLATFORM).yaml $(if $(filter 1,$(TESTBED)),-f compose/testbed.yaml)
+COMPOSE = FIXTURE_WEIGHTS=$(FIXTURE_WEIGHTS) HOST_PORT=$(PORT) HOST_UID=$$(id -u) HOST_GID=$$(id -g) \
+	docker compose -p $(PROJECT) -f compose/compose.yaml -f compose/$(RESOLVED_PLATFORM).yaml \
+	$(if $(filter 1,$(TESTBED)),-f compose/testbed.yaml) $(if $(API_KEY_FILE),-f compose/api-key.yaml) \
+	$(if $(MODELSCOPE_TOKEN_FILE),-f compose/modelscope-token.yaml)
+# Native runs read the secrets' files directly (the settings' own *_FILE variables).
+export API_KEY_FILE MODELSCOPE_TOKEN_FILE
+# The weights the native server serves (the fixture when it fell back), for the in-process benches.
+NATIVE_WEIGHTS = $$($(PY) -c 'import json; print(json.load(open(".run/state/state.json"))["model_path"])')
 
 .PHONY: help ## print the targets
 help:
@@ -82,6 +95,26 @@ else
 	@PORT=$(PORT) STATE_DIR=.run/state $(PY) -m entrypoint $(if $(ENV_FILE),--env-file $(ENV_FILE)) smoke
 endif
 
+.PHONY: bench ## the guide's performance tables (throughput, online, latency, sweep) against the server -> perf_results/
+bench:
+ifeq ($(RESOLVED_ENGINE),docker)
+	@mkdir -p perf_results
+	$(COMPOSE) run --rm bench $(BENCH_ARGS)
+else
+	@$(MAKE) --no-print-directory venv
+	@PORT=$(PORT) STATE_DIR=.run/state $(PY) eval/perf_eval.py --model "$(NATIVE_WEIGHTS)" $(BENCH_ARGS)
+endif
+
+.PHONY: eval ## the guide's accuracy checks (determinism, tasks, numeric parity) against the server -> perf_results/
+eval:
+ifeq ($(RESOLVED_ENGINE),docker)
+	@mkdir -p perf_results
+	$(COMPOSE) run --rm eval $(EVAL_ARGS)
+else
+	@$(MAKE) --no-print-directory venv
+	@PORT=$(PORT) STATE_DIR=.run/state $(PY) eval/accuracy_eval.py --model "$(NATIVE_WEIGHTS)" $(EVAL_ARGS)
+endif
+
 .PHONY: render ## print the serve command (try PLATFORM=npu on a machine without an NPU)
 render: venv
 	@PLATFORM=$(PLATFORM) PORT=$(PORT) $(PY) -m entrypoint $(if $(ENV_FILE),--env-file $(ENV_FILE)) render --format $(RENDER_FORMAT)
@@ -114,6 +147,10 @@ bench-image: venv fixture
 # Kubernetes: the overlay for PLATFORM; auto means npu, the default platform (the cluster decides, not this machine).
 K8S_OVERLAY = deploy/kubernetes/overlays/$(if $(filter auto,$(PLATFORM)),npu,$(PLATFORM))
 K8S_VERSION ?= 1.30.0
+
+.PHONY: bench-reliability ## faults, bad inputs, load with probes (c=32) and a secret scan -> bench/reliability.md
+bench-reliability: venv fixture
+	@$(PY) bench/reliability.py
 
 .PHONY: k8s-render ## print the Kubernetes manifests for PLATFORM (npu, cpu or cuda), offline
 k8s-render: venv

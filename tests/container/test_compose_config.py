@@ -16,8 +16,9 @@ NPU_MOUNTS = {"/usr/local/dcmi", "/usr/local/bin/npu-smi", "/usr/local/Ascend/dr
               "/usr/local/Ascend/driver/version.info", "/etc/ascend_install.info"}
 
 
-def config(platform: str, **env: str) -> dict:
-    done = subprocess.run(["docker", "compose", "-f", "compose/compose.yaml", "-f", f"compose/{platform}.yaml",
+def config(platform: str, *overrides: str, **env: str) -> dict:
+    files = ["compose/compose.yaml", f"compose/{platform}.yaml", *overrides]
+    done = subprocess.run(["docker", "compose", *(arg for f in files for arg in ("-f", f)), "--profile", "tools",
                            "config", "--format", "json"], cwd=ROOT, capture_output=True, text=True, timeout=60,
                           env={"PATH": os.environ["PATH"], "HOME": os.environ["HOME"], **env})
     assert done.returncode == 0, done.stderr
@@ -37,3 +38,27 @@ def test_npu_carries_every_device_and_mount():
     assert devices == (NPU_DEVICES - {"/dev/davinci0"}) | {"/dev/davinci3"}
     assert {v["source"] for v in serve["volumes"] if v["type"] == "bind"} >= NPU_MOUNTS
     assert serve["environment"]["ASCEND_VISIBLE_DEVICES"] == serve["environment"]["ASCEND_RT_VISIBLE_DEVICES"] == "3"
+
+
+@pytest.mark.parametrize("platform", ["npu", "cpu", "cuda"])
+def test_bench_and_eval_run_the_guides_tools_against_serve(platform):
+    services = config(platform)["services"]
+    for name, script in (("bench", "eval/perf_eval.py"), ("eval", "eval/accuracy_eval.py")):
+        tool = services[name]
+        assert tool["profiles"] == ["tools"] and tool["environment"]["PLATFORM"] == platform
+        assert tool["entrypoint"][:2] == ["python3", script] and "http://serve:8000" in tool["entrypoint"]
+        assert tool["depends_on"]["serve"]["condition"] == "service_healthy"
+        assert {v["target"] for v in tool["volumes"]} == {"/models", "/opt/bundle/perf_results"}
+
+
+def test_secrets_reach_every_service_as_files(tmp_path):
+    key, token = tmp_path / "api_key", tmp_path / "modelscope_token"
+    key.write_text("sk-compose-config\n")
+    token.write_text("ms-compose-config\n")
+    done = config("cpu", "compose/api-key.yaml", "compose/modelscope-token.yaml", API_KEY_FILE=str(key),
+                  MODELSCOPE_TOKEN_FILE=str(token))
+    assert done["secrets"]["api_key"]["file"] == str(key)
+    for name, service in done["services"].items():
+        assert service["environment"]["API_KEY_FILE"] == "/run/secrets/api_key", name
+    assert done["services"]["serve"]["environment"]["MODELSCOPE_TOKEN_FILE"] == "/run/secrets/modelscope_token"
+    assert "sk-compose-config" not in json.dumps(done)
