@@ -115,12 +115,25 @@ def engine_args(serve_argv: list[str]) -> list[str]:
     return kept
 
 
-def throughput_command(load: Load, model_dir: Path, engine: list[str], out_json: Path, seed: int) -> list[str]:
-    """`vllm bench throughput` on the random dataset, fixed lengths."""
+def shared_device_args(platform: str, server_memory_fraction: float) -> list[str]:
+    """Engine flags that let an in-process bench start beside the running server on an accelerator.
+
+    The server holds GPU_MEMORY_UTILIZATION of the device (0.90 by default); vLLM refuses
+    to start an engine asking for more than is free, so the bench asks for half the rest
+    (at least 5 %: a 270M model needs little). The CPU engine sizes its own KV cache.
+    """
+    if platform == "cpu":
+        return []
+    share = max(0.05, round((1 - server_memory_fraction) / 2, 2))
+    return ["--gpu-memory-utilization", f"{share:.2f}"]
+
+
+def throughput_command(load: Load, model_dir: Path, engine: list[str], out_json: Path) -> list[str]:
+    """`vllm bench throughput` on the random dataset, fixed lengths; the seed is the engine's (the server's --seed)."""
     return [*VLLM_CLI, "bench", "throughput", "--model", str(model_dir), "--dataset-name", "random",
             "--random-input-len", str(load.input_len), "--random-output-len", str(load.output_len),
-            "--random-range-ratio", "0", "--num-prompts", str(load.num_prompts), "--seed", str(seed),
-            "--output-json", str(out_json), *engine]
+            "--random-range-ratio", "0", "--num-prompts", str(load.num_prompts), "--output-json", str(out_json),
+            *engine]
 
 
 def latency_command(load: Load, model_dir: Path, engine: list[str], out_json: Path, warmup: int) -> list[str]:
@@ -131,7 +144,8 @@ def latency_command(load: Load, model_dir: Path, engine: list[str], out_json: Pa
             "--output-json", str(out_json), *engine]
 
 
-def serve_command(load: Load, url: str, served_name: str, tokenizer: Path, out_json: Path, seed: int) -> list[str]:
+def serve_command(load: Load, url: str, served_name: str, tokenizer: Path, out_json: Path, seed: int,
+                  warmups: int = 0) -> list[str]:
     """`vllm bench serve` against a running server: random prompts, EOS ignored, per-request details saved."""
     command = [*VLLM_CLI, "bench", "serve", "--backend", "openai", "--base-url", url, "--endpoint", "/v1/completions",
                "--model", served_name, "--tokenizer", str(tokenizer), "--dataset-name", "random",
@@ -142,6 +156,8 @@ def serve_command(load: Load, url: str, served_name: str, tokenizer: Path, out_j
                "--result-filename", out_json.name]
     if load.concurrency is not None:
         command += ["--max-concurrency", str(load.concurrency)]
+    if warmups:
+        command += ["--num-warmups", str(warmups)]
     return command
 
 
@@ -266,14 +282,14 @@ class Runner:
 
     def throughput(self, load: Load) -> dict[str, Any]:
         out = self.raw / "throughput.json"
-        output = run_bench(throughput_command(load, self.model_dir, self.engine, out, self.seed), self.env,
+        output = run_bench(throughput_command(load, self.model_dir, self.engine, out), self.env,
                            self.raw / "throughput.log")
         return {"load": load.__dict__, **parse_throughput(_read_json(out), output, load)}
 
-    def serve(self, name: str, load: Load) -> dict[str, Any]:
+    def serve(self, name: str, load: Load, warmups: int = 0) -> dict[str, Any]:
         out = self.raw / f"{name}.json"
-        run_bench(serve_command(load, self.url, self.served_name, self.model_dir, out, self.seed), self.env,
-                  self.raw / f"{name}.log")
+        run_bench(serve_command(load, self.url, self.served_name, self.model_dir, out, self.seed, warmups),
+                  self.env, self.raw / f"{name}.log")
         return {"load": load.__dict__, **parse_serve(_read_json(out))}
 
     def latency(self, load: Load, warmup: int) -> dict[str, Any]:

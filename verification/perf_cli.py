@@ -44,7 +44,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--run-name", help="run folder name (default: <UTC time>-<platform>)")
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results folder (default: perf_results)")
     parser.add_argument("--engine-args", default="", help="more engine flags for the in-process benches, "
-                        "appended after the server's (shell words)")
+                        "appended after the server's (shell words; on an accelerator shared with the server the "
+                        "bench asks for half the memory the server leaves free, e.g. --gpu-memory-utilization 0.05)")
     parser.add_argument("--device-bandwidth-gbps", type=float, help="memory bandwidth for the roofline instead of "
                         "the measured (CPU) or published (NPU) one")
     parser.add_argument("--bandwidth-seconds", type=float, default=3.0, help="length of the copy benchmark")
@@ -158,7 +159,9 @@ class Steps:
 
     def start(self, title: str, command: list[str] | None = None) -> None:
         self.done += 1
-        console.rule(f"[bold][{self.done}/{self.total}] {title}")
+        # a plain heading on its own line: a rule would be cut to 80 columns in a log, and vLLM's
+        # last output line does not always end with a newline
+        console.print(f"\n[bold]==> [{self.done}/{self.total}] {title}", soft_wrap=True)
         if command:
             console.print(shlex.join(command), style="dim", soft_wrap=True)
 
@@ -179,7 +182,7 @@ def run_workloads(preset: perf.Preset, names: list[str], runner: perf.Runner) ->
         results["online"] = {**online, "seed_metrics": perf.online_metrics(online)}
     if "latency" in names:
         steps.start(f"5.3 latency: {preset.latency.num_prompts} requests one at a time (vllm bench serve, c=1)")
-        serve = runner.serve("latency-serve", preset.latency)
+        serve = runner.serve("latency-serve", preset.latency, warmups=preset.latency_warmup)
         results["latency"] = {"serve": {**serve, "seed_metrics": perf.latency_metrics(serve)}}
         steps.start(f"5.3 latency: batch 1, {preset.latency.num_prompts} iterations, in-process (vllm bench latency)")
         results["latency"]["engine"] = runner.latency(preset.latency, preset.latency_warmup)
@@ -202,7 +205,9 @@ def evaluate(args: argparse.Namespace) -> int:
     from entrypoint.render import render_command
 
     command = render_command(settings, model_dir)
-    engine = perf.engine_args(command.argv) + shlex.split(args.engine_args)
+    engine = (perf.engine_args(command.argv)
+              + perf.shared_device_args(settings.platform, settings.gpu_memory_utilization)
+              + shlex.split(args.engine_args))
     dtype = roofline.served_dtype(settings.dtype, model_dir)
     run_dir = new_run_dir(args.results, args.run_name, settings.platform)
     console.print(f"perf run [bold]{run_dir}[/]: preset {args.preset}, workloads {','.join(names)}; weights "
@@ -214,7 +219,7 @@ def evaluate(args: argparse.Namespace) -> int:
     started = time.monotonic()
     data["results"] = run_workloads(perf.PRESETS[args.preset], names, runner)
     data["duration_s"] = time.monotonic() - started
-    console.rule("[bold]roofline, plots, report")
+    console.print("\n[bold]==> roofline, plots, report", soft_wrap=True)
     data["roofline"] = roofline_block(settings, model_dir, dtype, data["results"], args)
     data["plots"] = make_plots(data["results"], run_dir, f"{served_name}, {settings.platform}, {dtype}, "
                                f"{args.preset} preset")

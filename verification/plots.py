@@ -62,7 +62,8 @@ def latency_distribution(series: dict[str, list[float]], path: Path, subtitle: s
         if not values:
             continue
         ordered = np.sort(np.asarray(values, dtype=float))
-        axis.step(ordered, np.arange(1, len(ordered) + 1) / len(ordered), where="post", label=label)
+        fractions = np.arange(len(ordered) + 1) / len(ordered)  # from 0 at the fastest request to 1
+        axis.step(np.concatenate([ordered[:1], ordered]), fractions, where="post", label=label)
     axis.set_xlabel("end-to-end latency per request (ms)")
     axis.set_ylabel("fraction of requests")
     axis.set_ylim(0, 1.02)
