@@ -34,6 +34,9 @@ WORKDIR /opt/bundle
 COPY entrypoint ./entrypoint
 COPY healthcheck ./healthcheck
 COPY templates ./templates
+# The deployment guide's verification tools (compose `bench` / `eval`, inference.py).
+COPY verification ./verification
+COPY eval ./eval
 # Runs as root: the Ascend device nodes (/dev/davinci*) and driver mounts are owned by
 # root or HwHiAiUser on the host, and vllm-ascend's own image runs as root.
 ENV PYTHONPATH=/opt/bundle PYTHONUNBUFFERED=1 MODEL_CACHE_DIR=/models MODELSCOPE_CACHE=/models/modelscope
@@ -87,6 +90,9 @@ WORKDIR /opt/bundle
 COPY entrypoint ./entrypoint
 COPY healthcheck ./healthcheck
 COPY templates ./templates
+# The deployment guide's verification tools (compose `bench` / `eval`, inference.py).
+COPY verification ./verification
+COPY eval ./eval
 ENV PYTHONPATH=/opt/bundle PYTHONUNBUFFERED=1 MODEL_CACHE_DIR=/models MODELSCOPE_CACHE=/models/modelscope \
     PLATFORM=cpu
 USER 1000:1000
