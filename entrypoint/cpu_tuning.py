@@ -1,0 +1,83 @@
+"""The CPU profile: default setting values chosen from the machine's CPU features, cores and memory.
+
+`choose` is pure: host facts and the settings so far in, one `Choice` (setting, value,
+reason) per tuned setting out. The layers apply a choice only where neither the model
+profile nor the user set that setting, and only when PLATFORM=cpu and CPU_TUNING is not
+off. Each reason names the measurement behind it, or says it has none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from entrypoint.cpu_features import GIB, CpuFeatures, HostFacts
+
+MEASURED = "bench/results/cpu-dtype.md"
+KV_SHARE = 4  # a quarter of the available memory: the rest stays for weights, activations and other processes
+KV_MAX_GIB = 8  # ~230k tokens of Gemma 3 270M in float32 (36 KiB each): far beyond 32 sequences' needs
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One tuned default and why."""
+
+    setting: str
+    value: str
+    reason: str
+
+    def line(self) -> str:
+        return f"{self.setting}={self.value}: {self.reason}"
+
+
+def dtype_choice(cpu: CpuFeatures) -> Choice:
+    """bfloat16 where the CPU computes it natively, float32 elsewhere; both measured (see the reasons)."""
+    if cpu.native_bf16:
+        # Zen 5 with avx512_bf16, 2 cores: bf16 c=1 TTFT 140 vs 257 ms, TPOT 32 vs 58 ms;
+        # c=8 output 53.1 vs 35.4 tok/s (bench/results/cpu-dtype.md). AMX is unmeasured here:
+        # its bf16 tiles are faster still than AVX-512 BF16, so the rule carries over.
+        return Choice("DTYPE", "bfloat16", f"{cpu.isa} computes bf16 natively; here bf16 measured 1.8x faster "
+                      f"to the first token and 1.5x the c=8 throughput of float32 ({MEASURED})")
+    # AVX2-only EPYC (issue 8): float32 c=1 TTFT 862 vs 5148 ms, c=8 output 28.3 vs 10.1 tok/s.
+    # AVX-512 without BF16 converts bf16 in software too; unmeasured, the same rule applies.
+    return Choice("DTYPE", "float32", f"{cpu.isa} has no native bf16; on an AVX2-only EPYC float32 measured 6x "
+                  "faster to the first token and 2.8x the c=8 throughput of bf16 (issue 8)")
+
+
+def kv_cache_choice(available_bytes: int) -> Choice:
+    """A quarter of the available memory, 1 to 8 GiB: the KV cache's size is capacity, not speed."""
+    gib = max(1, min(KV_MAX_GIB, available_bytes // KV_SHARE // GIB))
+    return Choice("VLLM_CPU_KVCACHE_SPACE", str(gib),
+                  f"a quarter of the {available_bytes / GIB:.1f} GiB available, 1-{KV_MAX_GIB} GiB (unset, vLLM "
+                  "0.32 claims 90% of total memory and refuses to start when less is free)")
+
+
+def binding_choices(host: HostFacts, settings: Mapping[str, Any]) -> list[Choice]:
+    """OpenMP binding: vLLM's auto binding, shown, unless several ranks share the host."""
+    return [Choice("VLLM_CPU_OMP_THREADS_BIND", "auto",
+                   "vLLM's own: one OpenMP thread per physical core, one core left to the API server and "
+                   "scheduler")]
+
+
+def choose(host: HostFacts, settings: Mapping[str, Any]) -> list[Choice]:
+    """Every tuned default for this host, given the settings of the other layers."""
+    return [dtype_choice(host.cpu), kv_cache_choice(host.available_bytes), *binding_choices(host, settings)]
+
+
+def _plain(value: Any) -> str:
+    """A setting's value as an env file writes it."""
+    return "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def explain(choices: list[Choice], effective: Mapping[str, Any]) -> list[str]:
+    """One line per tuned setting: the choice and its reason, or that a higher layer overrode it."""
+    lines = []
+    for choice in choices:
+        actual = _plain(effective.get(choice.setting))
+        if actual == choice.value:
+            lines.append(f"cpu tuning: {choice.line()}")
+        else:
+            lines.append(f"cpu tuning: {choice.setting}={actual or '(unset)'} kept from your settings or the "
+                         f"model profile; the machine's choice would be {choice.value} ({choice.reason})")
+    return lines
