@@ -19,8 +19,16 @@ class CpuFeatures:
 
     model: str
     flags: frozenset[str]
-    logical_cpus: int
-    physical_cores: int
+    # (logical CPU id, its core as "package/core") for every processor listed
+    topology: tuple[tuple[int, str], ...]
+
+    @property
+    def logical_cpus(self) -> int:
+        return len(self.topology)
+
+    @property
+    def physical_cores(self) -> int:
+        return len({core for _, core in self.topology})
 
     @property
     def avx512(self) -> bool:
@@ -48,8 +56,16 @@ class HostFacts:
     """Features, usable CPUs and memory available to the server."""
 
     cpu: CpuFeatures
-    usable_cpus: int
+    usable_cpu_ids: tuple[int, ...]  # this process's CPU set (a container's cpuset, taskset)
     available_bytes: int
+
+    def one_cpu_per_core(self) -> list[int]:
+        """The usable CPUs, SMT siblings dropped (the lowest id of each core kept), as vLLM's auto binding does."""
+        core_of = dict(self.cpu.topology)
+        seen: dict[str, int] = {}
+        for cpu in sorted(self.usable_cpu_ids):
+            seen.setdefault(core_of.get(cpu, f"cpu{cpu}"), cpu)
+        return sorted(seen.values())
 
 
 def _blocks(text: str) -> list[dict[str, str]]:
@@ -68,13 +84,14 @@ def parse_cpuinfo(text: str) -> CpuFeatures:
     """The features of the first processor and the counts over all of them."""
     processors = _blocks(text)
     if not processors:
-        return CpuFeatures(model="", flags=frozenset(), logical_cpus=0, physical_cores=0)
+        return CpuFeatures(model="", flags=frozenset(), topology=())
     first = processors[0]
-    # x86 calls them flags, arm64 Features; a VM may leave out the topology keys.
+    # x86 calls them flags, arm64 Features; a VM may leave out the topology keys (then one core each).
     flags = frozenset((first.get("flags") or first.get("Features") or "").split())
-    cores = {(p.get("physical id", "0"), p.get("core id", p["processor"])) for p in processors}
-    return CpuFeatures(model=first.get("model name", ""), flags=flags, logical_cpus=len(processors),
-                       physical_cores=len(cores))
+    topology = tuple((int(p["processor"]) if p["processor"].isdigit() else index,
+                      f"{p.get('physical id', '0')}/{p.get('core id', p['processor'])}")
+                     for index, p in enumerate(processors))
+    return CpuFeatures(model=first.get("model name", ""), flags=flags, topology=topology)
 
 
 def parse_meminfo(text: str) -> int:
@@ -111,5 +128,5 @@ def read_host(proc: Path = Path("/proc"), cgroup: Path = Path("/sys/fs/cgroup"))
     if limit is not None:
         used = parse_cgroup_limit(_read(cgroup / "memory.current")) or 0
         available = min(available, max(limit - used, 0)) if available else max(limit - used, 0)
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return HostFacts(cpu=cpu, usable_cpus=usable, available_bytes=available)
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    return HostFacts(cpu=cpu, usable_cpu_ids=tuple(sorted(usable)), available_bytes=available)

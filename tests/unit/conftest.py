@@ -18,7 +18,7 @@ SAMPLES = Path(__file__).parent / "cpuinfo"
 def sample_host(cpu: str = "avx2-amd-epyc", memory: str = "meminfo-24g", usable: int | None = None) -> HostFacts:
     """A HostFacts from the recorded /proc samples; all the sample's logical CPUs usable by default."""
     features = parse_cpuinfo((SAMPLES / f"{cpu}.cpuinfo").read_text())
-    return HostFacts(cpu=features, usable_cpus=usable or features.logical_cpus,
+    return HostFacts(cpu=features, usable_cpu_ids=tuple(range(usable or features.logical_cpus)),
                      available_bytes=parse_meminfo((SAMPLES / f"{memory}.meminfo").read_text()))
 
 

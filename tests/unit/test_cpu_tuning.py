@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from entrypoint.cpu_features import GIB, parse_cgroup_limit, parse_cpuinfo, parse_meminfo, read_host
-from entrypoint.cpu_tuning import choose, explain
+from entrypoint.cpu_tuning import choose, cpu_list, explain
 from entrypoint.errors import SettingsError
 from entrypoint.layers import TEMPLATES_DIR, variant_names
 from entrypoint.render import render_command
@@ -58,7 +59,7 @@ def test_empty_cpuinfo_is_no_features():
 
 def test_live_host_reads():
     host = read_host()  # imported before the pin: the real machine
-    assert host.usable_cpus >= 1 and host.available_bytes > 0 and host.cpu.logical_cpus >= 1
+    assert host.usable_cpu_ids and host.available_bytes > 0 and host.cpu.logical_cpus >= 1
 
 
 # --- the choices ----------------------------------------------------------------------------
@@ -75,8 +76,50 @@ def test_kv_cache_is_a_quarter_of_available_memory(memory, gib):
 
 def test_kv_cache_is_capped():
     host = sample_host()
-    big = type(host)(cpu=host.cpu, usable_cpus=2, available_bytes=512 * GIB)
+    big = replace(host, available_bytes=512 * GIB)
     assert chosen(big)["VLLM_CPU_KVCACHE_SPACE"] == "8"
+
+
+def test_small_host_binds_every_core_and_reserves_none():
+    choices = chosen(sample_host())
+    assert (choices["VLLM_CPU_OMP_THREADS_BIND"], choices["VLLM_CPU_NUM_OF_RESERVED_CPU"]) == ("0-1", "0")
+
+
+def test_smt_siblings_are_left_out_as_vllm_does():
+    # 4 logical CPUs on 2 cores: 0 and 2 share core 0, 1 and 3 share core 1
+    assert sample_host("avx512-skylake-sp").one_cpu_per_core() == [0, 1]
+    assert chosen(sample_host("avx512-skylake-sp"))["VLLM_CPU_OMP_THREADS_BIND"] == "0-1"
+
+
+def test_a_cpuset_is_bound_as_given():
+    host = replace(sample_host("avx512-skylake-sp"), usable_cpu_ids=(2, 3))
+    assert chosen(host)["VLLM_CPU_OMP_THREADS_BIND"] == "2-3"
+
+
+@pytest.mark.parametrize("usable", [(0,), tuple(range(16))])
+def test_one_core_or_a_big_host_keeps_vllms_auto_binding(usable):
+    choices = chosen(replace(sample_host(), usable_cpu_ids=usable))
+    assert choices["VLLM_CPU_OMP_THREADS_BIND"] == "auto" and "VLLM_CPU_NUM_OF_RESERVED_CPU" not in choices
+
+
+def test_several_ranks_keep_vllms_auto_binding():
+    choices = {c.setting: c.value for c in choose(sample_host(), {"TENSOR_PARALLEL_SIZE": "2"})}
+    assert choices["VLLM_CPU_OMP_THREADS_BIND"] == "auto"
+
+
+def test_small_host_gets_a_smaller_token_budget():
+    assert chosen(sample_host())["MAX_NUM_BATCHED_TOKENS"] == "1024"
+    big = replace(sample_host(), usable_cpu_ids=tuple(range(16)))
+    assert "MAX_NUM_BATCHED_TOKENS" not in chosen(big)
+
+
+@pytest.mark.parametrize("settings", [{"ENABLE_CHUNKED_PREFILL": "false"}, {"MAX_NUM_SEQS": "2048"}])
+def test_token_budget_is_left_alone_where_vllm_needs_more(settings):
+    assert "MAX_NUM_BATCHED_TOKENS" not in {c.setting for c in choose(sample_host(), settings)}
+
+
+def test_cpu_list_syntax():
+    assert (cpu_list([0, 1]), cpu_list([5, 0, 1, 2]), cpu_list([0, 2, 4])) == ("0-1", "0-2,5", "0,2,4")
 
 
 def test_every_choice_says_why():
@@ -92,9 +135,9 @@ def test_every_choice_says_why():
 def test_cpu_layer_applies_the_choices(pin_host):
     pin_host("amx-sapphire-rapids", "meminfo-4g")
     s = load_settings({"PLATFORM": "cpu"})
-    assert (s.dtype, s.vllm_cpu_kvcache_space, s.vllm_cpu_omp_threads_bind) == ("bfloat16", 1, "auto")
+    assert (s.dtype, s.vllm_cpu_kvcache_space, s.vllm_cpu_omp_threads_bind) == ("bfloat16", 1, "0-1")
     env = render_command(s, "/m").env
-    assert env["VLLM_CPU_KVCACHE_SPACE"] == "1" and env["VLLM_CPU_OMP_THREADS_BIND"] == "auto"
+    assert env["VLLM_CPU_KVCACHE_SPACE"] == "1" and env["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
 
 
 def test_the_users_values_win(pin_host):
