@@ -1,4 +1,4 @@
-"""bfloat16 against float32 on this CPU: plain vLLM, the bundle's CPU command, `vllm bench serve`.
+"""The CPU profile's measurements: bf16 against float32 (and other settings) with `vllm bench serve`.
 
 Each dtype gets one server started from the rendered CPU command of the default settings
 (CPU_TUNING=off, so only DTYPE differs; compiled mode, compile cache under
@@ -73,7 +73,7 @@ def measure(dtype: str, model_path: str, workdir: Path, c1_prompts: int, c8_prom
 
 def markdown(result: dict) -> str:
     facts = result["machine"]
-    lines = ["# bfloat16 vs float32 on this CPU (plain vLLM, bundle CPU command)", "",
+    lines = ["# CPU profile measurements: dtype, OpenMP binding, token budget (plain vLLM, the bundle CPU command)", "",
              f"Machine: {facts['cpu']}, {facts['cores']} cores, {facts['memory_gib']} GiB, "
              f"flags {', '.join(facts['flags'])}; vLLM {result['vllm']}; Gemma 3 270M fixture weights "
              "(bf16 checkpoint); compiled mode (not eager), warm compile cache where noted.", "",

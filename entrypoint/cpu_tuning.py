@@ -17,7 +17,6 @@ from entrypoint.cpu_features import GIB, CpuFeatures, HostFacts
 MEASURED = "bench/results/cpu-dtype.md"
 KV_SHARE = 4  # a quarter of the available memory: the rest stays for weights, activations and other processes
 SMALL_HOST_CORES = 4  # up to this many cores, reserving one for the API server costs too much compute
-SMALL_HOST_BATCH = 1024  # tokens per step there (MAX_NUM_BATCHED_TOKENS), measured against the seed's 4096
 KV_MAX_GIB = 8  # ~230k tokens of Gemma 3 270M in float32 (36 KiB each): far beyond 32 sequences' needs
 
 
@@ -88,24 +87,11 @@ def binding_choices(host: HostFacts, settings: Mapping[str, Any]) -> list[Choice
             Choice("VLLM_CPU_NUM_OF_RESERVED_CPU", "0", why)]
 
 
-def batch_choices(host: HostFacts, settings: Mapping[str, Any]) -> list[Choice]:
-    """A smaller token budget per step on a small host, so prefills do not stall decodes for long."""
-    seqs = int(settings.get("MAX_NUM_SEQS") or 0)
-    chunked_off = str(settings.get("ENABLE_CHUNKED_PREFILL", "")).lower() == "false"
-    if len(host.one_cpu_per_core()) > SMALL_HOST_CORES or chunked_off or seqs > SMALL_HOST_BATCH:
-        return []  # the seed's 4096 stays: unmeasured there, and vLLM needs >= MAX_NUM_SEQS (and >= the
-        # context length without chunked prefill)
-    # bf16, 2-core Zen 5, c=8: 1024 against the seed's 4096 measured TTFT 750 vs 918 ms, TPOT 132 vs
-    # 147 ms, output 59.3 vs 53.1 tok/s; c=1 unchanged (bench/results/cpu-dtype.md).
-    return [Choice("MAX_NUM_BATCHED_TOKENS", str(SMALL_HOST_BATCH),
-                   f"small host: prefills chunked to {SMALL_HOST_BATCH} tokens a step stall decodes less; measured "
-                   f"1.1x the c=8 throughput of 4096 on 2 cores ({MEASURED})")]
-
-
 def choose(host: HostFacts, settings: Mapping[str, Any]) -> list[Choice]:
     """Every tuned default for this host, given the settings of the other layers."""
-    return [dtype_choice(host.cpu), kv_cache_choice(host.available_bytes), *binding_choices(host, settings),
-            *batch_choices(host, settings)]
+    # MAX_NUM_BATCHED_TOKENS stays the seed's 4096: 1024 measured 1.1x the c=8 throughput with vLLM's
+    # auto binding, but no gain once every core is bound (89.3 vs 89.1 tok/s; bench/results/cpu-dtype.md).
+    return [dtype_choice(host.cpu), kv_cache_choice(host.available_bytes), *binding_choices(host, settings)]
 
 
 def _plain(value: Any) -> str:

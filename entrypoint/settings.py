@@ -133,7 +133,7 @@ class Settings(BaseModel):
         None, "Exported to vLLM on CPU: cores left out of the OpenMP threads for the API server and scheduler.",
         "an integer >= 0", alias="VLLM_CPU_NUM_OF_RESERVED_CPU", ge=0)
     cpu_tuning: Literal["auto", "off"] = setting(
-        "auto", "On CPU, choose DTYPE, OpenMP binding, KV cache size and token budget from this machine's CPU "
+        "auto", "On CPU, choose DTYPE, OpenMP binding and KV cache size from this machine's CPU "
         "features, cores and memory (the reasons are logged; your own values always win); off: the platform "
         "file's values and vLLM's defaults.", "auto or off", alias="CPU_TUNING")
     platform_variant: str = setting(
