@@ -1,12 +1,12 @@
 """The CPU profile's measurements: bf16 against float32 (and other settings) with `vllm bench serve`.
 
 Each dtype gets one server started from the rendered CPU command of the default settings
-(CPU_TUNING=off, so only DTYPE differs; compiled mode, compile cache under
-$BUNDLE_CACHE/vllm-compile), then random 200-in/200-out prompts at concurrency 1 and 8.
-The numbers decide the CPU profile's dtype rule (entrypoint/cpu_tuning.py).
+(CPU_TUNING=off, so only DTYPE and the --set settings differ; compiled mode, compile cache
+under $BUNDLE_CACHE/vllm-compile), then random 200-in/200-out prompts at concurrency 1 and 8.
+The numbers behind the CPU profile's rules (entrypoint/cpu_tuning.py).
 
-Writes bench/results/cpu-dtype.json and .md. Run it under the heavy lock:
-    flock /tmp/vllm-heavy.lock python bench/cpu_dtype.py [--dtypes float32 bfloat16] [--c1-prompts 3]
+Writes bench/results/<name>.json and .md (default cpu-dtype). Run it under the heavy lock:
+    flock /tmp/vllm-heavy.lock python bench/cpu_dtype.py [--dtypes float32 bfloat16] [--set KEY=VALUE] [--name N]
 """
 
 from __future__ import annotations

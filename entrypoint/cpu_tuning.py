@@ -8,7 +8,7 @@ off. Each reason names the measurement behind it, or says it has none.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,7 @@ from entrypoint.cpu_features import GIB, CpuFeatures, HostFacts
 MEASURED = "bench/results/cpu-dtype.md"
 KV_SHARE = 4  # a quarter of the available memory: the rest stays for weights, activations and other processes
 SMALL_HOST_CORES = 4  # up to this many cores, reserving one for the API server costs too much compute
+BINDING = {"VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_NUM_OF_RESERVED_CPU"}  # chosen together, kept together
 KV_MAX_GIB = 8  # ~230k tokens of Gemma 3 270M in float32 (36 KiB each): far beyond 32 sequences' needs
 
 
@@ -66,8 +67,12 @@ def cpu_list(ids: list[int]) -> str:
 
 
 def _world_size(settings: Mapping[str, Any]) -> int:
-    """Ranks on this host: one OpenMP CPU list each."""
-    return int(settings.get("TENSOR_PARALLEL_SIZE") or 1) * int(settings.get("DATA_PARALLEL_SIZE") or 1)
+    """Ranks on this host: one OpenMP CPU list each (a malformed size counts as 1; validation reports it)."""
+    size = 1
+    for name in ("TENSOR_PARALLEL_SIZE", "DATA_PARALLEL_SIZE"):
+        value = str(settings.get(name) or 1).strip()
+        size *= int(value) if value.isdigit() else 1
+    return size
 
 
 def binding_choices(host: HostFacts, settings: Mapping[str, Any]) -> list[Choice]:
@@ -92,6 +97,13 @@ def choose(host: HostFacts, settings: Mapping[str, Any]) -> list[Choice]:
     # MAX_NUM_BATCHED_TOKENS stays the seed's 4096: 1024 measured 1.1x the c=8 throughput with vLLM's
     # auto binding, but no gain once every core is bound (89.3 vs 89.1 tok/s; bench/results/cpu-dtype.md).
     return [dtype_choice(host.cpu), kv_cache_choice(host.available_bytes), *binding_choices(host, settings)]
+
+
+def applicable(choices: list[Choice], taken: Collection[str]) -> list[Choice]:
+    """The choices for settings no higher layer set; the binding pair goes as one, so a user's
+    own binding is not paired with the profile's reservation."""
+    blocked = set(taken) | (BINDING if BINDING & set(taken) else set())
+    return [c for c in choices if c.setting not in blocked]
 
 
 def _plain(value: Any) -> str:

@@ -100,8 +100,7 @@ def tuning_layer(platform: str, above: dict[str, Any], below: dict[str, Any]) ->
     """On CPU with CPU_TUNING not off, the machine's choices for the settings no higher layer sets."""
     if platform != "cpu" or str(above.get("CPU_TUNING", "auto")).strip().lower() == "off":
         return []
-    choices = cpu_tuning.choose(cpu_features.read_host(), {**below, **above})
-    return [c for c in choices if c.setting not in above]
+    return cpu_tuning.applicable(cpu_tuning.choose(cpu_features.read_host(), {**below, **above}), above)
 
 
 def merge_defaults(user: dict[str, str], templates_dir: Path) -> tuple[dict[str, Any], list[str]]:
@@ -111,7 +110,8 @@ def merge_defaults(user: dict[str, str], templates_dir: Path) -> tuple[dict[str,
     merged: dict[str, Any] = {}
     if platform in PLATFORMS:
         merged.update(platform_settings(templates_dir, platform))
-        variant, variant_errors = variant_settings(templates_dir, platform, user.get("PLATFORM_VARIANT", ""))
+        variant, variant_errors = variant_settings(templates_dir, platform,
+                                                         user.get("PLATFORM_VARIANT", "").strip())
         merged.update(variant)
         errors = errors + variant_errors
     above = {**profile_layer(templates_dir, profile_name, platform), **user}

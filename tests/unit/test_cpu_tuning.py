@@ -143,6 +143,18 @@ def test_the_users_values_win(pin_host):
     assert env["VLLM_CPU_OMP_THREADS_BIND"] == "0-1" and env["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
 
 
+@pytest.mark.parametrize("mine", [{"VLLM_CPU_OMP_THREADS_BIND": "auto"}, {"VLLM_CPU_NUM_OF_RESERVED_CPU": "1"}])
+def test_a_user_binding_setting_keeps_the_other_one_too(mine):
+    s = load_settings({"PLATFORM": "cpu", **mine})
+    unset = ({"VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_NUM_OF_RESERVED_CPU"} - set(mine)).pop()
+    assert s.public_dict()[unset] is None
+
+
+def test_a_malformed_parallel_size_is_a_settings_error_not_a_crash():
+    with pytest.raises(SettingsError, match="TENSOR_PARALLEL_SIZE='two'"):
+        load_settings({"PLATFORM": "cpu", "TENSOR_PARALLEL_SIZE": "two"})
+
+
 def test_a_profile_value_wins_over_the_tuning(tmp_path):
     templates = tmp_path / "templates"
     subprocess.run(["cp", "-r", str(TEMPLATES_DIR), str(templates)], check=True)
