@@ -200,9 +200,9 @@ def test_thread_bind_accepts_vllm_lists():
 
 def test_cli_prints_the_reasons_on_stderr():
     done = subprocess.run([sys.executable, "-m", "entrypoint", "render"], cwd=ROOT, capture_output=True, text=True,
-                          env={"PATH": "/usr/bin:/bin", "PLATFORM": "cpu", "DTYPE": "float32"}, timeout=60)
-    assert done.returncode == 0 and "--dtype float32" in done.stdout
-    assert "cpu tuning: DTYPE=float32 kept from your settings" in done.stderr
+                          env={"PATH": "/usr/bin:/bin", "PLATFORM": "cpu", "DTYPE": "float16"}, timeout=60)
+    assert done.returncode == 0 and "--dtype float16" in done.stdout  # a dtype the profile never picks
+    assert "cpu tuning: DTYPE=float16 kept from your settings" in done.stderr
     assert "cpu tuning: VLLM_CPU_KVCACHE_SPACE=" in done.stderr and "cpu tuning" not in done.stdout
 
 
