@@ -72,6 +72,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
         print(configmap_env(), end="")
         return 0
     settings = settings_for(args, environ, preflight=args.command in ("serve", "download"))
+    _log_cpu_tuning(settings)
     if args.command == "settings":
         print(json.dumps(settings.public_dict(), indent=2, sort_keys=True))
         return 0
@@ -87,6 +88,18 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
     from entrypoint.supervisor import serve
 
     return serve(settings)
+
+
+def _log_cpu_tuning(settings: Settings) -> None:
+    """On CPU, say which defaults the machine chose and why (stderr: stdout stays parseable)."""
+    if settings.platform != "cpu" or settings.cpu_tuning == "off":
+        return
+    from entrypoint.cpu_features import read_host
+    from entrypoint.cpu_tuning import choose, explain
+
+    effective = settings.public_dict()
+    for line in explain(choose(read_host(), effective), effective):
+        log.info(line)
 
 
 def _render(settings: Settings, args: argparse.Namespace) -> int:

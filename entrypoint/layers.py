@@ -1,7 +1,9 @@
-"""Default layers under the user's settings: the platform's file, then the model profile's.
+"""Default layers under the user's settings, lowest first: the platform's file, a named
+variant of it (PLATFORM_VARIANT), on CPU the machine's tuning (CPU_TUNING), then the
+model profile's.
 
-Both are YAML files in the templates folder, keyed by setting name, so adding a model
-or tuning a platform is editing a file, not code.
+The files are YAML in the templates folder, keyed by setting name, so adding a model
+or a platform variant is editing a file, not code.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 import yaml
 from dotenv import dotenv_values
 
+from entrypoint import cpu_features, cpu_tuning
 from entrypoint.platform_detect import detect_platform
 
 PACKAGE_TEMPLATES = Path(__file__).parent / "_templates"
@@ -69,18 +72,51 @@ def platform_settings(templates_dir: Path, platform: str) -> dict[str, Any]:
     return _read_yaml(templates_dir / "platforms" / f"{platform}.yaml").get("settings") or {}
 
 
+def variant_names(templates_dir: Path, platform: str) -> list[str]:
+    """The named variants of one platform's defaults (templates/platforms/<platform>/*.yaml)."""
+    return sorted(p.stem for p in (templates_dir / "platforms" / platform).glob("*.yaml"))
+
+
+def variant_settings(templates_dir: Path, platform: str, variant: str) -> tuple[dict[str, Any], list[str]]:
+    """The defaults a platform variant sets, or an error naming the variants there are."""
+    if not variant:
+        return {}, []
+    names = variant_names(templates_dir, platform)
+    if variant not in names:
+        allowed = ", ".join(names) if names else f"none ({platform} has no variants)"
+        return {}, [f"PLATFORM_VARIANT={variant!r}: no such variant for {platform}; allowed: {allowed}"]
+    return _read_yaml(templates_dir / "platforms" / platform / f"{variant}.yaml").get("settings") or {}, []
+
+
+def profile_layer(templates_dir: Path, profile_name: str, platform: str) -> dict[str, Any]:
+    """The model profile's defaults, its per-platform ones on top."""
+    if profile_name == "generic":
+        return {}
+    profile = load_profile(templates_dir, profile_name)
+    return {**(profile.get("settings") or {}), **((profile.get("platforms") or {}).get(platform) or {})}
+
+
+def tuning_layer(platform: str, above: dict[str, Any], below: dict[str, Any]) -> list[cpu_tuning.Choice]:
+    """On CPU with CPU_TUNING not off, the machine's choices for the settings no higher layer sets."""
+    if platform != "cpu" or str(above.get("CPU_TUNING", "auto")).strip().lower() == "off":
+        return []
+    return cpu_tuning.applicable(cpu_tuning.choose(cpu_features.read_host(), {**below, **above}), above)
+
+
 def merge_defaults(user: dict[str, str], templates_dir: Path) -> tuple[dict[str, Any], list[str]]:
-    """Platform defaults < profile defaults < profile platform defaults < user values."""
+    """Platform < platform variant < CPU tuning < profile < profile's platform part < user values."""
     platform = resolve_platform(user)
     profile_name, errors = find_profile(templates_dir, user)
     merged: dict[str, Any] = {}
     if platform in PLATFORMS:
         merged.update(platform_settings(templates_dir, platform))
-    if profile_name != "generic":
-        profile = load_profile(templates_dir, profile_name)
-        merged.update(profile.get("settings") or {})
-        merged.update((profile.get("platforms") or {}).get(platform) or {})
-    merged.update(user)
+        variant, variant_errors = variant_settings(templates_dir, platform,
+                                                         user.get("PLATFORM_VARIANT", "").strip())
+        merged.update(variant)
+        errors = errors + variant_errors
+    above = {**profile_layer(templates_dir, profile_name, platform), **user}
+    merged.update({c.setting: c.value for c in tuning_layer(platform, above, merged)})
+    merged.update(above)
     merged["PLATFORM"] = platform if platform in PLATFORMS else user.get("PLATFORM")
     merged["MODEL_PROFILE"] = profile_name
     model_id = str(merged.get("MODEL_ID") or "google/gemma-3-270m-it")

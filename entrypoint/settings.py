@@ -145,6 +145,30 @@ class Settings(BaseModel):
                                            alias="ASCEND_LOG_PATH")
     vllm_cpu_kvcache_space: int | None = setting(None, "Exported to vLLM on CPU: KV cache size in GiB.",
                                                  "an integer >= 1", alias="VLLM_CPU_KVCACHE_SPACE", ge=1)
+    vllm_cpu_omp_threads_bind: str | None = setting(
+        None, "Exported to vLLM on CPU: the cores its OpenMP threads are pinned to (auto: one thread per "
+        "physical core, minus the reserved ones; nobind: no pinning; ranks separated by |).",
+        "auto, nobind or core lists such as 0-3 or 0,2,4-7", alias="VLLM_CPU_OMP_THREADS_BIND")
+    vllm_cpu_num_of_reserved_cpu: int | None = setting(
+        None, "Exported to vLLM on CPU: cores left out of the OpenMP threads for the API server and scheduler.",
+        "an integer >= 0", alias="VLLM_CPU_NUM_OF_RESERVED_CPU", ge=0)
+    cpu_tuning: Literal["auto", "off"] = setting(
+        "auto", "On CPU, choose DTYPE, OpenMP binding and KV cache size from this machine's CPU "
+        "features, cores and memory (the reasons are logged; your own values always win); off: the platform "
+        "file's values and vLLM's defaults.", "auto or off", alias="CPU_TUNING")
+    platform_variant: str = setting(
+        "", "A named variant of the platform's defaults in templates/platforms/<platform>/<variant>.yaml "
+        "(empty: the platform file alone; the NPU default is the seed's command).",
+        "a variant name listed in templates/platforms/<platform>/", alias="PLATFORM_VARIANT")
+
+    @field_validator("vllm_cpu_omp_threads_bind")
+    @classmethod
+    def _cpu_lists(cls, value: str | None) -> str | None:
+        # vLLM's lists: "0-3", "0,2,4-7", one list per rank joined by "|".
+        lists = r"\d+(-\d+)?(,\d+(-\d+)?)*(\|\d+(-\d+)?(,\d+(-\d+)?)*)*"
+        if value is not None and value not in ("auto", "nobind") and not re.fullmatch(lists, value):
+            raise ValueError("expected auto, nobind or CPU lists")
+        return value
 
     # --- supervisor -----------------------------------------------------------------------
     startup_timeout: float = setting(3600.0, "Seconds from start to ready before giving up (includes download).",

@@ -72,7 +72,7 @@ def test_extra_args_come_last_and_split_like_a_shell():
 
 
 def test_optional_flags_render_only_when_set():
-    base = render_command(load_settings({"PLATFORM": "cpu"}), "/m").argv
+    base = render_command(load_settings({"PLATFORM": "cpu", "CPU_TUNING": "off"}), "/m").argv
     assert "--dtype" not in base and "--enforce-eager" not in base
     argv = render_command(load_settings({"PLATFORM": "cpu", "DTYPE": "float32", "ENFORCE_EAGER": "true",
                                          "ENABLE_PREFIX_CACHING": "true"}), "/m").argv

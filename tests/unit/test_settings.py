@@ -109,7 +109,7 @@ def test_env_file_is_under_the_environment(tmp_path):
 
 
 def test_platform_and_profile_layers():
-    cpu = load_settings({"PLATFORM": "cpu"})
+    cpu = load_settings({"PLATFORM": "cpu", "CPU_TUNING": "off"})
     assert cpu.compilation_config is None and cpu.vllm_cpu_kvcache_space == 2 and cpu.omp_num_threads is None
     generic = load_settings({"PLATFORM": "cpu", "MODEL_ID": "Qwen/Qwen3-0.6B"})
     assert generic.served_model_name == "Qwen3-0.6B" and generic.model_profile == "generic"

@@ -1,0 +1,124 @@
+"""The CPU profile: default setting values chosen from the machine's CPU features, cores and memory.
+
+`choose` is pure: host facts and the settings so far in, one `Choice` (setting, value,
+reason) per tuned setting out. The layers apply a choice only where neither the model
+profile nor the user set that setting, and only when PLATFORM=cpu and CPU_TUNING is not
+off. Each reason names the measurement behind it, or says it has none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from entrypoint.cpu_features import GIB, CpuFeatures, HostFacts
+
+MEASURED = "bench/results/cpu-dtype.md"
+KV_SHARE = 4  # a quarter of the available memory: the rest stays for weights, activations and other processes
+SMALL_HOST_CORES = 4  # up to this many cores, reserving one for the API server costs too much compute
+BINDING = {"VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_NUM_OF_RESERVED_CPU"}  # chosen together, kept together
+KV_MAX_GIB = 8  # ~230k tokens of Gemma 3 270M in float32 (36 KiB each): far beyond 32 sequences' needs
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One tuned default and why."""
+
+    setting: str
+    value: str
+    reason: str
+
+    def line(self) -> str:
+        return f"{self.setting}={self.value}: {self.reason}"
+
+
+def dtype_choice(cpu: CpuFeatures) -> Choice:
+    """bfloat16 where the CPU computes it natively, float32 elsewhere; both measured (see the reasons)."""
+    if cpu.native_bf16:
+        # Zen 5 with avx512_bf16, 2 cores: bf16 c=1 TTFT 140 vs 257 ms, TPOT 32 vs 58 ms;
+        # c=8 output 53.1 vs 35.4 tok/s (bench/results/cpu-dtype.md). AMX is unmeasured here:
+        # its bf16 tiles are faster still than AVX-512 BF16, so the rule carries over.
+        return Choice("DTYPE", "bfloat16", f"{cpu.isa} computes bf16 natively; here bf16 measured 1.8x faster "
+                      f"to the first token and 1.5x the c=8 throughput of float32 ({MEASURED})")
+    # AVX2-only EPYC (issue 8): float32 c=1 TTFT 862 vs 5148 ms, c=8 output 28.3 vs 10.1 tok/s.
+    # AVX-512 without BF16 converts bf16 in software too; unmeasured, the same rule applies.
+    return Choice("DTYPE", "float32", f"{cpu.isa} has no native bf16; on an AVX2-only EPYC float32 measured 6x "
+                  "faster to the first token and 2.8x the c=8 throughput of bf16 (issue 8)")
+
+
+def kv_cache_choice(available_bytes: int) -> Choice:
+    """A quarter of the available memory, 1 to 8 GiB: the KV cache's size is capacity, not speed."""
+    gib = max(1, min(KV_MAX_GIB, available_bytes // KV_SHARE // GIB))
+    return Choice("VLLM_CPU_KVCACHE_SPACE", str(gib),
+                  f"a quarter of the {available_bytes / GIB:.1f} GiB available, 1-{KV_MAX_GIB} GiB (unset, vLLM "
+                  "0.32 claims 90% of total memory and refuses to start when less is free)")
+
+
+def cpu_list(ids: list[int]) -> str:
+    """[0, 1, 2, 5] -> "0-2,5": vLLM's VLLM_CPU_OMP_THREADS_BIND syntax."""
+    runs: list[list[int]] = []
+    for cpu in sorted(ids):
+        if runs and cpu == runs[-1][-1] + 1:
+            runs[-1].append(cpu)
+        else:
+            runs.append([cpu])
+    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
+
+
+def _world_size(settings: Mapping[str, Any]) -> int:
+    """Ranks on this host: one OpenMP CPU list each (a malformed size counts as 1; validation reports it)."""
+    size = 1
+    for name in ("TENSOR_PARALLEL_SIZE", "DATA_PARALLEL_SIZE"):
+        value = str(settings.get(name) or 1).strip()
+        size *= int(value) if value.isdigit() else 1
+    return size
+
+
+def binding_choices(host: HostFacts, settings: Mapping[str, Any]) -> list[Choice]:
+    """On a small host one rank's OpenMP threads get every core; elsewhere vLLM's auto binding stays."""
+    cores = host.one_cpu_per_core()
+    if _world_size(settings) != 1 or not 1 < len(cores) <= SMALL_HOST_CORES:
+        return [Choice("VLLM_CPU_OMP_THREADS_BIND", "auto",
+                       "vLLM's own: one OpenMP thread per physical core, one core left to the API server and "
+                       f"scheduler (costs little above {SMALL_HOST_CORES} cores)")]
+    # vLLM's auto binding reserves one core per rank, on 2 cores half the compute. Binding both
+    # (0-1, none reserved), bf16, 2-core Zen 5: c=8 output 89.1 vs 53.1 tok/s, TPOT 88 vs 147 ms,
+    # c=1 TTFT 95 vs 140 ms (bench/results/cpu-dtype.md). Measured at 2 cores; up to 4 the
+    # reserved core is still a quarter of the compute, so the rule is carried that far.
+    why = (f"{len(cores)} cores: all of them for the model; vLLM's auto binding keeps one for the API server, "
+           f"and on 2 cores giving it back measured 1.7x the c=8 throughput ({MEASURED})")
+    return [Choice("VLLM_CPU_OMP_THREADS_BIND", cpu_list(cores), why),
+            Choice("VLLM_CPU_NUM_OF_RESERVED_CPU", "0", why)]
+
+
+def choose(host: HostFacts, settings: Mapping[str, Any]) -> list[Choice]:
+    """Every tuned default for this host, given the settings of the other layers."""
+    # MAX_NUM_BATCHED_TOKENS stays the seed's 4096: 1024 measured 1.1x the c=8 throughput with vLLM's
+    # auto binding, but no gain once every core is bound (89.3 vs 89.1 tok/s; bench/results/cpu-dtype.md).
+    return [dtype_choice(host.cpu), kv_cache_choice(host.available_bytes), *binding_choices(host, settings)]
+
+
+def applicable(choices: list[Choice], taken: Collection[str]) -> list[Choice]:
+    """The choices for settings no higher layer set; the binding pair goes as one, so a user's
+    own binding is not paired with the profile's reservation."""
+    blocked = set(taken) | (BINDING if BINDING & set(taken) else set())
+    return [c for c in choices if c.setting not in blocked]
+
+
+def _plain(value: Any) -> str:
+    """A setting's value as an env file writes it."""
+    return "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def explain(choices: list[Choice], effective: Mapping[str, Any]) -> list[str]:
+    """One line per tuned setting: the choice and its reason, or that a higher layer overrode it."""
+    lines = []
+    for choice in choices:
+        actual = _plain(effective.get(choice.setting))
+        if actual == choice.value:
+            lines.append(f"cpu tuning: {choice.line()}")
+        else:
+            lines.append(f"cpu tuning: {choice.setting}={actual or '(unset)'} kept from your settings or the "
+                         f"model profile; the machine's choice would be {choice.value} ({choice.reason})")
+    return lines

@@ -1,0 +1,259 @@
+"""The CPU profile: recorded /proc samples in, measured defaults out; the user's values win;
+the NPU and CUDA variants render and validate, and the NPU default stays the seed's."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from entrypoint.cpu_features import GIB, parse_cgroup_limit, parse_cpuinfo, parse_meminfo, read_host
+from entrypoint.cpu_tuning import choose, cpu_list, explain
+from entrypoint.errors import SettingsError
+from entrypoint.layers import TEMPLATES_DIR, variant_names
+from entrypoint.render import render_command
+from entrypoint.settings import load_settings
+from tests.unit.conftest import SAMPLES, sample_host
+
+ROOT = Path(__file__).parents[2]
+# sample -> (isa, native bf16, logical CPUs, physical cores, the dtype the profile picks)
+CPUS = {
+    "avx2-amd-epyc": ("avx2", False, 2, 2, "float32"),
+    "avx512-skylake-sp": ("avx512", False, 4, 2, "float32"),
+    "avx512bf16-amd-genoa": ("avx512_bf16", True, 4, 2, "bfloat16"),
+    "amx-sapphire-rapids": ("amx", True, 4, 2, "bfloat16"),
+}
+
+
+def chosen(host) -> dict[str, str]:
+    return {c.setting: c.value for c in choose(host, {})}
+
+
+# --- reading the machine ---------------------------------------------------------------
+
+@pytest.mark.parametrize("sample", CPUS)
+def test_cpuinfo_samples_parse(sample):
+    cpu = parse_cpuinfo((SAMPLES / f"{sample}.cpuinfo").read_text())
+    isa, bf16, logical, physical, _ = CPUS[sample]
+    assert (cpu.isa, cpu.native_bf16, cpu.logical_cpus, cpu.physical_cores) == (isa, bf16, logical, physical)
+    assert "avx2" in cpu.flags and cpu.model
+
+
+def test_meminfo_reads_available_memory():
+    assert parse_meminfo((SAMPLES / "meminfo-4g.meminfo").read_text()) == 2871236 * 1024
+    assert parse_meminfo("MemTotal: 100 kB\nMemFree: 40 kB\n") == 40 * 1024
+    assert parse_meminfo("") == 0
+
+
+def test_cgroup_limit():
+    assert parse_cgroup_limit("max\n") is None and parse_cgroup_limit("4294967296\n") == 4 * GIB
+
+
+def test_empty_cpuinfo_is_no_features():
+    cpu = parse_cpuinfo("")
+    assert cpu.isa == "baseline" and not cpu.native_bf16 and cpu.logical_cpus == 0
+
+
+def test_live_host_reads():
+    host = read_host()  # imported before the pin: the real machine
+    assert host.usable_cpu_ids and host.available_bytes > 0 and host.cpu.logical_cpus >= 1
+
+
+# --- the choices ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sample", CPUS)
+def test_dtype_follows_native_bf16(sample):
+    assert chosen(sample_host(sample))["DTYPE"] == CPUS[sample][4]
+
+
+@pytest.mark.parametrize(("memory", "gib"), [("meminfo-24g", 4), ("meminfo-4g", 1)])
+def test_kv_cache_is_a_quarter_of_available_memory(memory, gib):
+    assert chosen(sample_host(memory=memory))["VLLM_CPU_KVCACHE_SPACE"] == str(gib)
+
+
+def test_kv_cache_is_capped():
+    host = sample_host()
+    big = replace(host, available_bytes=512 * GIB)
+    assert chosen(big)["VLLM_CPU_KVCACHE_SPACE"] == "8"
+
+
+def test_small_host_binds_every_core_and_reserves_none():
+    choices = chosen(sample_host())
+    assert (choices["VLLM_CPU_OMP_THREADS_BIND"], choices["VLLM_CPU_NUM_OF_RESERVED_CPU"]) == ("0-1", "0")
+
+
+def test_smt_siblings_are_left_out_as_vllm_does():
+    # 4 logical CPUs on 2 cores: 0 and 2 share core 0, 1 and 3 share core 1
+    assert sample_host("avx512-skylake-sp").one_cpu_per_core() == [0, 1]
+    assert chosen(sample_host("avx512-skylake-sp"))["VLLM_CPU_OMP_THREADS_BIND"] == "0-1"
+
+
+def test_a_cpuset_is_bound_as_given():
+    host = replace(sample_host("avx512-skylake-sp"), usable_cpu_ids=(2, 3))
+    assert chosen(host)["VLLM_CPU_OMP_THREADS_BIND"] == "2-3"
+
+
+@pytest.mark.parametrize("usable", [(0,), tuple(range(16))])
+def test_one_core_or_a_big_host_keeps_vllms_auto_binding(usable):
+    choices = chosen(replace(sample_host(), usable_cpu_ids=usable))
+    assert choices["VLLM_CPU_OMP_THREADS_BIND"] == "auto" and "VLLM_CPU_NUM_OF_RESERVED_CPU" not in choices
+
+
+def test_several_ranks_keep_vllms_auto_binding():
+    choices = {c.setting: c.value for c in choose(sample_host(), {"TENSOR_PARALLEL_SIZE": "2"})}
+    assert choices["VLLM_CPU_OMP_THREADS_BIND"] == "auto"
+
+
+def test_token_budget_stays_the_seeds():
+    assert "MAX_NUM_BATCHED_TOKENS" not in chosen(sample_host())
+    assert load_settings({"PLATFORM": "cpu"}).max_num_batched_tokens == 4096
+
+
+def test_cpu_list_syntax():
+    assert (cpu_list([0, 1]), cpu_list([5, 0, 1, 2]), cpu_list([0, 2, 4])) == ("0-1", "0-2,5", "0,2,4")
+
+
+def test_every_choice_says_why():
+    for sample in CPUS:
+        for choice in choose(sample_host(sample), {}):
+            assert choice.reason and choice.setting.isupper()
+    reasons = {c.setting: c.reason for c in choose(sample_host("avx512bf16-amd-genoa"), {})}
+    assert "bench/results/cpu-dtype.md" in reasons["DTYPE"]
+
+
+# --- the layer -----------------------------------------------------------------------------
+
+def test_cpu_layer_applies_the_choices(pin_host):
+    pin_host("amx-sapphire-rapids", "meminfo-4g")
+    s = load_settings({"PLATFORM": "cpu"})
+    assert (s.dtype, s.vllm_cpu_kvcache_space, s.vllm_cpu_omp_threads_bind) == ("bfloat16", 1, "0-1")
+    env = render_command(s, "/m").env
+    assert env["VLLM_CPU_KVCACHE_SPACE"] == "1" and env["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
+
+
+def test_the_users_values_win(pin_host):
+    pin_host("amx-sapphire-rapids")
+    s = load_settings({"PLATFORM": "cpu", "DTYPE": "float32", "VLLM_CPU_KVCACHE_SPACE": "3",
+                       "VLLM_CPU_OMP_THREADS_BIND": "0-1", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"})
+    assert (s.dtype, s.vllm_cpu_kvcache_space, s.vllm_cpu_omp_threads_bind) == ("float32", 3, "0-1")
+    env = render_command(s, "/m").env
+    assert env["VLLM_CPU_OMP_THREADS_BIND"] == "0-1" and env["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
+
+
+@pytest.mark.parametrize("mine", [{"VLLM_CPU_OMP_THREADS_BIND": "auto"}, {"VLLM_CPU_NUM_OF_RESERVED_CPU": "1"}])
+def test_a_user_binding_setting_keeps_the_other_one_too(mine):
+    s = load_settings({"PLATFORM": "cpu", **mine})
+    unset = ({"VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_NUM_OF_RESERVED_CPU"} - set(mine)).pop()
+    assert s.public_dict()[unset] is None
+
+
+def test_a_malformed_parallel_size_is_a_settings_error_not_a_crash():
+    with pytest.raises(SettingsError, match="TENSOR_PARALLEL_SIZE='two'"):
+        load_settings({"PLATFORM": "cpu", "TENSOR_PARALLEL_SIZE": "two"})
+
+
+def test_a_profile_value_wins_over_the_tuning(tmp_path):
+    templates = tmp_path / "templates"
+    subprocess.run(["cp", "-r", str(TEMPLATES_DIR), str(templates)], check=True)
+    (templates / "models" / "tiny.yaml").write_text("settings:\n  MODEL_ID: a/tiny\nplatforms:\n  cpu:\n"
+                                                     "    DTYPE: float16\n")
+    s = load_settings({"PLATFORM": "cpu", "MODEL_PROFILE": "tiny"}, templates_dir=templates)
+    assert s.dtype == "float16" and s.vllm_cpu_kvcache_space == 4
+
+
+def test_tuning_off_gives_the_platform_file_and_vllm_defaults():
+    s = load_settings({"PLATFORM": "cpu", "CPU_TUNING": "off"})
+    assert (s.dtype, s.vllm_cpu_kvcache_space, s.vllm_cpu_omp_threads_bind) == (None, 2, None)
+    assert "--dtype" not in render_command(s, "/m").argv
+
+
+@pytest.mark.parametrize("platform", ["npu", "cuda"])
+def test_no_cpu_tuning_on_accelerators(platform, pin_host):
+    pin_host("amx-sapphire-rapids")
+    s = load_settings({"PLATFORM": platform})
+    assert s.dtype is None and s.vllm_cpu_kvcache_space is None and s.vllm_cpu_omp_threads_bind is None
+
+
+def test_explain_names_choices_and_overrides():
+    host = sample_host("avx512bf16-amd-genoa")
+    lines = explain(choose(host, {}), {"DTYPE": "float32", "VLLM_CPU_KVCACHE_SPACE": 4,
+                                       "VLLM_CPU_OMP_THREADS_BIND": "auto"})
+    assert lines[0].startswith("cpu tuning: DTYPE=float32 kept from your settings") and "bfloat16" in lines[0]
+    assert lines[1].startswith("cpu tuning: VLLM_CPU_KVCACHE_SPACE=4: a quarter")
+
+
+@pytest.mark.parametrize(("name", "value"), [("CPU_TUNING", "on"), ("VLLM_CPU_OMP_THREADS_BIND", "0-3,x"),
+                                             ("VLLM_CPU_NUM_OF_RESERVED_CPU", "-1")])
+def test_bad_values_name_the_variable(name, value):
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"PLATFORM": "cpu", name: value})
+    assert caught.value.message.startswith(f"{name}={value!r}") and "allowed:" in caught.value.message
+
+
+def test_thread_bind_accepts_vllm_lists():
+    for value in ("auto", "nobind", "0-3", "0,2,4-7", "0-3|4-7"):
+        assert load_settings({"PLATFORM": "cpu", "VLLM_CPU_OMP_THREADS_BIND": value}).vllm_cpu_omp_threads_bind == value
+
+
+def test_cli_prints_the_reasons_on_stderr():
+    done = subprocess.run([sys.executable, "-m", "entrypoint", "render"], cwd=ROOT, capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "PLATFORM": "cpu", "DTYPE": "float16"}, timeout=60)
+    assert done.returncode == 0 and "--dtype float16" in done.stdout  # a dtype the profile never picks
+    assert "cpu tuning: DTYPE=float16 kept from your settings" in done.stderr
+    assert "cpu tuning: VLLM_CPU_KVCACHE_SPACE=" in done.stderr and "cpu tuning" not in done.stdout
+
+
+# --- NPU and CUDA variants -----------------------------------------------------------------
+
+VARIANTS = [(p, v) for p in ("npu", "cuda") for v in variant_names(TEMPLATES_DIR, p)]
+
+
+def test_both_accelerators_have_variants():
+    names = {p: variant_names(TEMPLATES_DIR, p) for p in ("npu", "cuda")}
+    assert {"eager", "piecewise", "prefix-caching", "high-concurrency"} <= set(names["npu"]) & set(names["cuda"])
+
+
+@pytest.mark.parametrize(("platform", "variant"), VARIANTS)
+def test_variant_renders_validates_and_says_unmeasured(platform, variant):
+    text = (TEMPLATES_DIR / "platforms" / platform / f"{variant}.yaml").read_text()
+    assert "UNMEASURED" in text and "https://" in text
+    base = render_command(load_settings({"PLATFORM": platform}), "/m")
+    command = render_command(load_settings({"PLATFORM": platform, "PLATFORM_VARIANT": variant}), "/m")
+    assert command.argv != base.argv and command.env == base.env
+
+
+@pytest.mark.parametrize(("variant", "flag"), [("eager", "--enforce-eager"),
+                                               ("prefix-caching", "--enable-prefix-caching")])
+def test_npu_variants_set_their_knob(variant, flag):
+    argv = render_command(load_settings({"PLATFORM": "npu", "PLATFORM_VARIANT": variant}), "/m").argv
+    assert flag in argv
+
+
+def test_npu_piecewise_variant_swaps_the_graph_mode():
+    argv = render_command(load_settings({"PLATFORM": "npu", "PLATFORM_VARIANT": "piecewise"}), "/m").argv
+    assert argv[argv.index("--compilation-config") + 1] == '{"cudagraph_mode":"PIECEWISE"}'
+    assert argv[argv.index("--additional-config") + 1] == '{"enable_cpu_binding":true}'
+
+
+def test_user_value_wins_over_a_variant():
+    s = load_settings({"PLATFORM": "npu", "PLATFORM_VARIANT": "high-concurrency", "MAX_NUM_SEQS": "64"})
+    assert (s.max_num_seqs, s.max_num_batched_tokens) == (64, 8192)
+
+
+def test_empty_variant_is_the_seed_command():
+    seed = render_command(load_settings({"PLATFORM": "npu"}), "/m")
+    assert render_command(load_settings({"PLATFORM": "npu", "PLATFORM_VARIANT": ""}), "/m") == seed
+
+
+@pytest.mark.parametrize(("platform", "allowed"), [("npu", "eager, full-and-piecewise"),
+                                                   ("cpu", "none (cpu has no variants)")])
+def test_unknown_variant_exits_2_with_one_line(platform, allowed):
+    done = subprocess.run([sys.executable, "-m", "entrypoint", "render"], cwd=ROOT, capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "PLATFORM": platform, "PLATFORM_VARIANT": "turbo"}, timeout=60)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines()[-1].startswith(f"error: PLATFORM_VARIANT='turbo': no such variant for {platform}; "
+                                                   f"allowed: {allowed}")
+    assert "Traceback" not in done.stderr
