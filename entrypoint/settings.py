@@ -4,12 +4,14 @@ Values are layered, lowest precedence first:
 
 1. the seed's values (the field defaults below),
 2. the platform's defaults (``templates/platforms/<platform>.yaml``),
-3. the model profile's defaults, then its per-platform defaults
+3. the platform variant named by PLATFORM_VARIANT (``templates/platforms/<platform>/<variant>.yaml``),
+4. on the CPU, the machine's tuning (``cpu_tuning``: dtype, thread binding, KV cache; CPU_TUNING=off skips it),
+5. the model profile's defaults, then its per-platform defaults
    (``templates/models/<profile>.yaml``),
-4. a ``.env`` file given with ``--env-file``,
-5. the process environment.
+6. a ``.env`` file given with ``--env-file``,
+7. the process environment.
 
-An empty value in layers 4-5 counts as unset, so ``VAR=`` lines in a compose env
+An empty value in layers 6-7 counts as unset, so ``VAR=`` lines in a compose env
 file keep the default. A ``null`` in a YAML layer removes an optional flag (the
 CPU platform drops the NPU-only ``--additional-config`` that way).
 
