@@ -6,6 +6,7 @@ from typing import Any
 
 from verification import parity
 from verification.runs import environment_markdown
+from verification.tasks import CATEGORIES
 
 
 def _cell(text: str, limit: int = 80) -> str:
@@ -39,7 +40,9 @@ def tasks_section(result: dict[str, Any]) -> list[str]:
              f"Method: {result['method']}. Scores are reported, not judged: a 270M model answers few "
              "of these, which the seed expects (内容质量受参数量限制).", "",
              "| category | correct |", "|---|---|"]
-    lines += [f"| {name} | {row['correct']}/{row['total']} |" for name, row in result["scores"].items()]
+    scores = result["scores"]
+    lines += [f"| {name} | {scores[name]['correct']}/{scores[name]['total']} |"
+              for name in (*CATEGORIES, "all") if name in scores]
     lines += ["", "| id | category | prompt | expected (regex) | answer | correct |", "|---|---|---|---|---|---|"]
     lines += [f"| {i['id']} | {i['category']} | {_cell(i['prompt'], 60)} | {_cell(i['expect'], 40)} | "
               f"{_cell(i['answer'])} | {'yes' if i['correct'] else 'no'} |" for i in result["items"]]
@@ -53,8 +56,8 @@ def parity_section(par: dict[str, Any] | None) -> list[str]:
              f"Reference: {par['reference']}, on the same weights and the same {par['tokens']} token ids "
              f"({len(par['texts'])} texts, BOS included; the ids are sent, not the text).", "",
              "- **Logits**: the server's `prompt_logprobs` (`/v1/completions`, "
-             f"prompt_logprobs={par['prompt_logprobs_per_position']}: the prompt token and the top "
-             f"{par['prompt_logprobs_per_position']} at each position after the first) compared with "
+             f"prompt_logprobs={par['prompt_logprobs_per_position']}: at each position after the first, the "
+             f"prompt's own token and the {par['prompt_logprobs_per_position']} most likely ones) compared with "
              "`log_softmax` of the transformers logits for the same token ids at the same positions. "
              "So the logits column compares log-probabilities (logits up to a per-position constant).",
              "- **Hidden states**: vLLM's pooling runner in-process (`runner='pooling'`, "
@@ -65,12 +68,24 @@ def parity_section(par: dict[str, Any] | None) -> list[str]:
              "cosine_similarity over the same flattened vectors; PASS when relative_error ≤ "
              f"{par['threshold'] * 100:g}%.", ""]
     for dtype, columns in par["by_dtype"].items():
-        lines += [f"### served dtype {dtype}", "",
+        lines += [f"### {dtype}: served logits and pooled hidden states", "",
                   parity.markdown_table({"Logits": columns["logits"], "Hidden States": columns["hidden_states"]})]
+        lines += ["", *_sources(columns)]
         if columns["logits"] is None:
             lines += ["", f"Logits not measured in {dtype}: no server running {dtype} was given "
                           "(`--server {dtype}=URL`)."]
         lines.append("")
+    return lines
+
+
+def _sources(columns: dict[str, Any]) -> list[str]:
+    """Where each column's numbers came from and how many positions they cover."""
+    lines = []
+    if columns["logits"]:
+        lines.append(f"- Logits: server {columns['logits']['source']}, {columns['logits']['positions']} positions")
+    if columns["hidden_states"]:
+        hidden = columns["hidden_states"]
+        lines.append(f"- Hidden States: `{hidden['source']}`, {hidden['positions']} positions")
     return lines
 
 

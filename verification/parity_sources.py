@@ -74,10 +74,12 @@ def served_logprob_pairs(client: ApiClient, ids: list[int], ref_logprobs: np.nda
 def pooled_hidden(settings: Settings, model: Path, dtype: str, token_ids: list[list[int]]) -> list[np.ndarray]:
     """Final hidden states from vLLM's pooling runner in this process, without normalisation."""
     from vllm import PoolingParams
+    from vllm.config import PoolerConfig
 
     from verification.inprocess import make_llm
 
-    llm = make_llm(settings, model, dtype, runner="pooling")
+    # A causal LM converted to a pooling model offers "embed" (last token) by default; ask for every token.
+    llm = make_llm(settings, model, dtype, runner="pooling", pooler_config=PoolerConfig(task="token_embed"))
     try:
         prompts: list[Any] = [{"prompt_token_ids": ids} for ids in token_ids]
         outputs = llm.encode(prompts, PoolingParams(use_activation=False), pooling_task="token_embed",

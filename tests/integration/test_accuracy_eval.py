@@ -56,7 +56,7 @@ def test_report_says_what_was_measured(report: dict):
     env = report["data"]["environment"]
     assert env["dtype"] == "float32" and env["weights"]
     text = report["markdown"]
-    for heading in ("## 1. Determinism: PASS", "## 2. Task set", "### served dtype float32", "| cosine_similarity |"):
+    for heading in ("## 1. Determinism: PASS", "## 2. Task set", "### float32: served", "| cosine_similarity |"):
         assert heading in text
     assert report["data"]["passed"]
 

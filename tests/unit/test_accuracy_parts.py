@@ -137,7 +137,7 @@ def test_report_lists_every_section():
     text = accuracy_report.markdown(env, data)
     assert "## 1. Determinism: FAIL" in text and "- round 2: `b`" in text
     assert "## 2. Task set: 3/4 correct" in text
-    assert "### served dtype float32" in text and "### served dtype bfloat16" in text
+    assert "### float32: served" in text and "### bfloat16: served" in text
     assert "Logits not measured in bfloat16" in text
     assert "dtype: float32" in text and "`/w`" in text
 
