@@ -13,6 +13,7 @@ from entrypoint.settings import Settings
 from verification.client import ApiClient
 
 PROMPT_LOGPROBS = 20  # vLLM's default --max-logprobs: the most a server returns per position
+POOLING_MEMORY_FRACTION = 0.05  # of NPU/GPU memory for the in-process pooling runner beside the server
 
 
 @dataclass
@@ -79,7 +80,10 @@ def pooled_hidden(settings: Settings, model: Path, dtype: str, token_ids: list[l
     from verification.inprocess import make_llm
 
     # A causal LM converted to a pooling model offers "embed" (last token) by default; ask for every token.
-    llm = make_llm(settings, model, dtype, runner="pooling", pooler_config=PoolerConfig(task="token_embed"))
+    extra: dict[str, Any] = {"runner": "pooling", "pooler_config": PoolerConfig(task="token_embed")}
+    if settings.platform != "cpu":  # the running server holds most of the accelerator's memory
+        extra["gpu_memory_utilization"] = POOLING_MEMORY_FRACTION
+    llm = make_llm(settings, model, dtype, **extra)
     try:
         prompts: list[Any] = [{"prompt_token_ids": ids} for ids in token_ids]
         outputs = llm.encode(prompts, PoolingParams(use_activation=False), pooling_task="token_embed",

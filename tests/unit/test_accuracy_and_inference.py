@@ -1,8 +1,13 @@
-"""The pure parts of the accuracy evaluation: parity metrics, task scoring, the verdict, the report."""
+"""The pure parts of the accuracy evaluation and the inference client: metrics, scoring, verdict, report, client."""
 
 from __future__ import annotations
 
+import http.server
 import io
+import json
+import threading
+from collections.abc import Iterator
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -10,10 +15,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from entrypoint.settings import load_settings
 from verification import accuracy, accuracy_report, parity, tasks
 from verification.accuracy_cli import parse_args
 from verification.chat_loop import chat_loop
-from verification.client import sse_data
+from verification.client import ApiClient, client_from_settings, sse_data
 
 # --- parity metrics ---------------------------------------------------------------------
 
@@ -187,3 +193,48 @@ def test_bad_eval_options_exit_2(argv, capsys):
 def test_eval_options_parse():
     args = parse_args(["--parity-dtypes", "float32", "--server", "bfloat16=http://127.0.0.1:9", "--quick"])
     assert args.parity_dtypes == ["float32"] and args.server == {"bfloat16": "http://127.0.0.1:9"} and args.quick
+
+
+# --- client against a loopback stand-in ---------------------------------------------------
+
+
+class Recorder(http.server.BaseHTTPRequestHandler):
+    """Answers any POST with one chat completion and remembers the request's headers."""
+
+    seen: ClassVar[list[dict[str, str]]] = []
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        Recorder.seen.append(dict(self.headers))
+        body = json.dumps({"choices": [{"message": {"content": "ok"}}], "usage": {"total_tokens": 3}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def recorder() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    Recorder.seen.clear()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_client_comes_from_the_settings():
+    settings = load_settings({"PLATFORM": "cpu", "PORT": "8123", "HOST": "0.0.0.0"})
+    client = client_from_settings(settings)
+    assert client.base_url == "http://127.0.0.1:8123" and client.model == settings.served_model_name
+    assert client_from_settings(settings, "http://h:1", "m").base_url == "http://h:1"
+
+
+@pytest.mark.parametrize(("api_key", "header"), [(None, None), ("s3cret", "Bearer s3cret")])
+def test_api_key_is_sent_as_bearer_token(recorder: str, api_key, header):
+    answer = ApiClient(recorder, "m", api_key).chat([{"role": "user", "content": "hi"}])
+    assert answer.text == "ok" and answer.usage == {"total_tokens": 3}
+    assert Recorder.seen[0].get("Authorization") == header
