@@ -17,6 +17,8 @@ def export_runtime_env(settings: Settings, model: Path) -> None:
     """
     for key, value in render_command(settings, model).env.items():
         os.environ.setdefault(key, value)
+    # vLLM logs to stdout by default; in this process stdout carries the answer (or --json).
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
 
 
 def llm_kwargs(settings: Settings, model: Path, dtype: str | None = None, **extra: Any) -> dict[str, Any]:
