@@ -64,9 +64,10 @@ class Terminal:
         os.close(child)
         self.seen = ""
 
-    def read_until(self, text: str, timeout: float = 300) -> str:
+    def read_until(self, text: str, count: int = 1, timeout: float = 300) -> str:
+        """Read until `text` has been shown `count` times in all."""
         deadline = time.monotonic() + timeout
-        while text not in self.seen:
+        while self.seen.count(text) < count:
             assert time.monotonic() < deadline, f"no {text!r} on the terminal; saw {self.seen!r}"
             if select.select([self.fd], [], [], 1)[0]:
                 try:
@@ -89,8 +90,7 @@ def test_interactive_chat_answers_and_ends_cleanly(shared_server: Server, ending
     terminal = Terminal("--mode", "api", "--interactive", "--url", shared_server.url, "--max-tokens", "16")
     terminal.read_until("you> ")
     terminal.send(PROMPT + "\n")
-    seen = terminal.read_until("model> ")
-    seen = terminal.read_until("you> ", timeout=300)  # the answer, then the next prompt
+    seen = terminal.read_until("you> ", count=2)  # the streamed answer, then the next prompt
     answer = seen.split("model> ", 1)[1].rsplit("you> ", 1)[0]
     assert answer.strip(), seen
     terminal.send(ending)
