@@ -1,0 +1,39 @@
+"""vLLM in this process (offline inference, the pooling runner), configured from the bundle's settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from entrypoint.render import render_command
+from entrypoint.settings import Settings
+
+
+def export_runtime_env(settings: Settings, model: Path) -> None:
+    """Give in-process vLLM the environment the server would get (KV cache size, caches, offline hubs).
+
+    Values already in the environment win, as they would for a server started by hand.
+    """
+    for key, value in render_command(settings, model).env.items():
+        os.environ.setdefault(key, value)
+    # vLLM logs to stdout by default; in this process stdout carries the answer (or --json).
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
+
+
+def llm_kwargs(settings: Settings, model: Path, dtype: str | None = None, **extra: Any) -> dict[str, Any]:
+    """`vllm.LLM(...)` arguments matching the server's flags; `dtype` overrides DTYPE."""
+    kwargs: dict[str, Any] = {"model": str(model), "dtype": dtype or settings.dtype or "auto",
+                              "max_model_len": settings.max_model_len, "seed": settings.seed,
+                              "max_num_batched_tokens": settings.max_num_batched_tokens}
+    if settings.enforce_eager is not None:
+        kwargs["enforce_eager"] = settings.enforce_eager
+    return {**kwargs, **extra}
+
+
+def make_llm(settings: Settings, model: Path, dtype: str | None = None, **extra: Any) -> Any:
+    """A `vllm.LLM` for these weights (imported late: vLLM takes seconds to import)."""
+    export_runtime_env(settings, model)
+    from vllm import LLM
+
+    return LLM(**llm_kwargs(settings, model, dtype, **extra))
