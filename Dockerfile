@@ -37,6 +37,7 @@ COPY templates ./templates
 # The deployment guide's verification tools (compose `bench` / `eval`, inference.py).
 COPY verification ./verification
 COPY eval ./eval
+COPY inference.py ./
 # Runs as root: the Ascend device nodes (/dev/davinci*) and driver mounts are owned by
 # root or HwHiAiUser on the host, and vllm-ascend's own image runs as root.
 ENV PYTHONPATH=/opt/bundle PYTHONUNBUFFERED=1 MODEL_CACHE_DIR=/models MODELSCOPE_CACHE=/models/modelscope
@@ -93,6 +94,7 @@ COPY templates ./templates
 # The deployment guide's verification tools (compose `bench` / `eval`, inference.py).
 COPY verification ./verification
 COPY eval ./eval
+COPY inference.py ./
 ENV PYTHONPATH=/opt/bundle PYTHONUNBUFFERED=1 MODEL_CACHE_DIR=/models MODELSCOPE_CACHE=/models/modelscope \
     PLATFORM=cpu
 USER 1000:1000

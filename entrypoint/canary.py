@@ -27,7 +27,6 @@ import re
 import threading
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import requests
 
@@ -191,11 +190,8 @@ def start_canary(settings: Settings, state: StateDir) -> Canary | None:
     """Start the canary for a ready server, unless CANARY_INTERVAL is 0."""
     if settings.canary_interval == 0:
         return None
-    # API_KEY is another setting's job; when it exists (a SecretStr), vLLM wants it on /v1 requests.
-    secret: Any = getattr(settings, "api_key", None)
-    api_key = secret.get_secret_value() if hasattr(secret, "get_secret_value") else secret
     canary = Canary(settings.base_url, settings.served_model_name, settings.canary_interval,
-                    settings.canary_timeout, settings.canary_failures, state, api_key or None)
+                    settings.canary_timeout, settings.canary_failures, state, settings.api_key_value)
     canary.start()
     log.info("canary: a look every %g s, a 1-token completion when idle (timeout %g s); live fails after %d "
              "failures in a row", settings.canary_interval, settings.canary_timeout, settings.canary_failures)

@@ -288,6 +288,11 @@ class Settings(BaseModel):
         return value.rstrip("/")
 
     @property
+    def api_key_value(self) -> str | None:
+        """API_KEY in clear, for the clients that send it (never for logs)."""
+        return self.api_key.get_secret_value() if self.api_key else None
+
+    @property
     def extra_argv(self) -> list[str]:
         """EXTRA_ARGS as argv words."""
         return shlex.split(self.extra_args)

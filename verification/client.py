@@ -105,6 +105,4 @@ def sse_data(lines: Iterator[bytes]) -> Iterator[dict[str, Any]]:
 
 def client_from_settings(settings: Settings, url: str | None = None, model: str | None = None) -> ApiClient:
     """The client for the bundle's own server; --url/--model-name override the settings."""
-    # API_KEY is being added to the settings separately; until then this reads None.
-    api_key = getattr(settings, "api_key", None)
-    return ApiClient(url or settings.base_url, model or settings.served_model_name, api_key)
+    return ApiClient(url or settings.base_url, model or settings.served_model_name, settings.api_key_value)

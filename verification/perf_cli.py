@@ -34,7 +34,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="perf_eval.py", description=__doc__.splitlines()[0])
     parser.add_argument("--env-file", type=Path, help="a .env file under the process environment (as the server's)")
     parser.add_argument("--url", help="server base URL (default: from HOST and PORT)")
-    parser.add_argument("--served-model-name", help="model name in requests (default: SERVED_MODEL_NAME)")
+    parser.add_argument("--served-model-name", "--model-name", dest="served_model_name",
+                        help="model name in requests (default: SERVED_MODEL_NAME)")
     parser.add_argument("--model", type=Path, help="weights folder: offline engine and tokenizer (default: the "
                         "folder the running bundle serves, else where MODEL_CACHE_DIR holds MODEL_ID)")
     parser.add_argument("--preset", choices=sorted(perf.PRESETS), default="seed",
@@ -198,8 +199,8 @@ def evaluate(args: argparse.Namespace) -> int:
     url = (args.url or settings.base_url).rstrip("/")
     served_name = args.served_model_name or settings.served_model_name
     model_dir = check_model_dir(args.model or default_model_dir(settings, url), given=args.model is not None)
-    # The server's API key (settings.api_key, once the bundle has one) reaches vLLM's client only through bench_env.
-    api_key = getattr(settings, "api_key", None)
+    # The server's API key reaches vLLM's client only through bench_env (OPENAI_API_KEY), never its argv.
+    api_key = settings.api_key_value
     if any(name in names for name in ("online", "latency", "sweep")):
         check_server(url, api_key)
     from entrypoint.render import render_command
