@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 
-from tests.container.conftest import docker, make
+from tests.container.conftest import ROOT, docker, make
 from tests.support.seed_checks import assert_seed_smoke_requests
 
 
@@ -60,3 +62,22 @@ def test_cache_owned_by_another_user_is_one_clear_line(deployment, tmp_path):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr
     assert "MODEL_CACHE_DIR=/models" in lines[0] and "uid 4242" in lines[0] and "chown" in lines[0]
+
+
+def test_compose_bench_and_eval_services_write_their_reports(deployment):
+    # The guide's tools in their own containers against `serve`, quick presets; reports on the host.
+    run = f"container-{deployment.project}"
+    folder = ROOT / "perf_results" / run
+    try:
+        bench = make("bench", *deployment.vars, f"BENCH_ARGS=--preset quick --run-name {run}", timeout=1800)
+        assert bench.returncode == 0, bench.stdout[-3000:] + bench.stderr[-3000:]
+        perf = json.loads((folder / "perf.json").read_text())
+        assert perf["results"]["online"]["output_throughput"] > 0
+        assert sorted(p.name for p in folder.glob("*.png"))
+        evaluation = make("eval", *deployment.vars, f"EVAL_ARGS=--quick --parity-dtypes float32 --run-name {run}",
+                          timeout=1800)
+        assert evaluation.returncode == 0, evaluation.stdout[-3000:] + evaluation.stderr[-3000:]
+        accuracy = json.loads((folder / "accuracy.json").read_text())
+        assert accuracy["determinism"]["passed"] is True
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
