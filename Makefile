@@ -148,6 +148,10 @@ bench-image: venv fixture
 K8S_OVERLAY = deploy/kubernetes/overlays/$(if $(filter auto,$(PLATFORM)),npu,$(PLATFORM))
 K8S_VERSION ?= 1.30.0
 
+.PHONY: bench-profiles ## the CPU profile against bare vLLM and other candidates, cold/warm starts, roofline
+bench-profiles: venv fixture
+	@$(PY) bench/profiles.py
+
 .PHONY: bench-reliability ## faults, bad inputs, load with probes (c=32) and a secret scan -> bench/reliability.md
 bench-reliability: venv fixture
 	@$(PY) bench/reliability.py
