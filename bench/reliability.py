@@ -10,7 +10,7 @@ under load with probe failures and latency, secrets scanned for.
    state folder, `render` and `settings` output, and every server process's command line.
 
 Writes bench/reliability.{json,md}. Usage:
-    python bench/reliability.py [--prompts 160] [--concurrency 32] [--skip-tests]
+    python bench/reliability.py [--prompts 160] [--concurrency 32] [--skip-tests | --junit-dir .run/junit]
 """
 
 from __future__ import annotations
@@ -51,12 +51,23 @@ def run_suite(files: list[str], junit: Path) -> list[dict[str, Any]]:
         return []
     subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *present],
                    cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
+    return junit_rows([junit], files)
+
+
+def junit_rows(reports: list[Path], files: list[str]) -> list[dict[str, Any]]:
+    """One row per test case of the given test files, from JUnit XML reports."""
+    modules = {f.removesuffix(".py").replace("/", ".") for f in files}
     rows = []
-    for case in ET.parse(junit).getroot().iter("testcase"):
-        outcome = "failed" if case.find("failure") is not None or case.find("error") is not None else \
-            "skipped" if case.find("skipped") is not None else "passed"
-        rows.append({"file": case.get("classname", "").rsplit(".", 1)[-1], "test": case.get("name"),
-                     "outcome": outcome, "seconds": round(float(case.get("time", 0)), 1)})
+    for report in reports:
+        for case in ET.parse(report).getroot().iter("testcase"):
+            classname = case.get("classname", "")
+            module = next((m for m in modules if classname == m or classname.startswith(m + ".")), None)
+            if module is None:
+                continue
+            outcome = "failed" if case.find("failure") is not None or case.find("error") is not None else \
+                "skipped" if case.find("skipped") is not None else "passed"
+            rows.append({"file": module.rsplit(".", 1)[-1], "test": case.get("name"), "outcome": outcome,
+                         "seconds": round(float(case.get("time", 0)), 1)})
     return rows
 
 
@@ -164,6 +175,8 @@ def main() -> None:
     parser.add_argument("--output-len", type=int, default=100)
     parser.add_argument("--model-path")
     parser.add_argument("--skip-tests", action="store_true", help="only the load and the secret scan")
+    parser.add_argument("--junit-dir", type=Path, help="take the test outcomes from the JUnit XML files a "
+                        "`make test` left there (e.g. .run/junit) instead of running the tests again")
     parser.add_argument("--skip-load", action="store_true", help="only the tests")
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
@@ -172,6 +185,9 @@ def main() -> None:
                               "machine": machine_facts(), "suites": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for suite, files in ({} if args.skip_tests else SUITES).items():
+            if args.junit_dir:
+                result["suites"][suite] = junit_rows(sorted(args.junit_dir.glob("*.xml")), files)
+                continue
             print(f"reliability: running {suite} tests", file=sys.stderr)
             result["suites"][suite] = run_suite(files, Path(tmp) / "junit.xml")
     if not args.skip_load:
