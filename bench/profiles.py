@@ -286,6 +286,7 @@ def profile_section(result: dict[str, Any]) -> list[str]:
              f"{floor['dtype']}, {floor['threads']} threads): {_f(floor['pass_ms'], 1)} ms per pass = "
              f"{_f(floor['bandwidth_gbps'], 1)} GB/s, {_f(floor['tokens_per_s'], 1)} tok/s (a torch copy on the "
              f"same threads: {_f(floor.get('torch_copy_gbps'), 1)} GB/s).",
+             *threads_note(result, floor),
              f"- vLLM engine in-process (no HTTP, engine core in the same process): "
              f"{_f(engine['decode_step_ms'], 1)} ms per decode step (prefill of 200 tokens "
              f"{_f(engine['prefill_ms'])} ms).",
@@ -311,6 +312,18 @@ def profile_section(result: dict[str, Any]) -> list[str]:
               for op in engine["top_ops"]]
     lines += ["", "**Conclusion:** " + conclusion(split)]
     return lines
+
+
+def threads_note(result: dict[str, Any], floor: dict[str, Any]) -> list[str]:
+    """The roofline again with the copy bandwidth of all the engine's threads, when that differs (>10 %)."""
+    copy_gbps, probe = floor.get("torch_copy_gbps"), result["bandwidth_gbps"]
+    if not copy_gbps or abs(copy_gbps - probe) <= 0.1 * probe:
+        return []
+    roof = roofline_fraction(next(r for r in result["candidates"] if r["name"] == CHOSEN)["c1"]["mean_tpot_ms"],
+                             copy_gbps, result["analysis"]["roofline"][CHOSEN]["bytes_per_step"])
+    return [f"- Against the {copy_gbps:.1f} GB/s of a copy on all the engine's threads (the probe above is one "
+            f"thread), the bound is {roof['bound_step_ms']:.1f} ms per step and the roofline fraction "
+            f"{100 * (roof['fraction'] or 0):.0f}%."]
 
 
 def conclusion(split: dict[str, float]) -> str:

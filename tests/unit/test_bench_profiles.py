@@ -150,3 +150,12 @@ def test_server_flags_become_engine_keyword_arguments() -> None:
                                              ("aten::argmax", "sampling"), ("aten::to", "other")])
 def test_operators_fall_into_groups(name: str, group: str) -> None:
     assert group_of(name) == group
+
+
+def test_a_faster_all_threads_copy_restates_the_roofline() -> None:
+    result = recorded()
+    result["decode_profile"]["kernel_floor"]["torch_copy_gbps"] = 53.6  # twice the one-thread probe
+    text = profiles.markdown(result)
+    assert "bound is 10.0 ms per step and the roofline fraction 32%" in text
+    result["decode_profile"]["kernel_floor"]["torch_copy_gbps"] = 27.0  # within 10 %: nothing to add
+    assert "a copy on all the engine's threads" not in profiles.markdown(result)
