@@ -153,7 +153,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--dtype", default="bfloat16", help="the served dtype, for the GEMV floor")
-    parser.add_argument("--steps", type=int, default=32, help="decode steps per timed generation")
+    parser.add_argument("--steps", type=int, default=64, help="decode steps per timed generation")
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("flags", nargs="*", help="the server's engine flags (after --)")

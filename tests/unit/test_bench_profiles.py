@@ -34,7 +34,7 @@ RECORDED = {
                          "pass_ms": 25.0, "tokens_per_s": 40.0, "bandwidth_gbps": 21.4},
         "engine": {"steps": 32, "prefill_ms": 90.0, "decode_step_ms": 28.0, "profiled_wall_ms": 1000.0,
                    "profiled_op_self_ms": 900.0, "ops_per_token": 33,
-                   "groups_ms": {"gemm": 800.0, "attention": 50.0, "other": 50.0},
+                   "groups_ms": {"gemm": 660.0, "attention": 50.0, "other": 50.0},
                    "top_ops": [{"name": "aten::mm", "group": "gemm", "calls": 3000, "self_ms": 780.0}]}},
 }
 
@@ -107,14 +107,18 @@ def test_report_splits_one_decode_step_and_names_the_largest_part() -> None:
     result = recorded()
     split = profiles.time_split(result)
     assert split is not None
-    bound_ms = 1000 / (26.8e9 / 536_000_000)
+    bound_ms = 1000 / (26.8e9 / 536_000_000)  # 20 ms
     assert split["bandwidth_bound_ms"] == pytest.approx(bound_ms)
-    assert split["kernels_above_bound_ms"] == pytest.approx(25.0 - bound_ms)
-    assert split["engine_around_kernels_ms"] == pytest.approx(3.0)
-    assert split["server_layout_ms"] == pytest.approx(3.0)
+    assert split["gemm_ms"] == pytest.approx(660 / 33)
+    assert split["gemm_above_bound_ms"] == pytest.approx(20.0 - bound_ms)
+    assert split["engine_outside_gemm_ms"] == pytest.approx(28.0 - 20.0)
+    assert split["server_layout_ms"] == pytest.approx(31.0 - 28.0)
+    parts = split["bandwidth_bound_ms"] + split["gemm_above_bound_ms"] + split["engine_outside_gemm_ms"]
+    assert parts + split["server_layout_ms"] == pytest.approx(split["tpot_ms"])
     text = profiles.markdown(result)
     assert "Where the time of one decode step goes" in text
-    assert "largest part" in text and "the matmul kernels" in text
+    assert "the largest part (8.0 ms) is the engine's work outside the matmuls" in text
+    assert "at 100% of the copy bandwidth" in text
 
 
 def test_report_without_a_decode_profile_has_no_split() -> None:
