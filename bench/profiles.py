@@ -305,6 +305,35 @@ def why_not_met(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def warm_section(result: dict[str, Any]) -> list[str]:
+    """What the warm restarts show: whether vLLM reused its compiled graph, and the fix measured beside it."""
+    rows = {r["name"]: r for r in result["candidates"]}
+    chosen, fixed = rows.get(CHOSEN), rows.get("auto-aot-fix")
+    if not chosen:
+        return []
+    speedup = result["analysis"]["warm_speedup"]
+    lines = ["", "## Warm restarts", ""]
+    failure = chosen["warm_log"].get("cache_load_failure")
+    if chosen["warm_log"]["loaded_from_cache"]:
+        lines.append(f"The chosen profile's warm start loaded its compiled graph from the cache: "
+                     f"{chosen['ready_warm_s']} s against {chosen['ready_cold_s']} s cold "
+                     f"({_f(speedup[CHOSEN], 2)}x).")
+    else:
+        lines.append(f"The chosen profile's warm start did **not** reuse its compiled graph: vLLM "
+                     f"{result['vllm']} found the cache entry and compiled again"
+                     + (f' ("{failure}")' if failure else "") + f"; {chosen['ready_warm_s']} s against "
+                     f"{chosen['ready_cold_s']} s cold ({_f(speedup[CHOSEN], 2)}x). The bundle keeps the cache on the model "
+                     "cache volume (COMPILE_CACHE_DIR); the load fails inside vLLM.")
+    if fixed:
+        verb = "loads" if fixed["warm_log"]["loaded_from_cache"] else "still does not load"
+        lines.append(f"With `VLLM_USE_MEGA_AOT_ARTIFACT=0` (vLLM's older AOT artifact format) the warm start "
+                     f"{verb} the compiled graph: {fixed['ready_warm_s']} s against {fixed['ready_cold_s']} s "
+                     f"cold ({_f(speedup['auto-aot-fix'], 2)}x); served speed c=8 "
+                     f"{_f(fixed['c8']['output_throughput'], 1)} tok/s, c=1 TPOT {_f(fixed['c1']['mean_tpot_ms'], 1)} "
+                     "ms.")
+    return lines
+
+
 def profile_section(result: dict[str, Any]) -> list[str]:
     profile, split = result.get("decode_profile"), time_split(result)
     if not profile or not split:
@@ -403,6 +432,7 @@ def markdown(result: dict[str, Any]) -> str:
               + (f"; vLLM: \"{row['warm_log']['cache_load_failure']}\"" if row["warm_log"].get("cache_load_failure")
                  else "")
               for row in result["candidates"]]
+    lines += warm_section(result)
     lines += profile_section(result)
     lines += ["", "Reproduce: `flock /tmp/vllm-heavy.lock make bench-profiles` (= `python bench/profiles.py`).", ""]
     return "\n".join(lines)

@@ -163,3 +163,20 @@ def test_a_faster_all_threads_copy_restates_the_roofline() -> None:
     assert "bound is 10.0 ms per step and the roofline fraction 32%" in text
     result["decode_profile"]["kernel_floor"]["torch_copy_gbps"] = 27.0  # within 10 %: nothing to add
     assert "a copy on all the engine's threads" not in profiles.markdown(result)
+
+
+def test_warm_section_names_vllms_cache_load_failure_and_the_measured_fix() -> None:
+    result = copy.deepcopy(RECORDED)
+    chosen = result["candidates"][1]
+    chosen["ready_warm_s"] = 66.0
+    chosen["warm_log"] = {"compile_s": 30, "loaded_from_cache": False,
+                          "cache_load_failure": "'function' object has no attribute 'finalize_loading'"}
+    fixed = row("auto-aot-fix", c8=88.0, ttft=96.0, tpot=31.0, cold=90.0, warm=20.0)
+    result["candidates"].append(fixed)
+    result["analysis"] = profiles.analyse(result)
+    found = checks(result)
+    assert found["time to ready, cold / warm (auto)"]["verdict"] == "NOT MET"
+    assert found["time to ready, cold / warm (auto-aot-fix)"]["verdict"] == "PASS"
+    text = profiles.markdown(result)
+    assert "did **not** reuse its compiled graph" in text and "finalize_loading" in text
+    assert "`VLLM_USE_MEGA_AOT_ARTIFACT=0`" in text and "the warm start loads the compiled graph: 20.0 s" in text
