@@ -322,8 +322,8 @@ def warm_section(result: dict[str, Any]) -> list[str]:
         lines.append(f"The chosen profile's warm start did **not** reuse its compiled graph: vLLM "
                      f"{result['vllm']} found the cache entry and compiled again"
                      + (f' ("{failure}")' if failure else "") + f"; {chosen['ready_warm_s']} s against "
-                     f"{chosen['ready_cold_s']} s cold ({_f(speedup[CHOSEN], 2)}x). The bundle keeps the cache on the model "
-                     "cache volume (COMPILE_CACHE_DIR); the load fails inside vLLM.")
+                     f"{chosen['ready_cold_s']} s cold ({_f(speedup[CHOSEN], 2)}x). The bundle keeps the cache on "
+                     "the model cache volume (COMPILE_CACHE_DIR); the load fails inside vLLM.")
     if fixed:
         verb = "loads" if fixed["warm_log"]["loaded_from_cache"] else "still does not load"
         lines.append(f"With `VLLM_USE_MEGA_AOT_ARTIFACT=0` (vLLM's older AOT artifact format) the warm start "
