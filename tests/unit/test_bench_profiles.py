@@ -180,3 +180,24 @@ def test_warm_section_names_vllms_cache_load_failure_and_the_measured_fix() -> N
     text = profiles.markdown(result)
     assert "did **not** reuse its compiled graph" in text and "finalize_loading" in text
     assert "`VLLM_USE_MEGA_AOT_ARTIFACT=0`" in text and "the warm start loads the compiled graph: 20.0 s" in text
+
+
+def test_startup_phases_come_from_vllms_log_lines(tmp_path) -> None:
+    log = tmp_path / "cold.log"
+    log.write_text("(APIServer pid=1) INFO 11-25 20:30:37 [api_utils.py:286] non-default args: {}\n"
+                   "(EngineCore pid=2) INFO 11-25 20:31:14 [core.py:133] Initializing a V1 LLM engine (v0.32.0)\n"
+                   "(Worker pid=3) INFO 11-25 20:31:21 [cpu_model_runner.py:68] Starting to load model /m...\n"
+                   "(EngineCore pid=2) INFO 11-25 20:32:05 [core.py:402] init engine (profile, ...) took 44.1 s\n")
+    assert profiles.startup_phases(log, 110.7) == {"engine_core_start_s": 37, "worker_start_s": 7,
+                                                   "weights_compile_warmup_s": 44, "api_server_rest_s": 22.7}
+    log.write_text("nothing useful\n")
+    assert profiles.startup_phases(log, 10.0) is None
+    assert profiles.startup_phases(tmp_path / "absent.log", 10.0) is None
+
+
+def test_the_eager_start_bounds_what_a_warm_start_can_gain() -> None:
+    result = copy.deepcopy(RECORDED)
+    result["candidates"].append(row("auto-eager", c8=80.0, ttft=110.0, tpot=41.0, cold=46.6, warm=43.4))
+    result["analysis"] = profiles.analyse(result)
+    assert "ready in 43.4 s" in profiles.markdown(result)
+    assert "at most 1.73x faster than its cold start" in profiles.markdown(result)  # 75.0 / 43.4
