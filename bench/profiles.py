@@ -487,6 +487,8 @@ def markdown(result: dict[str, Any]) -> str:
               for row in result["candidates"]]
     lines += warm_section(result)
     lines += profile_section(result)
+    if result.get("notes"):
+        lines += ["", "## Notes", "", *(f"- {note}" for note in result["notes"])]
     lines += ["", "Reproduce: `flock /tmp/vllm-heavy.lock make bench-profiles` (= `python bench/profiles.py`).", ""]
     return "\n".join(lines)
 
@@ -534,6 +536,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-decode-profile", action="store_true", help="skip the profile of one decode step")
     parser.add_argument("--model-path", default="")
     parser.add_argument("--name", default="profiles", help="report name under bench/results")
+    parser.add_argument("--note", action="append", default=[], help="a line for the report's notes (with --render)")
     parser.add_argument("--render", type=Path, metavar="JSON",
                         help="only rewrite the report from a recorded result (a run's partial.json or report JSON)")
     args = parser.parse_args(argv)
@@ -591,6 +594,7 @@ def main() -> None:
         result = json.loads(args.render.read_text())
         result.setdefault("finished", time.strftime("%H:%M", time.gmtime()))
         add_phases(result)
+        result["notes"] = [*result.get("notes", []), *args.note]
         result["analysis"] = analyse(result)
     else:
         result = run(args)
