@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -53,6 +56,34 @@ def wait_until(check: Callable[[], bool], alive: Callable[[], bool], what: str, 
             raise SystemExit(f"not ready after {timeout} s ({what})")
         time.sleep(poll)
     return time.monotonic() - started
+
+
+def start_logged(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """Start a server in its own session (so `stop` can reach its children), output into `log`."""
+    with log.open("wb") as sink:
+        return subprocess.Popen(argv, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL to the whole session after a minute."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def vllm_ready(url: str, name: str) -> bool:
+    """vLLM's /health is 200 and /v1/models lists the served name."""
+    try:
+        if requests.get(f"{url}/health", timeout=2).status_code != 200:
+            return False
+        models = requests.get(f"{url}/v1/models", timeout=2).json()
+        return name in [m["id"] for m in models.get("data", [])]
+    except (requests.RequestException, ValueError):
+        return False
 
 
 def write_report(name: str, result: dict, markdown: str, folder: Path = RESULTS) -> None:

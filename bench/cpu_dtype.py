@@ -23,8 +23,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import cpu_facts, fixture_path, free_port, wait_until, write_report  # noqa: E402
-from bench.startup import stop, vllm_ready  # noqa: E402
+from bench.common import (  # noqa: E402
+    cpu_facts,
+    fixture_path,
+    free_port,
+    start_logged,
+    stop,
+    vllm_ready,
+    wait_until,
+    write_report,
+)
 from entrypoint.render import render_command  # noqa: E402
 from entrypoint.settings import inherited_environment, load_settings  # noqa: E402
 
@@ -55,9 +63,7 @@ def measure(dtype: str, model_path: str, workdir: Path, c1_prompts: int, c8_prom
     command = render_command(settings, model_path)
     log = workdir / f"{dtype}.log"
     started = time.monotonic()
-    with log.open("wb") as sink:
-        process = subprocess.Popen(command.argv, env={**inherited_environment(), **command.env}, stdout=sink,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+    process = start_logged(command.argv, {**inherited_environment(), **command.env}, log)
     try:
         wait_until(lambda: vllm_ready(settings.base_url, settings.served_model_name),
                    lambda: process.poll() is None, f"see {log}", poll=1.0)

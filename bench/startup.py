@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -24,24 +23,21 @@ import tempfile
 import time
 from pathlib import Path
 
-import requests
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import cpu_facts, fixture_path, free_port, wait_until, write_report  # noqa: E402
+from bench.common import (  # noqa: E402
+    cpu_facts,
+    fixture_path,
+    free_port,
+    start_logged,
+    stop,
+    vllm_ready,
+    wait_until,
+    write_report,
+)
 from entrypoint.render import render_command  # noqa: E402
 from entrypoint.settings import inherited_environment, load_settings  # noqa: E402
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def wait_for(check, process: subprocess.Popen, log: Path) -> float:
@@ -49,24 +45,12 @@ def wait_for(check, process: subprocess.Popen, log: Path) -> float:
     return wait_until(check, lambda: process.poll() is None, f"see {log}", poll=0.1)
 
 
-def vllm_ready(url: str, name: str) -> bool:
-    try:
-        if requests.get(f"{url}/health", timeout=2).status_code != 200:
-            return False
-        models = requests.get(f"{url}/v1/models", timeout=2).json()
-        return name in [m["id"] for m in models.get("data", [])]
-    except (requests.RequestException, ValueError):
-        return False
-
-
 def plain_vllm(environ: dict[str, str], workdir: Path) -> float:
     """Start the rendered command directly and time it to ready."""
     settings = load_settings(environ)
     command = render_command(settings, environ["MODEL_SOURCE"])
     log = workdir / "plain.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(command.argv, env={**inherited_environment(), **command.env}, stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+    process = start_logged(command.argv, {**inherited_environment(), **command.env}, log)
     try:
         return wait_for(lambda: vllm_ready(settings.base_url, settings.served_model_name), process, log)
     finally:
