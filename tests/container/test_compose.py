@@ -81,3 +81,19 @@ def test_compose_bench_and_eval_services_write_their_reports(deployment):
         assert accuracy["determinism"]["passed"] is True
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_image_layers_and_config_hold_no_secret(deployment):
+    # Secrets are runtime files or variables only: no layer's command and no baked-in ENV names one.
+    image = deployment.inspect()["Config"]["Image"]
+    history = docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", image)
+    env = json.loads(docker("image", "inspect", image))[0]["Config"]["Env"] or []
+    for name in ("API_KEY", "VLLM_API_KEY", "MODELSCOPE_TOKEN", "OPENAI_API_KEY"):
+        assert f"{name}=" not in history
+        assert not [item for item in env if item.startswith(f"{name}=")]
+    # A secret given at run time stays out of what the container prints about itself.
+    secret = "sk-layer-probe-5e1d"
+    done = subprocess.run(["docker", "run", "--rm", "--read-only", "--tmpfs", "/tmp", "-e", f"API_KEY={secret}",
+                           image, "settings"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert secret not in done.stdout + done.stderr and '"API_KEY": "***"' in done.stdout
