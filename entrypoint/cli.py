@@ -72,7 +72,8 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
         print(configmap_env(), end="")
         return 0
     settings = settings_for(args, environ, preflight=args.command in ("serve", "download"))
-    _log_cpu_tuning(settings)
+    if args.command in ("serve", "render", "settings"):  # the commands that show or use the serve command
+        _log_cpu_tuning(settings)
     if args.command == "settings":
         print(json.dumps(settings.public_dict(), indent=2, sort_keys=True))
         return 0
