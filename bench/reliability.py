@@ -143,7 +143,8 @@ def load_and_scan(args: argparse.Namespace) -> dict[str, Any]:
 def markdown(result: dict[str, Any]) -> str:
     """The report."""
     out = [f"# Reliability report\n\nDate {result['date']}, commit `{result['commit']}`, "
-           f"{result['machine']['cpu']} ({result['machine']['cores']} cores).\n"]
+           f"{result['machine']['cpu']} ({result['machine']['cores']} cores). Test outcomes: "
+           f"{result.get('tests_from', 'run by this benchmark')}.\n"]
     for suite, rows in result["suites"].items():
         passed = sum(r["outcome"] == "passed" for r in rows)
         out.append(f"## {suite.capitalize()}: {passed} of {len(rows)} passed\n\n| test | file | outcome | s |\n"
@@ -186,6 +187,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for suite, files in ({} if args.skip_tests else SUITES).items():
             if args.junit_dir:
+                result["tests_from"] = f"the JUnit files of a `make test` run ({args.junit_dir})"
                 result["suites"][suite] = junit_rows(sorted(args.junit_dir.glob("*.xml")), files)
                 continue
             print(f"reliability: running {suite} tests", file=sys.stderr)
