@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 
 import requests
 
+from entrypoint.http import bearer
 from entrypoint.settings import Settings
 from entrypoint.state import StateDir
 
@@ -92,7 +93,7 @@ class Canary:
         self.base_url, self.model, self.state = base_url, model, state
         self.interval, self.timeout, self.failures = interval, timeout, failures
         # The key goes into request headers only, never into the state folder.
-        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._headers = bearer(api_key or None)
         self.metrics_timeout = min(timeout, METRICS_TIMEOUT_SECONDS)
         self.consecutive_failures = 0
         self._last: Load | None = None

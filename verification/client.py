@@ -11,6 +11,7 @@ from typing import Any
 import requests
 
 from entrypoint.errors import UserError
+from entrypoint.http import bearer
 from entrypoint.settings import Settings
 
 Messages = list[dict[str, str]]
@@ -40,7 +41,7 @@ class ApiClient:
     timeout: float = REQUEST_TIMEOUT
 
     def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        return bearer(self.api_key or None)
 
     def _post(self, path: str, body: dict[str, Any], stream: bool = False) -> requests.Response:
         url = f"{self.base_url.rstrip('/')}{path}"

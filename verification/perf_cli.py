@@ -20,6 +20,7 @@ import requests
 from rich.console import Console
 
 from entrypoint.errors import SettingsError, UserError
+from entrypoint.http import bearer
 from entrypoint.settings import Settings, inherited_environment, load_settings
 from verification import perf, plots, roofline
 from verification.perf_report import perf_markdown
@@ -82,7 +83,7 @@ def check_model_dir(path: Path, given: bool) -> Path:
 
 def check_server(url: str, api_key: str | None) -> None:
     """One GET /v1/models: a server that does not answer is one clear line, not a benchmark traceback."""
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    headers = bearer(api_key or None)
     try:
         response = requests.get(f"{url}/v1/models", headers=headers, timeout=10)
         response.raise_for_status()
