@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import signal
 import socket
 import subprocess
@@ -14,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import requests
+
+from verification.runs import machine_facts
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -28,15 +29,10 @@ def free_port() -> int:
 
 
 def cpu_facts() -> dict[str, object]:
-    """What the numbers depend on: CPU model, flags that matter, cores, memory."""
-    info = Path("/proc/cpuinfo").read_text()
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-    mem_kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-                      if line.startswith("MemTotal")))
-    return {"cpu": model, "cores": os.cpu_count(), "flags": [f for f in wanted if f in flags],
-            "memory_gib": round(mem_kb / 2**20, 1), "python": platform.python_version()}
+    """What the numbers depend on (verification.runs.machine_facts), under the bench reports' key names."""
+    facts = machine_facts()
+    facts["flags"] = facts.pop("cpu_flags")
+    return facts
 
 
 def fixture_path() -> str:

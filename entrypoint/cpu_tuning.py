@@ -15,6 +15,7 @@ from typing import Any
 from entrypoint.cpu_features import GIB, CpuFeatures, HostFacts
 
 MEASURED = "bench/results/cpu-dtype.md"
+PROFILES = "bench/results/profiles.md"
 KV_SHARE = 4  # a quarter of the available memory: the rest stays for weights, activations and other processes
 SMALL_HOST_CORES = 4  # up to this many cores, reserving one for the API server costs too much compute
 BINDING = {"VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_NUM_OF_RESERVED_CPU"}  # chosen together, kept together
@@ -53,6 +54,17 @@ def kv_cache_choice(available_bytes: int) -> Choice:
     return Choice("VLLM_CPU_KVCACHE_SPACE", str(gib),
                   f"a quarter of the {available_bytes / GIB:.1f} GiB available, 1-{KV_MAX_GIB} GiB (unset, vLLM "
                   "0.32 claims 90% of total memory and refuses to start when less is free)")
+
+
+def compile_cache_choice() -> Choice:
+    """No AOT artifact: vLLM 0.32 on the CPU cannot reload its own, so only Inductor's cache makes a restart warm."""
+    # vLLM 0.32 CPU compiles in DYNAMO_TRACE_ONCE mode; its AOT artifact wraps a plain function and
+    # the reload fails ("'function' object has no attribute 'finalize_loading'"), so every start
+    # compiled from scratch. AVX2 EPYC, float32, 2 cores: warm start 105 vs 162 s, cold 185 vs
+    # 194 s, c=1 TPOT 112.6 vs 113.0 ms (bench/results/profiles.md).
+    return Choice("VLLM_USE_AOT_COMPILE", "false",
+                  "vLLM 0.32 on the CPU fails to reload its AOT artifact and compiles again at every start; "
+                  f"without it a restart reuses Inductor's kernel cache on the cache volume ({PROFILES})")
 
 
 def cpu_list(ids: list[int]) -> str:
@@ -96,7 +108,8 @@ def choose(host: HostFacts, settings: Mapping[str, Any]) -> list[Choice]:
     """Every tuned default for this host, given the settings of the other layers."""
     # MAX_NUM_BATCHED_TOKENS stays the seed's 4096: 1024 measured 1.1x the c=8 throughput with vLLM's
     # auto binding, but no gain once every core is bound (89.3 vs 89.1 tok/s; bench/results/cpu-dtype.md).
-    return [dtype_choice(host.cpu), kv_cache_choice(host.available_bytes), *binding_choices(host, settings)]
+    return [dtype_choice(host.cpu), kv_cache_choice(host.available_bytes), *binding_choices(host, settings),
+            compile_cache_choice()]
 
 
 def applicable(choices: list[Choice], taken: Collection[str]) -> list[Choice]:

@@ -154,10 +154,14 @@ class Settings(BaseModel):
     vllm_cpu_num_of_reserved_cpu: int | None = setting(
         None, "Exported to vLLM on CPU: cores left out of the OpenMP threads for the API server and scheduler.",
         "an integer >= 0", alias="VLLM_CPU_NUM_OF_RESERVED_CPU", ge=0)
+    vllm_use_aot_compile: bool | None = setting(
+        None, "Exported to vLLM (as 1 or 0): keep torch.compile's graph as an AOT artifact in the compile cache "
+        "(unset: vLLM's default, on); off: Dynamo traces again at each start and Inductor's kernel cache is "
+        "reused.", BOOLEAN, alias="VLLM_USE_AOT_COMPILE")
     cpu_tuning: Literal["auto", "off"] = setting(
-        "auto", "On CPU, choose DTYPE, OpenMP binding and KV cache size from this machine's CPU "
-        "features, cores and memory (the reasons are logged; your own values always win); off: the platform "
-        "file's values and vLLM's defaults.", "auto or off", alias="CPU_TUNING")
+        "auto", "On CPU, choose DTYPE, OpenMP binding, KV cache size and the compile cache's format from this "
+        "machine's CPU features, cores and memory (the reasons are logged; your own values always win); off: "
+        "the platform file's values and vLLM's defaults.", "auto or off", alias="CPU_TUNING")
     platform_variant: str = setting(
         "", "A named variant of the platform's defaults in templates/platforms/<platform>/<variant>.yaml "
         "(empty: the platform file alone; the NPU default is the seed's command).",

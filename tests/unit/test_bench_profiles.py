@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 
@@ -167,21 +168,21 @@ def test_a_faster_all_threads_copy_restates_the_roofline() -> None:
     assert "The headline roofline fraction uses the one-thread probe" not in profiles.markdown(result)
 
 
-def test_warm_section_names_vllms_cache_load_failure_and_the_measured_fix() -> None:
+def test_warm_section_names_vllms_cache_load_failure_and_the_alternate() -> None:
     result = copy.deepcopy(RECORDED)
     chosen = result["candidates"][1]
     chosen["ready_warm_s"] = 66.0
     chosen["warm_log"] = {"compile_s": 30, "loaded_from_cache": False,
                           "cache_load_failure": "'function' object has no attribute 'finalize_loading'"}
-    fixed = row("auto-aot-fix", c8=88.0, ttft=96.0, tpot=31.0, cold=90.0, warm=20.0)
-    result["candidates"].append(fixed)
+    result["candidates"].append(row("auto-aot", c8=88.0, ttft=96.0, tpot=31.0, cold=90.0, warm=20.0))
     result["analysis"] = profiles.analyse(result)
     found = checks(result)
     assert found["time to ready, cold / warm (auto)"]["verdict"] == "NOT MET"
-    assert found["time to ready, cold / warm (auto-aot-fix)"]["verdict"] == "PASS"
+    assert found["time to ready, cold / warm (auto-aot)"]["verdict"] == "PASS"
     text = profiles.markdown(result)
-    assert "did **not** reuse its compiled graph" in text and "finalize_loading" in text
-    assert "`VLLM_USE_MEGA_AOT_ARTIFACT=0`" in text and "the warm start loads the compiled graph: 20.0 s" in text
+    assert "**auto** found its AOT artifact but could not load it" in text and "finalize_loading" in text
+    assert "**auto-aot** loaded its compiled graph (the AOT artifact) from the cache" in text
+    assert "ready in 20.0 s against 90.0 s cold (4.50x)" in text
 
 
 def test_startup_phases_come_from_vllms_log_lines(tmp_path) -> None:
@@ -202,4 +203,45 @@ def test_the_eager_start_bounds_what_a_warm_start_can_gain() -> None:
     result["candidates"].append(row("auto-eager", c8=80.0, ttft=110.0, tpot=41.0, cold=46.6, warm=43.4))
     result["analysis"] = profiles.analyse(result)
     assert "ready in 43.4 s" in profiles.markdown(result)
-    assert "at most 1.73x faster than its cold start" in profiles.markdown(result)  # 75.0 / 43.4
+    assert "at most 1.73x faster than the chosen profile's cold start" in profiles.markdown(result)  # 75 / 43.4
+
+
+def fixture_settings(model: Path) -> dict[str, str]:
+    """The settings bench/profiles.py starts from, with a model folder that passes validation."""
+    (model / "config.json").write_text("{}")
+    return {"PLATFORM": "cpu", "HOST": "127.0.0.1", "MODEL_PROFILE": "gemma-3-270m-fixture", "MODEL_SOURCE": str(model)}
+
+
+def test_a_candidate_that_renders_autos_command_is_skipped(pin_host, tmp_path):
+    pin_host("avx2-amd-epyc")  # float32 is the chosen dtype there
+    common = fixture_settings(tmp_path)
+    names = ["bare", "auto", "auto-aot", "auto-bfloat16", "auto-float32"]
+    assert profiles.distinct(names, common, tmp_path) == ["bare", "auto", "auto-aot", "auto-bfloat16"]
+    pin_host("avx512bf16-amd-genoa")
+    assert profiles.distinct(names, common, tmp_path) == ["bare", "auto", "auto-aot", "auto-float32"]
+
+
+def test_the_chosen_profile_renders_no_aot_artifact_and_auto_aot_the_default(pin_host, tmp_path):
+    pin_host("avx2-amd-epyc")
+    common = fixture_settings(tmp_path)
+    env = {name: dict(profiles.rendered(name, common, tmp_path)[1]) for name in ("bare", "auto", "auto-aot")}
+    assert env["auto"]["VLLM_USE_AOT_COMPILE"] == "0" and env["auto-aot"]["VLLM_USE_AOT_COMPILE"] == "1"
+    assert "VLLM_USE_AOT_COMPILE" not in env["bare"]
+
+
+def test_warm_lines_say_what_happened_to_the_compiled_graph() -> None:
+    result = recorded()
+    failed, reused = copy.deepcopy(result["candidates"][1]), copy.deepcopy(result["candidates"][1])
+    failed["name"], failed["cold_log"]["aot_artifact"] = "auto-aot", "saved"
+    failed["warm_log"] = {"compile_s": 69.0, "loaded_from_cache": False, "aot_artifact": "saved",
+                          "cache_load_failure": "'function' object has no attribute 'finalize_loading'"}
+    reused["cold_log"]["aot_artifact"] = "none"
+    reused["warm_log"] = {"compile_s": 32.0, "loaded_from_cache": False, "aot_artifact": "none",
+                          "cache_load_failure": None}
+    result["candidates"][1:2] = [reused, failed]
+    result["analysis"] = profiles.analyse(result)
+    text = profiles.markdown(result)
+    assert "**auto** keeps no AOT artifact: Dynamo traced again and Inductor's kernel cache" in text
+    assert "compile + warm-up 32 s against 42 s cold" in text  # 41.5 rounds to 42
+    assert "**auto-aot** found its AOT artifact but could not load it" in text
+    assert "| time to ready, cold / warm (auto-aot) |" in text

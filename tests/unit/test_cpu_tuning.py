@@ -112,6 +112,20 @@ def test_token_budget_stays_the_seeds():
     assert load_settings({"PLATFORM": "cpu"}).max_num_batched_tokens == 4096
 
 
+@pytest.mark.parametrize("sample", CPUS)
+def test_every_cpu_gets_a_compile_cache_that_reloads(sample):
+    assert chosen(sample_host(sample))["VLLM_USE_AOT_COMPILE"] == "false"
+
+
+def test_no_aot_artifact_renders_as_0_and_the_users_choice_as_1(pin_host):
+    pin_host("avx2-amd-epyc")
+    assert render_command(load_settings({"PLATFORM": "cpu"}), "/m").env["VLLM_USE_AOT_COMPILE"] == "0"
+    mine = load_settings({"PLATFORM": "cpu", "VLLM_USE_AOT_COMPILE": "true"})
+    assert render_command(mine, "/m").env["VLLM_USE_AOT_COMPILE"] == "1"
+    assert "VLLM_USE_AOT_COMPILE" not in render_command(load_settings({"PLATFORM": "cpu", "CPU_TUNING": "off"}),
+                                                       "/m").env
+
+
 def test_cpu_list_syntax():
     assert (cpu_list([0, 1]), cpu_list([5, 0, 1, 2]), cpu_list([0, 2, 4])) == ("0-1", "0-2,5", "0,2,4")
 
@@ -122,6 +136,7 @@ def test_every_choice_says_why():
             assert choice.reason and choice.setting.isupper()
     reasons = {c.setting: c.reason for c in choose(sample_host("avx512bf16-amd-genoa"), {})}
     assert "bench/results/cpu-dtype.md" in reasons["DTYPE"]
+    assert "bench/results/profiles.md" in reasons["VLLM_USE_AOT_COMPILE"]
 
 
 # --- the layer -----------------------------------------------------------------------------
@@ -175,6 +190,7 @@ def test_no_cpu_tuning_on_accelerators(platform, pin_host):
     pin_host("amx-sapphire-rapids")
     s = load_settings({"PLATFORM": platform})
     assert s.dtype is None and s.vllm_cpu_kvcache_space is None and s.vllm_cpu_omp_threads_bind is None
+    assert "VLLM_USE_AOT_COMPILE" not in render_command(s, "/m").env
 
 
 def test_explain_names_choices_and_overrides():
@@ -186,7 +202,8 @@ def test_explain_names_choices_and_overrides():
 
 
 @pytest.mark.parametrize(("name", "value"), [("CPU_TUNING", "on"), ("VLLM_CPU_OMP_THREADS_BIND", "0-3,x"),
-                                             ("VLLM_CPU_NUM_OF_RESERVED_CPU", "-1")])
+                                             ("VLLM_CPU_NUM_OF_RESERVED_CPU", "-1"),
+                                             ("VLLM_USE_AOT_COMPILE", "sometimes")])
 def test_bad_values_name_the_variable(name, value):
     with pytest.raises(SettingsError) as caught:
         load_settings({"PLATFORM": "cpu", name: value})
