@@ -379,6 +379,20 @@ def warm_line(name: str, row: dict[str, Any], speedup: float | None) -> str:
             f"({_f(speedup, 2)}x).")
 
 
+def floor_note(eager: dict[str, Any]) -> str:
+    """Where the eager start's time goes, from its phases: mostly processes starting, not the model."""
+    start = "warm" if eager["ready_warm_s"] <= eager["ready_cold_s"] else "cold"
+    phases = eager.get(f"{start}_phases")
+    if not phases:
+        return ""
+    spawns = phases["engine_core_start_s"] + phases["worker_start_s"]
+    return (f" Of its {eager[f'ready_{start}_s']} s, {spawns} s are the engine-core and worker processes "
+            f"starting (spawn, imports of torch and vLLM), {phases['api_server_rest_s']} s the API server's own "
+            f"imports and start and the readiness poll, and only {phases['weights_compile_warmup_s']} s loading "
+            "the weights, the warm-up batch and the KV cache: vLLM's CPU process layout, not the cache, sets "
+            "the floor.")
+
+
 def warm_section(result: dict[str, Any]) -> list[str]:
     """What the warm restarts show: whether vLLM reused its compiled graph, and the floor of a start."""
     rows = {r["name"]: r for r in result["candidates"]}
@@ -398,9 +412,7 @@ def warm_section(result: dict[str, Any]) -> list[str]:
                   f"any warm start, so even a start that skipped all compilation could be at most {most:.2f}x "
                   "faster than the chosen profile's cold start here"
                   + (f", short of the {TARGETS['warm_speedup']:.0f}x target" if most < TARGETS["warm_speedup"]
-                     else "") + ". The floor is the process layout's start (below): three Python processes "
-                  "(API server, engine core, worker) each importing torch and vLLM on 2 cores, the warm-up "
-                  "batch of MAX_NUM_BATCHED_TOKENS tokens and the KV cache's allocation."]
+                     else "") + "." + floor_note(eager)]
     phased = [r for r in result["candidates"] if r.get("cold_phases")]
     if phased:
         lines += ["", "Startup phases from vLLM's log (1 s resolution): the engine-core process start (spawn, "

@@ -42,10 +42,12 @@ def dtype_choice(cpu: CpuFeatures) -> Choice:
         # its bf16 tiles are faster still than AVX-512 BF16, so the rule carries over.
         return Choice("DTYPE", "bfloat16", f"{cpu.isa} computes bf16 natively; here bf16 measured 1.8x faster "
                       f"to the first token and 1.5x the c=8 throughput of float32 ({MEASURED})")
-    # AVX2-only EPYC (issue 8): float32 c=1 TTFT 862 vs 5148 ms, c=8 output 28.3 vs 10.1 tok/s.
-    # AVX-512 without BF16 converts bf16 in software too; unmeasured, the same rule applies.
-    return Choice("DTYPE", "float32", f"{cpu.isa} has no native bf16; on an AVX2-only EPYC float32 measured 6x "
-                  "faster to the first token and 2.8x the c=8 throughput of bf16 (issue 8)")
+    # AVX2-only EPYC, 2 cores, both bound: float32 c=1 TTFT 748 vs 4274 ms, c=8 output 24.7 vs
+    # 11.0 tok/s; bf16 decodes a little faster alone (c=1 TPOT 101 vs 114 ms) but loses everywhere
+    # else (bench/results/profiles.md). AVX-512 without BF16 converts bf16 in software too;
+    # unmeasured, the same rule applies.
+    return Choice("DTYPE", "float32", f"{cpu.isa} has no native bf16; on an AVX2-only EPYC float32 measured 5.7x "
+                  f"faster to the first token and 2.2x the c=8 throughput of bf16 ({PROFILES})")
 
 
 def kv_cache_choice(available_bytes: int) -> Choice:
