@@ -62,8 +62,8 @@ def compile_cache_choice() -> Choice:
     """No AOT artifact: vLLM 0.32 on the CPU cannot reload its own, so only Inductor's cache makes a restart warm."""
     # vLLM 0.32 CPU compiles in DYNAMO_TRACE_ONCE mode; its AOT artifact wraps a plain function and
     # the reload fails ("'function' object has no attribute 'finalize_loading'"), so every start
-    # compiled from scratch. AVX2 EPYC, float32, 2 cores: warm start 105 vs 162 s, cold 185 vs
-    # 194 s, c=1 TPOT 112.6 vs 113.0 ms (bench/results/profiles.md).
+    # compiled from scratch. AVX2 EPYC, float32, 2 cores, without vs with the artifact: warm start
+    # 104 vs 166 s, cold 184 vs 186 s, c=1 TPOT 114 vs 116 ms (bench/results/profiles.md).
     return Choice("VLLM_USE_AOT_COMPILE", "false",
                   "vLLM 0.32 on the CPU fails to reload its AOT artifact and compiles again at every start; "
                   f"without it a restart reuses Inductor's kernel cache on the cache volume ({PROFILES})")
