@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +47,8 @@ from bench.common import (  # noqa: E402
     wait_until,
     write_report,
 )
-from entrypoint.render import render_command  # noqa: E402
-from entrypoint.settings import inherited_environment, load_settings  # noqa: E402
+from entrypoint.render import ServeCommand, render_command  # noqa: E402
+from entrypoint.settings import Settings, inherited_environment, load_settings  # noqa: E402
 from verification.perf import Load, bench_env, engine_args, parse_serve, run_bench, serve_command  # noqa: E402
 from verification.roofline import decode_bytes_per_step, measure_copy_bandwidth_gbps, served_dtype  # noqa: E402
 
@@ -153,11 +154,18 @@ def serve_bench(load: Load, url: str, name: str, model_path: Path, out: Path) ->
     return {key: summary.get(key) for key in SERVE_METRICS}
 
 
+def candidate_command(name: str, common: dict[str, str], model_path: Path, cache: str, port: str
+                      ) -> tuple[Settings, ServeCommand]:
+    """A candidate's settings and its rendered command, the candidate's extra process env merged in."""
+    settings = load_settings({**common, **CANDIDATES[name][1], "COMPILE_CACHE_DIR": cache, "PORT": port})
+    command = render_command(settings, str(model_path))
+    return settings, replace(command, env={**command.env, **CANDIDATES[name][2]})
+
+
 def rendered(name: str, common: dict[str, str], model_path: Path) -> tuple[tuple[str, ...], tuple]:
     """A candidate's command and env with the per-run parts fixed: equal for candidates that serve the same way."""
-    environ = {**common, **CANDIDATES[name][1], "COMPILE_CACHE_DIR": "/compile-cache", "PORT": "8000"}
-    command = render_command(load_settings(environ), str(model_path))
-    return tuple(command.argv), tuple(sorted({**command.env, **CANDIDATES[name][2]}.items()))
+    _, command = candidate_command(name, common, model_path, "/compile-cache", "8000")
+    return tuple(command.argv), tuple(sorted(command.env.items()))
 
 
 def distinct(names: list[str], common: dict[str, str], model_path: Path) -> list[str]:
@@ -177,13 +185,9 @@ def measure(name: str, common: dict[str, str], model_path: Path, workdir: Path, 
     """Cold start, warm start, then the workloads on the warm server."""
     folder = workdir / name
     folder.mkdir(parents=True)
-    environ = {**common, **CANDIDATES[name][1], "COMPILE_CACHE_DIR": str(folder / "compile-cache"),
-               "PORT": str(free_port())}
-    settings = load_settings(environ)
-    command = render_command(settings, str(model_path))
-    extra_env = CANDIDATES[name][2]
-    env = {**inherited_environment(), **command.env, **extra_env}
-    shown = {k: v for k, v in {**command.env, **extra_env}.items() if k.startswith("VLLM_") and k != "VLLM_CACHE_ROOT"}
+    settings, command = candidate_command(name, common, model_path, str(folder / "compile-cache"), str(free_port()))
+    env = {**inherited_environment(), **command.env}
+    shown = {k: v for k, v in command.env.items() if k.startswith("VLLM_") and k != "VLLM_CACHE_ROOT"}
     url, served = settings.base_url, settings.served_model_name
     row: dict[str, Any] = {"name": name, "description": CANDIDATES[name][0], "settings": CANDIDATES[name][1],
                            "dtype": served_dtype(settings.dtype, model_path), "argv": command.argv[1:],
@@ -203,7 +207,7 @@ def measure(name: str, common: dict[str, str], model_path: Path, workdir: Path, 
         else:
             stop(process)
         row[f"{start}_log"] = compile_evidence(folder / f"{start}.log")
-    row["_cache"], row["_env"] = str(folder / "compile-cache"), {**command.env, **extra_env}
+    row["_cache"], row["_env"] = str(folder / "compile-cache"), command.env
     return row
 
 
