@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -52,20 +51,20 @@ from entrypoint.settings import Settings, inherited_environment, load_settings  
 from verification.perf import Load, bench_env, engine_args, parse_serve, run_bench, serve_command  # noqa: E402
 from verification.roofline import decode_bytes_per_step, measure_copy_bandwidth_gbps, served_dtype  # noqa: E402
 
-# name -> (what it is, the settings it adds to the common ones, process env beyond the rendered one)
-CANDIDATES: dict[str, tuple[str, dict[str, str], dict[str, str]]] = {
+# name -> (what it is, the settings it adds to the common ones)
+CANDIDATES: dict[str, tuple[str, dict[str, str]]] = {
     "bare": ("bare vLLM with the seed's flags: CPU_TUNING=off, vLLM's defaults (checkpoint dtype = bf16, "
-             "auto OpenMP binding with one core reserved, AOT compile artifact)", {"CPU_TUNING": "off"}, {}),
-    "auto": ("the chosen CPU profile, what `make up` renders on this machine", {}, {}),
+             "auto OpenMP binding with one core reserved, AOT compile artifact)", {"CPU_TUNING": "off"}),
+    "auto": ("the chosen CPU profile, what `make up` renders on this machine", {}),
     # vLLM 0.32 + torch 2.13 on CPU: the warm start fails to load its AOT artifact
     # ("'function' object has no attribute 'finalize_loading'") and compiles again.
     "auto-aot": ("the chosen profile with vLLM's default AOT compile artifact (VLLM_USE_AOT_COMPILE=true), "
-                 "the profile's only difference from it", {"VLLM_USE_AOT_COMPILE": "true"}, {}),
+                 "the profile's only difference from it", {"VLLM_USE_AOT_COMPILE": "true"}),
     "auto-eager": ("the chosen profile without torch.compile (ENFORCE_EAGER=true): the floor of any warm start",
-                   {"ENFORCE_EAGER": "true"}, {}),
+                   {"ENFORCE_EAGER": "true"}),
     # One of these two is the chosen dtype on any CPU; that one renders auto's command and is skipped.
-    "auto-bfloat16": ("the chosen profile in bfloat16 (DTYPE=bfloat16)", {"DTYPE": "bfloat16"}, {}),
-    "auto-float32": ("the chosen profile in float32 (DTYPE=float32)", {"DTYPE": "float32"}, {}),
+    "auto-bfloat16": ("the chosen profile in bfloat16 (DTYPE=bfloat16)", {"DTYPE": "bfloat16"}),
+    "auto-float32": ("the chosen profile in float32 (DTYPE=float32)", {"DTYPE": "float32"}),
 }
 WARM_ALTERNATES = ("auto-aot",)  # candidates whose warm start is compared with the chosen profile's
 BASELINE, CHOSEN = "bare", "auto"
@@ -156,10 +155,9 @@ def serve_bench(load: Load, url: str, name: str, model_path: Path, out: Path) ->
 
 def candidate_command(name: str, common: dict[str, str], model_path: Path, cache: str, port: str
                       ) -> tuple[Settings, ServeCommand]:
-    """A candidate's settings and its rendered command, the candidate's extra process env merged in."""
+    """A candidate's settings and its rendered command."""
     settings = load_settings({**common, **CANDIDATES[name][1], "COMPILE_CACHE_DIR": cache, "PORT": port})
-    command = render_command(settings, str(model_path))
-    return settings, replace(command, env={**command.env, **CANDIDATES[name][2]})
+    return settings, render_command(settings, str(model_path))
 
 
 def rendered(name: str, common: dict[str, str], model_path: Path) -> tuple[tuple[str, ...], tuple]:
