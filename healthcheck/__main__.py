@@ -132,15 +132,16 @@ def main() -> int:
 
 
 def quiet_exit(code: int) -> NoReturn:
-    """Exit with `code` even when stdout is a closed pipe: a failed flush at shutdown would
-    otherwise print BrokenPipeError and exit 120 (Python's docs on SIGPIPE)."""
-    for stream, fd in ((sys.stdout, 1), (sys.stderr, 2)):
+    """Exit with `code` now, even when stdout is a closed pipe: a failed flush at shutdown
+    would otherwise print BrokenPipeError and exit 120. Skipping the interpreter's teardown
+    keeps the exit inside the timeout; the verdict went out unbuffered already."""
+    for stream in (sys.stdout, sys.stderr):
         try:
             if stream is not None:
                 stream.flush()
         except (OSError, ValueError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
-    sys.exit(code)
+            pass
+    os._exit(code)
 
 
 if __name__ == "__main__":

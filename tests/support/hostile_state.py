@@ -29,7 +29,7 @@ FOLDER = ""  # a case's target when it breaks the folder itself
 READERS = {READY_FILE: ("startup", "ready"), STATE_FILE: ("live",), CANARY_FILE: ("live",),
            FOLDER: ("startup", "ready", "live")}
 FAILS, PASSES, EITHER = frozenset({1}), frozenset({0}), frozenset({0, 1})
-PROBE_TIMEOUT = 2.0
+PROBE_TIMEOUT = 10.0  # generous: a loaded CI machine can take seconds to start an interpreter
 # Only a hang trips this: the probe's own bound is its --timeout.
 HANG_GUARD_SECONDS = 30.0
 
@@ -241,6 +241,50 @@ def healthy_server() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _drip(listener: socket.socket, stop: threading.Event) -> None:
+    """Answer every connection with an endless header, one byte at a time: each read
+    succeeds, so no socket timeout ever fires."""
+    def feed(conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nX: ")
+                while not stop.wait(0.1):
+                    conn.sendall(b"x")
+            except OSError:
+                pass
+
+    while not stop.is_set():
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        threading.Thread(target=feed, args=(conn,), daemon=True).start()
+
+
+@contextmanager
+def hung_servers() -> Iterator[dict[str, str]]:
+    """Loopback servers that never give the probe an answer: one accepts and stays silent,
+    one drips an endless header."""
+    stop = threading.Event()
+    with socket.socket() as silent, socket.socket() as drip:
+        for sock in (silent, drip):
+            sock.bind(("127.0.0.1", 0))
+            sock.listen(64)
+        threading.Thread(target=_drip, args=(drip, stop), daemon=True).start()
+        try:
+            yield {"a silent /health": f"http://127.0.0.1:{silent.getsockname()[1]}",
+                   "a /health dripping an endless header": f"http://127.0.0.1:{drip.getsockname()[1]}"}
+        finally:
+            stop.set()
+
+
+def hung_cases(urls: dict[str, str]) -> list[StateCase]:
+    """Valid records pointing at a server that never answers: the probe's own bound ends them
+    (startup, which asks no server, passes)."""
+    return [StateCase("servers that never answer", name, target, edited(url=url), exits)
+            for name, url in urls.items() for target, exits in ((READY_FILE, EITHER), (STATE_FILE, FAILS))]
 
 
 def build(case: StateCase, root: Path, url: str) -> Path:

@@ -42,7 +42,7 @@ def write_state(state: StateDir, url: str) -> None:
     state.write_state(url=url, served_model_name="m", supervisor_pid=1, server_pid=2)
 
 
-def probe(name: str, state_dir: Path, timeout: float = 2.0) -> tuple[int, str]:
+def probe(name: str, state_dir: Path, timeout: float = 10.0) -> tuple[int, str]:
     done = subprocess.run([sys.executable, "-m", "healthcheck", name, "--state-dir", str(state_dir),
                            "--timeout", str(timeout)], cwd=ROOT, capture_output=True, text=True, timeout=30)
     return done.returncode, done.stdout.strip()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from entrypoint import state as state_module
-from entrypoint.state import MAX_RECORD_BYTES, READY_FILE, StateProblem, read_record
+from entrypoint.state import MAX_RECORD_BYTES, READY_FILE, STATE_FILE, StateProblem, read_record
 from healthcheck.__main__ import one_line
 from healthcheck.probes import run_probe
 from tests.support.hostile_state import (
@@ -25,6 +25,8 @@ from tests.support.hostile_state import (
     build,
     handled,
     healthy_server,
+    hung_cases,
+    hung_servers,
     probe_argv,
     run_command,
     state_cases,
@@ -198,3 +200,13 @@ def test_the_probe_imports_only_the_standard_library_and_entrypoint_state(tmp_pa
                           capture_output=True, text=True, timeout=60)
     assert f"{probe}: OK" in done.stdout, done
     assert "IMPORTED []" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("name", ["a silent /health", "a /health dripping an endless header"])
+def test_a_server_that_never_answers_is_cut_off_at_the_timeout(tmp_path, name):
+    """A dripping header keeps every socket read short: only the watchdog ends the probe."""
+    with hung_servers() as urls:
+        case = next(c for c in hung_cases(urls) if c.name == name and c.target == STATE_FILE)
+        run = run_command(probe_argv("live", build(case, tmp_path, urls[name]), timeout=1.0))
+    assert run.code == 1 and len(run.lines) == 1, run
+    assert run.lines[0].startswith("live: FAIL: ")
