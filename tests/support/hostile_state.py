@@ -311,25 +311,42 @@ class Run(NamedTuple):
         return (self.stdout + self.stderr).splitlines()
 
 
+# Forks the command from a small interpreter and reports its exit, wall time and peak RSS:
+# a child forked (or vforked) from the big test process would inherit that process's RSS
+# as its own peak.
+_LAUNCHER = """
+import os, sys, time
+started = time.monotonic()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execv(sys.argv[2], sys.argv[2:])
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+wall = time.monotonic() - started
+with open(sys.argv[1], "w") as out:
+    out.write(f"{os.waitstatus_to_exitcode(status)} {wall} {usage.ru_maxrss}")
+"""
+
+
 def run_command(argv: list[str], cwd: Path = ROOT, guard: float = HANG_GUARD_SECONDS) -> Run:
-    """Run a command to its end (killed after `guard` s, which only a hang reaches); its own
-    peak RSS comes from wait4, so other children of this process do not count."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.monotonic()
-        process = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-        killer = threading.Timer(guard, process.kill)
-        killer.start()
-        try:
-            _, status, usage = os.wait4(process.pid, 0)
-        finally:
-            killer.cancel()
-        wall = time.monotonic() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        code = None if process.returncode == -9 else process.returncode
-        return Run(code, out.read().decode(errors="replace"), err.read().decode(errors="replace"), wall,
-                   usage.ru_maxrss)
+    """Run a command to its end (killed after `guard` s, which only a hang reaches), with its
+    own wall time and peak RSS."""
+    with tempfile.TemporaryDirectory(prefix="run-") as tmp:
+        report, out, err = (Path(tmp) / name for name in ("report", "out", "err"))
+        with out.open("wb") as stdout, err.open("wb") as stderr:
+            launcher = subprocess.Popen([sys.executable, "-S", "-c", _LAUNCHER, str(report), *argv], cwd=cwd,
+                                        stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                                        start_new_session=True)
+            try:
+                launcher.wait(timeout=guard)
+            except subprocess.TimeoutExpired:
+                os.killpg(launcher.pid, 9)
+                launcher.wait()
+        text = report.read_text().split() if report.exists() else []
+        code, wall, rss = (int(text[0]), float(text[1]), int(text[2])) if len(text) == 3 else (None, guard, 0)
+        return Run(code, out.read_text(errors="replace"), err.read_text(errors="replace"), wall, rss)
 
 
 def probe_argv(probe: str, state_dir: Path, timeout: float = PROBE_TIMEOUT) -> list[str]:
