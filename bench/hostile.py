@@ -127,7 +127,8 @@ def run_hostile() -> dict[str, Any]:
     with context() as ctx:
         trials = [trial for source in TRIAL_SOURCES for trial in source(ctx)]
         rows = [run_trial(trial) for trial in trials]
-    over = [row["name"] for row in rows if row.get("bound_s") and row["wall_s"] > row["bound_s"]]
+    over = [f"{row['name']} ({row['wall_s']:.2f} s, exit {row['exit']}: {row['first_line'][:80]})" for row in rows
+            if row.get("bound_s") and row["wall_s"] > row["bound_s"]]
     return {"kinds": summarize(rows), "rows": rows, "seconds": round(time.monotonic() - started, 1),
             "probe_timeout_s": PROBE_TIMEOUT, "over_bound": over, "cores": os.cpu_count(),
             "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)]}
@@ -158,7 +159,8 @@ def markdown(hostile: dict[str, Any]) -> str:
     out += ["", "Not handled:" if unhandled else "Every case was handled.", *[f"- {line}" for line in unhandled]]
     over = hostile["over_bound"]
     out.append(f"\n{len(over)} probe runs took longer than their `--timeout`" + (
-        ": the probe counts its interpreter's start against the timeout, so a run over it is one the machine "
-        "did not schedule in time (see the load average); each printed `timed out` and exited 1: "
-        + ", ".join(over) if over else "."))
+        " (the probe counts its interpreter's start against the timeout, and its watchdog ends it at the "
+        "deadline, so a run over it is one the machine did not schedule in time; see the load average):"
+        if over else "."))
+    out += [f"- {line}" for line in over]
     return "\n".join(out) + "\n"
