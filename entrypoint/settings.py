@@ -1,22 +1,10 @@
 """The one settings object: every knob of the bundle, validated before anything starts.
 
-Values are layered, lowest precedence first:
-
-1. the seed's values (the field defaults below),
-2. the platform's defaults (``templates/platforms/<platform>.yaml``),
-3. the platform variant named by PLATFORM_VARIANT (``templates/platforms/<platform>/<variant>.yaml``),
-4. on the CPU, the machine's tuning (``cpu_tuning``: dtype, thread binding, KV cache; CPU_TUNING=off skips it),
-5. the model profile's defaults, then its per-platform defaults
-   (``templates/models/<profile>.yaml``),
-6. a ``.env`` file given with ``--env-file``,
-7. the process environment.
-
-An empty value in layers 6-7 counts as unset, so ``VAR=`` lines in a compose env
-file keep the default. A ``null`` in a YAML layer removes an optional flag (the
-CPU platform drops the NPU-only ``--additional-config`` that way).
-
-This module is the only place that reads the environment: everything downstream
-takes a ``Settings``.
+The field defaults below are the built-in layer (the seed's values); the resolver
+(`entrypoint.resolver`) puts the platform, variant, CPU tuning, model profile, env file
+and environment on top and derives what is computed from other settings. This module and
+the resolver are the only places that read the environment: everything downstream takes a
+``Settings``.
 """
 
 from __future__ import annotations
@@ -29,16 +17,16 @@ import shlex
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic.fields import FieldInfo
 
-from entrypoint import layers
-from entrypoint.errors import SettingsError
-from entrypoint.platform_detect import detect_platform
 from entrypoint.startup_errors import KUBERNETES_TERMINATION_LOG
 from entrypoint.state import DEFAULT_STATE_DIR
+
+if TYPE_CHECKING:
+    from entrypoint.resolver import Host, Resolved
 
 Platform = Literal["npu", "cuda", "cpu"]
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "ascend-serve"
@@ -65,7 +53,7 @@ class Settings(BaseModel):
 
     # --- where and what to serve ---------------------------------------------------------
     platform: Platform = setting("auto", "Accelerator: auto detects an Ascend device, then CUDA, else CPU.",
-                                 "auto, npu, cuda or cpu", alias="PLATFORM", validate_default=True)
+                                 "auto, npu, cuda or cpu", alias="PLATFORM")
     model_id: str = setting("google/gemma-3-270m-it", "Model to serve, as owner/name on the hub.",
                             "owner/name", alias="MODEL_ID")
     model_revision: str = setting("master", "Hub revision (branch, tag or commit) to pin.",
@@ -77,12 +65,13 @@ class Settings(BaseModel):
     compile_cache_dir: Path | None = setting(None, "vLLM's compile cache (VLLM_CACHE_ROOT; default: "
                                              "MODEL_CACHE_DIR/vllm, so restarts are warm).", "a writable directory",
                                              alias="COMPILE_CACHE_DIR")
-    model_profile: str = setting("", "Model profile in templates/models (default: the one whose model_id matches).",
+    model_profile: str = setting("", "Model profile in templates/models (default: the one naming MODEL_ID, else "
+                                 "the one named after the model).",
                                  "a profile name from templates/models", alias="MODEL_PROFILE")
     fallback_model_dir: Path | None = setting(None, "Weights to serve, with a loud warning, when the hub is "
                                               "unreachable and the cache is empty.",
                                               "an existing model folder", alias="FALLBACK_MODEL_DIR")
-    served_model_name: str = setting("", "Name clients use in requests (default: the profile's).",
+    served_model_name: str = setting("", "Name clients use in requests (default: MODEL_ID's name part).",
                                      "a non-empty name", alias="SERVED_MODEL_NAME")
     modelscope_endpoint: str = setting("", "ModelScope hub URL (default: the client's own).",
                                        "an http(s) URL", alias="MODELSCOPE_ENDPOINT")
@@ -208,11 +197,6 @@ class Settings(BaseModel):
                                     "a number of seconds > 0", alias="CANARY_TIMEOUT", gt=0)
     canary_failures: int = setting(3, "Consecutive canary failures that make `healthcheck live` fail.",
                                    "an integer >= 1", alias="CANARY_FAILURES", ge=1)
-
-    @field_validator("platform", mode="before")
-    @classmethod
-    def _resolve_auto(cls, value: Any) -> Any:
-        return detect_platform() if value == "auto" else value
 
     @field_validator("model_id")
     @classmethod
@@ -367,27 +351,6 @@ def read_secret_file(name: str, path: Path) -> tuple[str | None, str | None]:
     return text, None
 
 
-def resolve_secret_files(settings: Settings) -> tuple[Settings, list[str]]:
-    """Fill each secret from its VAR_FILE; both VAR and VAR_FILE set is an error."""
-    updates: dict[str, SecretStr] = {}
-    errors = []
-    fields = {str(f.alias): key for key, f in Settings.model_fields.items()}
-    for file_name, name in SECRET_FILES.items():
-        path = getattr(settings, fields[file_name])
-        if path is None:
-            continue
-        if getattr(settings, fields[name]) is not None:
-            errors.append(f"{file_name}={str(path)!r}: {name} is set too; allowed: one of them ({name} holds the "
-                          f"value, {file_name} a file holding it)")
-            continue
-        value, error = read_secret_file(file_name, path)
-        if error:
-            errors.append(error)
-        else:
-            updates[fields[name]] = SecretStr(str(value))
-    return settings.model_copy(update=updates), errors
-
-
 def secret_values(settings: Settings) -> list[str]:
     """The secrets' values, for the few places that must hide them in text (render output)."""
     values = (getattr(settings, key) for key, f in Settings.model_fields.items() if f.alias in SECRET_FIELDS)
@@ -427,25 +390,25 @@ def inherited_environment(environ: Mapping[str, str] = os.environ) -> dict[str, 
     return {key: value for key, value in environ.items() if key not in names}
 
 
-def environment_layer(environ: Mapping[str, str]) -> dict[str, str]:
-    """The known, non-empty variables of one environment mapping."""
-    names = setting_names()
-    return {key: value for key, value in environ.items() if key in names and value.strip() != ""}
-
-
 def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | None = None,
-                  templates_dir: Path | None = None) -> Settings:
-    """Build and validate the settings (from the process environment unless `environ` is given);
-    raise SettingsError listing every problem found."""
-    user = environment_layer(layers.read_env_file(env_file) if env_file else {})
-    user.update(environment_layer(os.environ if environ is None else environ))
-    merged, layer_errors = layers.merge_defaults(user, templates_dir or layers.TEMPLATES_DIR)
-    try:
-        settings = Settings.model_validate(merged)
-    except ValidationError as exc:
-        raise SettingsError(layer_errors + [error_line(e) for e in exc.errors()]) from None
-    settings, secret_errors = resolve_secret_files(settings)
-    errors = layer_errors + secret_errors + cross_field_errors(settings)
-    if errors:
-        raise SettingsError(errors)
-    return settings
+                  templates_dir: Path | None = None, host: Host | None = None) -> Settings:
+    """The validated settings (from the process environment unless `environ` is given);
+    SettingsError lists every problem found. See `resolve_settings`."""
+    return resolve_settings(environ, env_file, templates_dir, host).settings
+
+
+def resolve_settings(environ: Mapping[str, str] | None = None, env_file: Path | None = None,
+                     templates_dir: Path | None = None, host: Host | None = None) -> Resolved:
+    """The edge of the resolver: read the environment, the env file and the host (unless given), then resolve."""
+    from entrypoint import default_layers, resolver
+
+    return resolver.resolve(os.environ if environ is None else environ,
+                            read_env_file(env_file), host or resolver.read_host(),
+                            templates_dir or default_layers.TEMPLATES_DIR)
+
+
+def read_env_file(path: Path | None) -> dict[str, str]:
+    """KEY=VALUE lines of a .env file; variables without a value are left out."""
+    from dotenv import dotenv_values
+
+    return {} if path is None else {k: v for k, v in dotenv_values(path).items() if v is not None}

@@ -19,7 +19,7 @@ from entrypoint.http import bearer
 from entrypoint.readiness import probe
 from entrypoint.render import render_command
 from entrypoint.settings import SECRET_FIELDS, Settings, error_line, load_settings
-from entrypoint.settings_table import configmap_env, env_example
+from entrypoint.settings_docs import configmap_env, env_example
 from entrypoint.smoke import run_smoke
 
 ROOT = Path(__file__).parents[2]
