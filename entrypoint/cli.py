@@ -75,6 +75,8 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
         return 0
     resolved = settings_for(args, environ, preflight=args.command in ("serve", "download"))
     settings = resolved.settings
+    for line in resolved.warnings:
+        log.warning(line)
     if args.command in ("serve", "render", "settings"):  # the commands that show or use the serve command
         # On CPU, which defaults the machine chose and why (stderr: stdout stays parseable).
         for line in resolved.tuning_lines():

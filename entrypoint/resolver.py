@@ -29,6 +29,7 @@ from pydantic import SecretStr, ValidationError
 from entrypoint import cpu_features, cpu_tuning, default_layers
 from entrypoint.cpu_features import HostFacts
 from entrypoint.errors import SettingsError
+from entrypoint.near_miss import near_misses
 from entrypoint.platform_detect import detect_platform
 from entrypoint.settings import SECRET_FILES, Settings, cross_field_errors, error_line, read_secret_file, setting_names
 
@@ -60,6 +61,7 @@ class Resolved:
     settings: Settings
     sources: dict[str, str]
     tuning: tuple[cpu_tuning.Choice, ...] = ()
+    warnings: tuple[str, ...] = ()  # variables that look like a misspelt setting
 
     def source(self, name: str) -> str:
         """Where a variable's value came from."""
@@ -156,7 +158,8 @@ def resolve(environ: Mapping[str, str], env_file: Mapping[str, str], host: Host,
     errors += secret_errors + cross_field_errors(settings)
     if errors:
         raise SettingsError(errors)
-    return Resolved(settings, {**stack.sources, **derived}, tuple(choices))
+    typos = near_misses([*env_file, *environ], setting_names())
+    return Resolved(settings, {**stack.sources, **derived}, tuple(choices), tuple(typos))
 
 
 def derive(settings: Settings, sources: Mapping[str, str]) -> tuple[Settings, dict[str, str]]:
