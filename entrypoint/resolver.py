@@ -72,9 +72,10 @@ class Resolved:
         return cpu_tuning.explain(list(self.tuning), self.settings.public_dict())
 
     def explain(self) -> list[str]:
-        """One `NAME=value  # origin` line per setting, secrets masked."""
+        """One `NAME=value  # origin` line per setting (`NAME (unset)` for none), secrets masked."""
         values = self.settings.public_dict()
-        rows = [(f"{name}={plain(values.get(name))}", self.source(name)) for name in values]
+        rows = [(f"{name}={plain(value)}" if value is not None else f"{name} (unset)", self.source(name))
+                for name, value in values.items()]
         width = max(len(text) for text, _ in rows)
         return [f"{text.ljust(width)}  # {origin}" for text, origin in sorted(rows)]
 
