@@ -17,7 +17,7 @@ import shlex
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
@@ -215,7 +215,8 @@ class Settings(BaseModel):
         kind = number_kind(cls.model_fields[str(info.field_name)])
         if kind is None or not isinstance(value, str):
             return value
-        return value_grammar.number_text(value, integer=kind is int)
+        text = value_grammar.number_text(value, integer=kind is int)
+        return int(text) if kind is int else text  # an int, so a Literal of integers matches it too
 
     @field_validator("model_id")
     @classmethod
@@ -342,9 +343,12 @@ def shown_value(name: str, value: Any) -> Any:
 
 
 def number_kind(field: FieldInfo) -> type | None:
-    """int or float for a numeric field (Optional included, bool and Literal not), else None."""
+    """int or float for a numeric field (Optional and a Literal of integers included, bool not), else None."""
     kinds = {field.annotation, *get_args(field.annotation)}
-    return int if int in kinds else float if float in kinds else None
+    choices = [value for kind in kinds if get_origin(kind) is Literal for value in get_args(kind)]
+    if int in kinds or (choices and all(type(value) is int for value in choices)):
+        return int
+    return float if float in kinds else None
 
 
 def cross_field_errors(settings: Settings) -> list[str]:

@@ -109,7 +109,7 @@ def test_a_cache_path_too_long_for_the_os_is_a_settings_error():
     ("REQUEST_TIMEOUT", "inf"), ("REQUEST_TIMEOUT", "nan"), ("REQUEST_TIMEOUT", "1e10"), ("STARTUP_TIMEOUT", "inf"),
     ("STARTUP_TIMEOUT", "Infinity"), ("STOP_GRACE_PERIOD", "-inf"), ("CANARY_TIMEOUT", "1_0"),
     ("REQUEST_TIMEOUT", "10000000"), ("CANARY_INTERVAL", "1e3"), ("GPU_MEMORY_UTILIZATION", "9e-1"),
-    ("MAX_MODEL_LEN", "9" * 30),
+    ("MAX_MODEL_LEN", "9" * 30), ("TASK_QUEUE_ENABLE", "1_0"),
 ])
 def test_numbers_are_written_as_people_write_them(name, value):
     only_error(name, value)
@@ -118,6 +118,7 @@ def test_numbers_are_written_as_people_write_them(name, value):
 @pytest.mark.parametrize(("name", "value", "expected"), [
     ("PORT", " 8001 ", 8001), ("TENSOR_PARALLEL_SIZE", "+1", 1), ("REQUEST_TIMEOUT", "2.5", 2.5),
     ("REQUEST_TIMEOUT", "60", 60.0), ("GPU_MEMORY_UTILIZATION", ".5", 0.5), ("CANARY_INTERVAL", "0", 0.0),
+    ("TASK_QUEUE_ENABLE", "1", 1),
 ])
 def test_plain_numbers_pass(name, value, expected):
     settings = load_settings({**CPU, name: value})
