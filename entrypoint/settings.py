@@ -157,6 +157,10 @@ class Settings(BaseModel):
         "auto", "On CPU, choose DTYPE, OpenMP binding, KV cache size and the compile cache's format from this "
         "machine's CPU features, cores and memory (the reasons are logged; your own values always win); off: "
         "the platform file's values and vLLM's defaults.", "auto or off", alias="CPU_TUNING")
+    image_version: str = setting(
+        "v0.18.0rc1", "The vllm-ascend image the server runs on (its vLLM decides which flags exist); selects its "
+        "layer of defaults in templates/images.yaml. The image sets it; set it when building one.",
+        "a tag listed in templates/images.yaml", alias="IMAGE_VERSION")
     platform_variant: str = setting(
         "", "A named variant of the platform's defaults in templates/platforms/<platform>/<variant>.yaml "
         "(empty: the platform file alone; the NPU default is the seed's command).",
