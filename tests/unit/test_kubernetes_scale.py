@@ -107,3 +107,17 @@ def test_inference_pool_selects_the_serving_pods_on_their_port():
     assert pool["spec"]["selector"]["matchLabels"].items() <= pod_labels(example).items()
     (serve,) = [c for c in serving(example)["spec"]["template"]["spec"]["containers"] if c["name"] == "serve"]
     assert pool["spec"]["targetPorts"] == [{"number": serve["ports"][0]["containerPort"]}]
+
+
+def test_multi_card_example_asks_for_as_many_cards_as_the_settings_render():
+    from entrypoint.render import render_command
+    from entrypoint.settings import load_settings
+
+    example = "examples/gemma-3-27b-npu"
+    for doc in render(example):
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+    (config,) = docs(example, "ConfigMap")
+    active = {k: v for k, v in config["data"].items() if v != ""}
+    argv = render_command(load_settings(active), "/models/m").argv
+    cards = serving(example)["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["huawei.com/Ascend910"]
+    assert argv[argv.index("--tensor-parallel-size") + 1] == str(cards) == "2"
