@@ -21,8 +21,9 @@ from entrypoint.state import DEFAULT_STATE_DIR
 from healthcheck.probes import PROBES, run_probe
 
 MAX_TIMEOUT_SECONDS = 3600.0
-# Left between the watchdog's deadline and --timeout for writing the line and exiting.
-EXIT_RESERVE_SECONDS = 0.05
+# Left between the watchdog's deadline and --timeout for writing the line and exiting (a
+# tenth of a short timeout): on a loaded machine that takes tens of milliseconds.
+EXIT_RESERVE_SECONDS = 0.25
 MAX_LINE_CHARS = 400
 # Everything str.splitlines() would break on, and other control characters.
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -123,7 +124,7 @@ def main() -> int:
     # At most half the timeout goes to the start, so a clock /proc reads oddly (a sandbox)
     # can never fail every probe at once.
     started = min(seconds_since_process_start(), args.timeout / 2)
-    deadline = time.monotonic() + args.timeout - started - EXIT_RESERVE_SECONDS
+    deadline = time.monotonic() + args.timeout - started - min(EXIT_RESERVE_SECONDS, args.timeout / 10)
     start_watchdog(args.probe, args.timeout, deadline)
     try:
         ok, message = run_probe(args.probe, args.state_dir, deadline)
