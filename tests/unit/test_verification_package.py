@@ -9,10 +9,10 @@ import importlib.metadata
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from entrypoint.errors import ERROR_PREFIX, SettingsError, UserError, run_cli
 from verification import accuracy_cli, perf_cli, runs
