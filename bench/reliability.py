@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import bundle_server, free_port, wait_bundle, write_report  # noqa: E402
 from entrypoint.child import ChildProcess  # noqa: E402
+from entrypoint.settings import load_settings  # noqa: E402
 from tests.support.testbed import COMPILE_CACHE, fixture_weights  # noqa: E402
 from verification.load import LoadPlan, run_load_with_probes  # noqa: E402
 from verification.runs import machine_facts  # noqa: E402
@@ -127,7 +128,8 @@ def load_and_scan(args: argparse.Namespace) -> dict[str, Any]:
             ready_s = wait_bundle(workdir / "state", server, workdir / "serve.log", poll=1.0)
             plan = LoadPlan(concurrency=args.concurrency, num_prompts=args.prompts, input_len=args.input_len,
                             output_len=args.output_len)
-            load = run_load_with_probes(f"http://127.0.0.1:{port}", "gemma-3-270m-it", weights, workdir / "state",
+            settings = load_settings(bundle_settings(workdir, weights, port, COMPILE_CACHE))
+            load = run_load_with_probes(settings.base_url, settings.served_model_name, weights, workdir / "state",
                                         plan, api_key=api_key)
             env = {**os.environ, "PYTHONPATH": str(ROOT), "API_KEY": api_key, "MODELSCOPE_TOKEN": hub_token,
                    **bundle_settings(workdir, weights, port, Path(tmp) / "compile-cache")}
