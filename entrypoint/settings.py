@@ -208,6 +208,9 @@ class Settings(BaseModel):
                                     "a number of seconds > 0", alias="CANARY_TIMEOUT", gt=0)
     canary_failures: int = setting(3, "Consecutive canary failures that make `healthcheck live` fail.",
                                    "an integer >= 1", alias="CANARY_FAILURES", ge=1)
+    metrics_port: int = setting(9464, "Port of the supervisor's own Prometheus metrics (startup phases, "
+                                "readiness, canary, download, vLLM starts); vLLM's stay on PORT (0: none).",
+                                "an integer from 0 to 65535", alias="METRICS_PORT", ge=0, le=65535)
 
     @field_validator("platform", mode="before")
     @classmethod
