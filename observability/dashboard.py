@@ -39,7 +39,7 @@ def mean(metric: str) -> Target:
 
 def histogram_panel(metric: str) -> list[Target]:
     """Quantiles and mean of one of vLLM's latency histograms."""
-    return quantiles(f"rate({metric}_bucket{{{MODEL}}}[{RATE}])") + [mean(metric)]
+    return [*quantiles(f"rate({metric}_bucket{{{MODEL}}}[{RATE}])"), mean(metric)]
 
 
 ITL_BUCKETS = either(f"rate(vllm:inter_token_latency_seconds_bucket{{{MODEL}}}[{RATE}])",

@@ -14,8 +14,6 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
 from observability.dashboard import dashboard
 
 ROOT = Path(__file__).resolve().parents[1]

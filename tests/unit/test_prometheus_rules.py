@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from entrypoint.settings import Settings
+
 ROOT = Path(__file__).parents[2]
 RULES = ROOT / "observability" / "rules"
 PROMTOOL_TESTS = Path(__file__).parent / "promtool"
@@ -67,4 +69,18 @@ def test_every_alert_has_a_severity_and_a_summary():
 def test_rules_read_both_names_where_vllm_renamed_a_metric():
     for rule in rules("recording.yaml") + rules("alerts.yaml"):
         for old, new in RENAMED.items():
-            assert (old in rule["expr"]) == (new in rule["expr"]), f"{rule.get('record') or rule['alert']}: {old} or {new}"
+            name = rule.get("record") or rule["alert"]
+            assert (old in rule["expr"]) == (new in rule["expr"]), f"{name}: reads only one of {old}, {new}"
+
+
+def test_compose_prometheus_config_loads_the_rules(tmp_path):
+    # The image puts the rules at /etc/prometheus/rules; here they are read where they live.
+    config = yaml.safe_load((ROOT / "observability" / "prometheus" / "prometheus.yml").read_text())
+    assert config["rule_files"] == ["/etc/prometheus/rules/*.yaml"]
+    config["rule_files"] = [str(RULES / "*.yaml")]
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
+    done = promtool("check", "config", str(path))
+    assert done.returncode == 0 and "SUCCESS: 2 rule files found" in done.stdout, done.stdout + done.stderr
+    assert {job["job_name"]: job["dns_sd_configs"][0]["port"] for job in config["scrape_configs"]} == \
+        {"vllm": 8000, "ascend-serve": Settings.model_fields["metrics_port"].default}
