@@ -9,7 +9,8 @@ the request path.
 
 The supervisor does not restart a dead vLLM itself: it exits, and Docker's restart
 policy or the kubelet starts a new container. A restart therefore shows as a new value
-of `ascend_serve_vllm_start_time_seconds` (the restart-loop alert counts its changes).
+of `ascend_serve_start_time_seconds` (set before the port answers, so every scraped value
+is a real start; the restart-loop alert counts its changes).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ the real Prometheus text parser."""
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 import requests
@@ -99,3 +100,11 @@ def test_phases_ready_and_vllm_starts():
     assert value("ascend_serve_ready") == 1
     metrics.set_ready(False)
     assert value("ascend_serve_ready") == 0
+
+
+def test_readme_documents_every_metric():
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    for family in metrics.REGISTRY.collect():
+        if family.name.startswith(metrics.NAMESPACE):
+            shown = family.name + ("_total" if family.type == "counter" else "")
+            assert f"`{shown}" in readme, f"README's metrics table lacks {shown}"
