@@ -21,6 +21,7 @@ import logging
 import time
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -38,8 +39,6 @@ from entrypoint.settings import Settings
 
 log = logging.getLogger("entrypoint.metrics")
 NAMESPACE = "ascend_serve"
-# Startup phases in the order they run; `ready` is the whole start, download included.
-PHASES = ("weights", "server_start", "smoke", "ready")
 # The canary's 1-token completion: milliseconds when healthy, up to CANARY_TIMEOUT when not.
 CANARY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -48,36 +47,27 @@ VERSION_FILE = Path(__file__).resolve().parents[1] / "VERSION"
 
 REGISTRY = CollectorRegistry()
 ProcessCollector(registry=REGISTRY)  # process_start_time_seconds, memory, CPU of the supervisor
-INFO = Info("build", "What is served: model, served name, platform, image and vLLM versions, settings hash.",
-            namespace=NAMESPACE, registry=REGISTRY)
+OWN: dict[str, Any] = {"namespace": NAMESPACE, "registry": REGISTRY}  # every metric below: ascend_serve_*
+INFO = Info("build", "What is served: model, served name, platform, image and vLLM versions, settings hash.", **OWN)
+# Phases: weights (download or cache check), server_start (vLLM until it answers), smoke, ready (the whole start).
 PHASE_SECONDS = Gauge("startup_phase_seconds", "Seconds the last start spent in each phase (ready: the whole start).",
-                      ["phase"], namespace=NAMESPACE, registry=REGISTRY)
-READY = Gauge("ready", "1 once vLLM answered and passed the smoke check, 0 while starting or stopping.",
-              namespace=NAMESPACE, registry=REGISTRY)
-SUPERVISOR_START = Gauge("start_time_seconds", "Unix time the supervisor started (a start in progress is "
-                         "`time() - this` old).", namespace=NAMESPACE, registry=REGISTRY)
-VLLM_STARTS = Counter("vllm_starts", "vLLM processes this supervisor started.", namespace=NAMESPACE,
-                      registry=REGISTRY)
-VLLM_START_TIME = Gauge("vllm_start_time_seconds", "Unix time the current vLLM process was started.",
-                        namespace=NAMESPACE, registry=REGISTRY)
+                      ["phase"], **OWN)
+READY = Gauge("ready", "1 once vLLM answered and passed the smoke check, 0 while starting or stopping.", **OWN)
+SUPERVISOR_START = Gauge("start_time_seconds", "Unix time the supervisor started.", **OWN)
+VLLM_STARTS = Counter("vllm_starts", "vLLM processes this supervisor started.", **OWN)
+VLLM_START_TIME = Gauge("vllm_start_time_seconds", "Unix time the current vLLM process was started.", **OWN)
 CANARY_SECONDS = Histogram("canary_latency_seconds", "Seconds of the canary's 1-token completions.",
-                           namespace=NAMESPACE, registry=REGISTRY, buckets=CANARY_BUCKETS)
-CANARY_LOOKS = Counter("canary_looks", "Canary looks by result (ok, failed).", ["result"], namespace=NAMESPACE,
-                       registry=REGISTRY)
-CANARY_FAILURES = Gauge("canary_consecutive_failures", "Canary failures in a row (live fails at "
-                        "CANARY_FAILURES).", namespace=NAMESPACE, registry=REGISTRY)
-CANARY_FAILURES_LIMIT = Gauge("canary_failures_limit", "CANARY_FAILURES: consecutive failures that fail live.",
-                              namespace=NAMESPACE, registry=REGISTRY)
+                           buckets=CANARY_BUCKETS, **OWN)
+CANARY_LOOKS = Counter("canary_looks", "Canary looks by result (ok, failed).", ["result"], **OWN)
+CANARY_FAILURES = Gauge("canary_consecutive_failures", "Canary failures in a row (live fails at CANARY_FAILURES).",
+                        **OWN)
+CANARY_FAILURES_LIMIT = Gauge("canary_failures_limit", "CANARY_FAILURES: consecutive failures that fail live.", **OWN)
 CANARY_LAST_SUCCESS = Gauge("canary_last_success_time_seconds", "Unix time of the canary's last successful look.",
-                            namespace=NAMESPACE, registry=REGISTRY)
-DOWNLOAD_BYTES = Counter("download_bytes", "Bytes of weights fetched from the hub by this process.",
-                         namespace=NAMESPACE, registry=REGISTRY)
-DOWNLOAD_RETRIES = Counter("download_retries", "Download attempts that failed and were retried.",
-                           namespace=NAMESPACE, registry=REGISTRY)
-DOWNLOAD_FAILURES = Counter("download_failures", "Downloads that gave up (after DOWNLOAD_RETRIES attempts).",
-                            namespace=NAMESPACE, registry=REGISTRY)
-DOWNLOAD_SECONDS = Gauge("download_duration_seconds", "Seconds the last weights download took (0: none needed).",
-                         namespace=NAMESPACE, registry=REGISTRY)
+                            **OWN)
+DOWNLOAD_BYTES = Counter("download_bytes", "Bytes of weights fetched from the hub by this process.", **OWN)
+DOWNLOAD_RETRIES = Counter("download_retries", "Download attempts that failed and were retried.", **OWN)
+DOWNLOAD_FAILURES = Counter("download_failures", "Downloads that gave up (after DOWNLOAD_RETRIES attempts).", **OWN)
+DOWNLOAD_SECONDS = Gauge("download_duration_seconds", "Seconds the last weights download took.", **OWN)
 for result in ("ok", "failed"):
     CANARY_LOOKS.labels(result)  # both series exist from the start, so rate() sees the first failure
 
