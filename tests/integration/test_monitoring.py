@@ -92,10 +92,11 @@ def load(url: str) -> None:
 
 def test_rules_and_dashboard_return_data_and_the_hung_engine_alert_fires(tmp_path, hub, warm_cache):
     metrics_port = free_port()
+    for folder in ("server", "prometheus"):
+        (tmp_path / folder).mkdir()
     with canary_server(tmp_path / "server", hub, warm_cache, METRICS_PORT=str(metrics_port),
                        ENABLE_PREFIX_CACHING="true") as server:
         vllm_port = int(server.url.rsplit(":", 1)[1])
-        (tmp_path / "prometheus").mkdir()
         with prometheus(tmp_path / "prometheus", vllm_port, metrics_port) as url:
             wait_for(lambda: len(query(url, "up == 1")) == 2, "scrape of both endpoints")
             load(server.url)
