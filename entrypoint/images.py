@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from entrypoint.layers import TEMPLATES_DIR
+from entrypoint.default_layers import TEMPLATES_DIR
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from entrypoint.default_layers import TEMPLATES_DIR, profile_names, variant_names
 from entrypoint.errors import SettingsError
 from entrypoint.images import SUPPORTED_IMAGES
-from entrypoint.layers import TEMPLATES_DIR, profile_names, variant_names
 from entrypoint.render import render_command
 from entrypoint.settings import load_settings
 
