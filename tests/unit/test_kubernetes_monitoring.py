@@ -74,6 +74,7 @@ def test_pod_monitor_scrapes_vllm_and_the_supervisor_on_named_ports():
     assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
     ports = {p["name"]: p["containerPort"] for p in containers(EXAMPLE)["serve"]["ports"]}
     assert [e["port"] for e in monitor["spec"]["podMetricsEndpoints"]] == ["http", "metrics"]
-    settings = next(d for d in render(EXAMPLE) if d["kind"] == "ConfigMap" and "STOP_GRACE_PERIOD" in d["data"])
+    settings = next(d for d in render(EXAMPLE) if d["kind"] == "ConfigMap"
+                    and d["metadata"]["name"].startswith("ascend-serve-settings"))
     default = Settings.model_fields["metrics_port"].default
     assert ports["metrics"] == int(settings["data"].get("METRICS_PORT", default)) == default
