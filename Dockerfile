@@ -29,7 +29,7 @@ RUN --mount=type=secret,id=cacert \
     if [ -s /run/secrets/cacert ]; then export PIP_CERT=/run/secrets/cacert; fi \
     && python3 -m pip install --no-cache-dir -r /tmp/bundle.txt \
     && rm /tmp/bundle.txt \
-    && python3 -c "import jinja2, pydantic, tenacity, modelscope"
+    && python3 -c "import jinja2, pydantic, tenacity, modelscope, prometheus_client"
 WORKDIR /opt/bundle
 COPY entrypoint ./entrypoint
 COPY healthcheck ./healthcheck
@@ -84,7 +84,7 @@ RUN --mount=type=secret,id=cacert \
     && python3 -m venv /opt/venv \
     && pip install --no-deps --find-links /wheels -r /tmp/lock-runtime.txt \
     && rm /tmp/lock-runtime.txt \
-    && python -c "import vllm, modelscope, jinja2, pydantic, tenacity"
+    && python -c "import vllm, modelscope, jinja2, pydantic, tenacity, prometheus_client"
 # A fixed non-root user; the cache volume is created owned by it, so a named volume
 # starts writable for it.
 RUN useradd --uid 1000 --create-home --shell /usr/sbin/nologin serve \
