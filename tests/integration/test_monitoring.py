@@ -47,8 +47,10 @@ def prometheus(tmp_path: Path, vllm_port: int, metrics_port: int) -> Iterator[st
     process = subprocess.Popen([binary, f"--config.file={tmp_path / 'prometheus.yml'}",
                                 f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
                                stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
     try:
-        yield f"http://127.0.0.1:{port}"
+        wait_for(lambda: answers(f"{url}/-/ready", process, tmp_path / "prometheus.log"), "ready Prometheus")
+        yield url
     finally:
         process.terminate()
         try:
@@ -56,6 +58,16 @@ def prometheus(tmp_path: Path, vllm_port: int, metrics_port: int) -> Iterator[st
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def answers(url: str, process: subprocess.Popen, log: Path) -> bool:
+    """Whether `url` answers 200; fails with Prometheus's log if it exited."""
+    if process.poll() is not None:
+        pytest.fail(f"prometheus exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+    try:
+        return requests.get(url, timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
 
 
 def wait_for(condition: Callable[[], bool], what: str) -> None:
