@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from entrypoint.errors import SettingsError, UserError
+from entrypoint.pipes import ClosedPipeSafe
 from entrypoint.resolver import Resolved
 from entrypoint.settings import Settings, resolve_settings
 
@@ -129,6 +130,7 @@ def _smoke(settings: Settings, args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m entrypoint`."""
     logging.basicConfig(level=logging.INFO, format="[entrypoint] %(message)s", stream=sys.stderr)
+    sys.stdout = ClosedPipeSafe(sys.stdout)  # type: ignore[assignment]
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         return run(args)

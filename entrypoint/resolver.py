@@ -4,7 +4,8 @@ folder's layers in; validated settings and where each value came from out.
 Layers, lowest precedence first:
 
 1. built-in defaults (the `Settings` field defaults: the seed's values),
-2. the platform's file (``templates/platforms/<platform>.yaml``),
+2. the platform's file (``templates/platforms/<platform>.yaml``), then on NPU and CUDA the
+   image version's layer (IMAGE_VERSION, ``templates/images.yaml``),
 3. the platform variant named by PLATFORM_VARIANT (``templates/platforms/<platform>/<variant>.yaml``),
 4. on the CPU, the machine's tuning (``cpu_tuning``; CPU_TUNING=off skips it),
 5. the model profile, then its per-platform part (``templates/models/<profile>.yaml``),
@@ -26,7 +27,7 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
-from entrypoint import cpu_features, cpu_tuning, default_layers
+from entrypoint import cpu_features, cpu_tuning, default_layers, images
 from entrypoint.cpu_features import HostFacts
 from entrypoint.errors import SettingsError
 from entrypoint.near_miss import near_misses
@@ -133,6 +134,10 @@ def resolve(environ: Mapping[str, str], env_file: Mapping[str, str], host: Host,
     stack = Stack()
     if platform in default_layers.PLATFORMS:
         stack.push(default_layers.platform_settings(templates_dir, platform), f"platform {platform}")
+        tag = user.get("IMAGE_VERSION", str(default_of("IMAGE_VERSION"))).strip()
+        image_values, image_errors = images.image_layer(templates_dir, platform, tag)
+        stack.push(image_values, f"image {tag}")
+        errors += image_errors
         variant = user.get("PLATFORM_VARIANT", "").strip()
         variant_values, variant_errors = default_layers.variant_settings(templates_dir, platform, variant)
         stack.push(variant_values, f"variant {variant}")
@@ -169,6 +174,9 @@ def derive(settings: Settings, sources: Mapping[str, str]) -> tuple[Settings, di
         "SERVED_MODEL_NAME": (settings.model_id.rsplit("/", 1)[-1], "derived from MODEL_ID"),
         "COMPILE_CACHE_DIR": (settings.model_cache_dir / COMPILE_CACHE_SUBDIR, "derived from MODEL_CACHE_DIR"),
     }
+    if settings.platform == "npu" and settings.tensor_parallel_size * settings.data_parallel_size > 1:
+        # vllm-ascend's multi-card tutorials expand HCCL's collectives on the AI vector cores.
+        derived["HCCL_OP_EXPANSION_MODE"] = ("AIV", "derived from TENSOR_PARALLEL_SIZE x DATA_PARALLEL_SIZE")
     chosen = {name: pair for name, pair in derived.items() if name not in sources}
     update = {FIELDS[name]: value for name, (value, _) in chosen.items()}
     return settings.model_copy(update=update), {name: origin for name, (_, origin) in chosen.items()}

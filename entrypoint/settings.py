@@ -133,6 +133,10 @@ class Settings(BaseModel):
                                                  alias="PYTORCH_NPU_ALLOC_CONF")
     hccl_buffsize: int | None = setting(None, "Exported to vLLM (HCCL buffer, MB).", "an integer >= 1",
                                         alias="HCCL_BUFFSIZE", ge=1)
+    hccl_op_expansion_mode: Literal["AIV", "AI_CPU", "HOST"] | None = setting(
+        None, "Exported to vLLM on NPU (where HCCL expands collectives; default AIV when TENSOR_PARALLEL_SIZE x "
+        "DATA_PARALLEL_SIZE > 1, as vllm-ascend's multi-card tutorials set it).", "AIV, AI_CPU or HOST",
+        alias="HCCL_OP_EXPANSION_MODE")
     omp_proc_bind: Literal["true", "false", "close", "spread", "master", "primary"] | None = setting(
         None, "Exported to vLLM.", "true, false, close, spread, master or primary", alias="OMP_PROC_BIND")
     omp_num_threads: int | None = setting(None, "Exported to vLLM.", "an integer >= 1", alias="OMP_NUM_THREADS", ge=1)
@@ -157,6 +161,10 @@ class Settings(BaseModel):
         "auto", "On CPU, choose DTYPE, OpenMP binding, KV cache size and the compile cache's format from this "
         "machine's CPU features, cores and memory (the reasons are logged; your own values always win); off: "
         "the platform file's values and vLLM's defaults.", "auto or off", alias="CPU_TUNING")
+    image_version: str = setting(
+        "v0.18.0rc1", "The vllm-ascend image the server runs on (its vLLM decides which flags exist); selects its "
+        "layer of defaults in templates/images.yaml. The image sets it; set it when building one.",
+        "a tag listed in templates/images.yaml", alias="IMAGE_VERSION")
     platform_variant: str = setting(
         "", "A named variant of the platform's defaults in templates/platforms/<platform>/<variant>.yaml "
         "(empty: the platform file alone; the NPU default is the seed's command).",

@@ -96,7 +96,7 @@ def canary_record(failures: int = 0, limit: int = 3, age: float = 0.0, stale_aft
             "failures_limit": limit, "interval": 5.0, "stale_after": stale_after}
 
 
-# The record is made when the test runs: made at collection, it would age with the suite.
+# The records' ages are made when the test runs, not at collection: a slow collection must not age them.
 @pytest.mark.parametrize(("record", "live"), [
     ({}, 0),
     ({"failures": 1}, 0),
