@@ -215,7 +215,7 @@ class Settings(BaseModel):
                                     f"a number of seconds > 0 and <= {HOUR}", alias="CANARY_TIMEOUT", gt=0,
                                     le=HOUR)
     canary_failures: int = setting(3, "Consecutive canary failures that make `healthcheck live` fail.",
-                                   "an integer >= 1", alias="CANARY_FAILURES", ge=1)
+                                   "an integer from 1 to 100", alias="CANARY_FAILURES", ge=1, le=100)
     metrics_port: int = setting(9464, "Port of the supervisor's own Prometheus metrics (startup phases, "
                                 "readiness, canary, download, vLLM starts); vLLM's stay on PORT (0: none).",
                                 "an integer from 0 to 65535", alias="METRICS_PORT", ge=0, le=65535)
