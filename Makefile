@@ -183,7 +183,7 @@ lint: venv
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/yamllint -s templates compose deploy
 	@$(VENV)/bin/hadolint Dockerfile
-	@shellcheck scripts/*.sh .ci/run
+	@shellcheck scripts/*.sh scripts/testbed/*.sh .ci/run
 
 .PHONY: docs ## regenerate the README settings table, compose/.env.example and the Kubernetes settings.env
 docs: venv
