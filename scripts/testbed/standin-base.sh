@@ -12,6 +12,8 @@
 # needs torch 2.10's ABI (torch 2.13 fails: undefined c10::MessageLogger symbol), so it
 # gets PyPI's torch 2.10.0, the CUDA build, with the NVIDIA libraries it loads at import.
 # That pin then shows in `pip check`, like the real image's known mismatches.
+# vLLM 0.18's CPU worker refuses to start without libtcmalloc and libiomp in LD_PRELOAD
+# (0.32 only warns), so the image sets it, as vLLM's own CPU image does.
 # Wheels are downloaded once into $BUNDLE_CACHE/wheels/standin-KEY and installed offline;
 # the image carries the key as a label and is rebuilt only when the inputs change.
 set -euo pipefail
@@ -66,14 +68,17 @@ trap 'docker rm -f "$container" >/dev/null 2>&1 || true' EXIT
 # image's Dockerfile installs gcc, g++ and numactl too).
 docker run --name "$container" --network host -v "$wheels:/wheels:ro" "$debian" bash -euo pipefail -c "
   apt-get update -qq && apt-get install -y -qq --no-install-recommends \\
-    ca-certificates python3 python3-pip python3-dev g++ libc6-dev libnuma1 >/dev/null
+    ca-certificates python3 python3-pip python3-dev g++ libc6-dev libnuma1 libgoogle-perftools4 >/dev/null
   rm -rf /var/lib/apt/lists/*
   rm -f /usr/lib/python3*/EXTERNALLY-MANAGED
   pip='python3 -m pip install --no-cache-dir --no-index --find-links /wheels'
   \$pip --no-deps $vllm
   \$pip '$torch' -r /wheels/vllm-requirements.txt
   \$pip ${ascend_extras[*]@Q}
+  iomp=\$(find /usr -name libiomp5.so | head -n 1)
+  [ \"\$iomp\" = /usr/local/lib/libiomp5.so ] || ln -sf \"\$iomp\" /usr/local/lib/libiomp5.so
   python3 -c 'import vllm, vllm._C, torch; print(\"vllm\", vllm.__version__, \"torch\", torch.__version__)'
 " >&2
-docker commit -c 'CMD ["/bin/bash"]' -c "LABEL $label=$key" "$container" "$name" >/dev/null
+preload=/usr/lib/$(uname -m)-linux-gnu/libtcmalloc_minimal.so.4:/usr/local/lib/libiomp5.so
+docker commit -c 'CMD ["/bin/bash"]' -c "ENV LD_PRELOAD=$preload" -c "LABEL $label=$key" "$container" "$name" >/dev/null
 say "committed $name (key $key)"
