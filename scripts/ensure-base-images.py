@@ -4,7 +4,7 @@
 
 Reads the build arguments Compose will pass (stdin) over the Dockerfile's defaults, and
 for each base image of the chosen runtime: present -> done; the Debian base without a
-mirror -> built locally (scripts/base-image.sh, from this machine's apt mirror, no
+mirror -> built locally (scripts/testbed/base-image.sh, from this machine's apt mirror, no
 registry); otherwise `docker pull`. When that fails too it prints one line naming the
 image and the setting to change, instead of BuildKit's error wall, and exits 1.
 """
@@ -54,7 +54,8 @@ def build_debian_locally(ref: str) -> bool:
     log.parent.mkdir(parents=True, exist_ok=True)
     print(f"base images: building {ref} from this machine's apt mirror (log: {log})", file=sys.stderr)
     with log.open("w") as out:
-        return subprocess.run([str(ROOT / "scripts/base-image.sh"), ref], stdout=out, stderr=out).returncode == 0
+        built = subprocess.run([str(ROOT / "scripts/testbed/base-image.sh"), ref], stdout=out, stderr=out)
+    return built.returncode == 0
 
 
 def first_error(text: str) -> str:

@@ -59,7 +59,7 @@ PY
   touch "$wheels/.complete"
 fi
 
-"$here/../base-image.sh" "$debian"
+"$here/base-image.sh" "$debian"
 say "installing into $debian (pip offline from $wheels; apt from the base's mirror)"
 container=standin-build-$$
 trap 'docker rm -f "$container" >/dev/null 2>&1 || true' EXIT
