@@ -40,9 +40,10 @@ RUN --mount=type=secret,id=cacert \
     if [ -s /run/secrets/cacert ]; then export PIP_CERT=/run/secrets/cacert; fi \
     && python3 /tmp/bundle/install-on-base.py /tmp/bundle/bundle.txt \
     && rm -rf /tmp/bundle \
-    && python3 -c "import jinja2, pydantic, tenacity, modelscope"
+    && python3 -c "import jinja2, pydantic, tenacity, modelscope, prometheus_client"
 # Runs as root: the Ascend device nodes (/dev/davinci*) and driver mounts are owned by
 # root or HwHiAiUser on the host, and vllm-ascend's own image runs as root.
+ENV BUNDLE_USER=root
 
 # ---------------------------------------------------------------------------------------
 # CPU: Debian + vLLM's CPU build, for machines without an accelerator (the test bed).
@@ -70,13 +71,13 @@ RUN --mount=type=secret,id=cacert \
     && python3 -m venv /opt/venv \
     && pip install --no-deps --find-links /wheels -r /tmp/lock-runtime.txt \
     && rm /tmp/lock-runtime.txt \
-    && python -c "import vllm, modelscope, jinja2, pydantic, tenacity"
+    && python -c "import vllm, modelscope, jinja2, pydantic, tenacity, prometheus_client"
 # A fixed non-root user; the cache volume is created owned by it, so a named volume
 # starts writable for it.
 RUN useradd --uid 1000 --create-home --shell /usr/sbin/nologin serve \
     && mkdir -p /models /opt/bundle \
     && chown serve:serve /models
-USER 1000:1000
+ENV BUNDLE_USER=1000:1000
 
 # ---------------------------------------------------------------------------------------
 # The bundle on the chosen runtime: what every image carries.
@@ -95,9 +96,15 @@ COPY templates ./templates
 COPY verification ./verification
 COPY eval ./eval
 COPY inference.py ./
+# The bundle's metrics report it (ascend_serve_build_info's image_version).
+RUN printf '%s\n' "${VERSION}" > VERSION
 ENV PYTHONPATH=/opt/bundle PYTHONUNBUFFERED=1 MODEL_CACHE_DIR=/models MODELSCOPE_CACHE=/models/modelscope
+# The runtime stage chose the user: root on NPU/CUDA, uid 1000 on CPU.
+# hadolint ignore=DL3066
+USER ${BUNDLE_USER}
 VOLUME ["/models"]
-EXPOSE 8000
+# 8000: vLLM's API and /metrics; 9464: the supervisor's own metrics (METRICS_PORT).
+EXPOSE 8000 9464
 # The start period covers a first download and graph warm-up; failures in it don't count.
 HEALTHCHECK --interval=10s --timeout=10s --start-period=1800s --retries=3 \
     CMD ["python3", "-m", "healthcheck", "ready"]
