@@ -34,10 +34,12 @@ export PYTHONPATH := $(CURDIR)
 RESOLVED_PLATFORM = $(if $(filter auto,$(PLATFORM)),$(shell python3 -c 'from entrypoint.platform_detect import detect_platform; print(detect_platform())'),$(PLATFORM))
 RESOLVED_ENGINE = $(if $(filter auto,$(ENGINE)),$(shell docker info >/dev/null 2>&1 && echo docker || echo native),$(ENGINE))
 FIXTURE_WEIGHTS = $(shell $(PY) scripts/build_fixture_model.py --cache-dir $(BUNDLE_CACHE)/models --print-path 2>/dev/null)
+COMPOSE_FILES = compose/compose.yaml compose/$(RESOLVED_PLATFORM).yaml $(if $(filter 1,$(TESTBED)),compose/testbed.yaml) \
+	$(if $(API_KEY_FILE),compose/api-key.yaml) $(if $(MODELSCOPE_TOKEN_FILE),compose/modelscope-token.yaml)
+# The root compose.yaml (scripts/compose-root.sh) names these files and values, so the plain
+# `docker compose run --rm smoke`, `ps`, `logs` and `down` at the checkout root match `make up`.
 COMPOSE = FIXTURE_WEIGHTS=$(FIXTURE_WEIGHTS) HOST_PORT=$(PORT) HOST_UID=$$(id -u) HOST_GID=$$(id -g) \
-	docker compose -p $(PROJECT) -f compose/compose.yaml -f compose/$(RESOLVED_PLATFORM).yaml \
-	$(if $(filter 1,$(TESTBED)),-f compose/testbed.yaml) $(if $(API_KEY_FILE),-f compose/api-key.yaml) \
-	$(if $(MODELSCOPE_TOKEN_FILE),-f compose/modelscope-token.yaml)
+	scripts/compose-root.sh $(PROJECT) $(COMPOSE_FILES) && docker compose
 # Native runs read the secrets' files directly (the settings' own *_FILE variables).
 export API_KEY_FILE MODELSCOPE_TOKEN_FILE
 # The weights the native server serves (the fixture when it fell back), for the in-process benches.
@@ -64,7 +66,10 @@ build:
 up: venv $(if $(filter 1,$(TESTBED)),fixture)
 ifeq ($(RESOLVED_ENGINE),docker)
 	@if [ "$(RESOLVED_PLATFORM)" = cpu ]; then scripts/cpu-wheels.sh .build/wheels; fi
-	$(COMPOSE) up --detach --build --wait serve
+	$(COMPOSE) up --detach --build serve
+	@# The start's phases live (plain lines when not on a terminal); Docker's health decides below.
+	@$(COMPOSE) exec $$([ -t 1 ] || echo -T) serve python3 -m entrypoint watch || true
+	$(COMPOSE) up --detach --wait serve
 	@echo "healthy: http://127.0.0.1:$(PORT)  (try: make smoke; stop: make down; logs: make logs)"
 else
 	@PLATFORM=$(PLATFORM) PORT=$(PORT) scripts/native.sh up

@@ -34,6 +34,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     doctor = commands.add_parser("doctor", help="check the host for the platform's known failure classes")
     doctor.add_argument("--json", action="store_true", help="print the findings as JSON")
     doctor.add_argument("--root", type=Path, default=Path("/"), help="the host's root folder (default: /)")
+    watch = commands.add_parser("watch", help="show a start's phase, time in it and download progress until ready")
+    watch.add_argument("--pid", type=int, help="stop when this process (the supervisor) is gone")
+    watch.add_argument("--timeout", type=float, help="seconds to wait (default: STARTUP_TIMEOUT)")
+    watch.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
     smoke = commands.add_parser("smoke", help="run the seed's smoke checks against a running server")
     smoke.add_argument("--url", help="server base URL (default: from HOST and PORT)")
     smoke.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -93,6 +97,8 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
         return _smoke(settings, args)
     if args.command == "doctor":
         return _doctor(settings, args, environ)
+    if args.command == "watch":
+        return _watch(settings, args)
     _doctor_gate(settings, environ)
     from entrypoint.supervisor import serve
 
@@ -130,6 +136,14 @@ def _doctor_gate(settings: Settings, environ: Mapping[str, str] | None) -> None:
             log.warning("doctor: %s", finding.line())
     if failures(findings):
         raise SettingsError([f"doctor: {f.line()}" for f in failures(findings)])
+
+
+def _watch(settings: Settings, args: argparse.Namespace) -> int:
+    from entrypoint.state import StateDir
+    from entrypoint.watch import Watcher
+
+    watcher = Watcher(StateDir(settings.state_dir), sys.stdout, live=sys.stdout.isatty() and not args.plain)
+    return watcher.run(args.timeout or settings.startup_timeout, args.pid)
 
 
 def _render(settings: Settings, args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ DEFAULT_STATE_DIR = Path("/tmp/ascend-serve")
 STATE_FILE = "state.json"
 READY_FILE = "ready"
 CANARY_FILE = "canary.json"
+PHASE_FILE = "phase.json"
 
 
 def _write_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -31,8 +33,8 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 
 class StateDir:
-    """The supervisor's state folder: `state.json` from start, `ready` once smoke passed,
-    `canary.json` while the canary runs."""
+    """The supervisor's state folder: `phase.json` and `state.json` from start, `ready` once
+    smoke passed, `canary.json` while the canary runs."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -40,7 +42,7 @@ class StateDir:
     def reset(self) -> None:
         """Forget an earlier run: a stale ready marker must not make a new start look ready."""
         self.root.mkdir(parents=True, exist_ok=True)
-        for name in (READY_FILE, STATE_FILE, CANARY_FILE):
+        for name in (READY_FILE, STATE_FILE, CANARY_FILE, PHASE_FILE):
             (self.root / name).unlink(missing_ok=True)
 
     def write_state(self, **data: Any) -> None:
@@ -54,6 +56,14 @@ class StateDir:
     def write_canary(self, **data: Any) -> None:
         """Record the canary's last look (never a secret: the healthcheck prints from it)."""
         _write_atomic(self.root / CANARY_FILE, data)
+
+    def write_phase(self, phase: str, **data: Any) -> None:
+        """Record the phase the start is in and since when (`entrypoint watch` shows it)."""
+        _write_atomic(self.root / PHASE_FILE, {"phase": phase, "since": time.time(), "pid": os.getpid(), **data})
+
+    def phase(self) -> dict[str, Any] | None:
+        """The start's current phase record, or None before the supervisor wrote one."""
+        return _read(self.root / PHASE_FILE)
 
     def state(self) -> dict[str, Any] | None:
         """The state file, or None before the supervisor wrote it."""
