@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -62,3 +63,21 @@ def test_secrets_reach_every_service_as_files(tmp_path):
         assert service["environment"]["API_KEY_FILE"] == "/run/secrets/api_key", name
     assert done["services"]["serve"]["environment"]["MODELSCOPE_TOKEN_FILE"] == "/run/secrets/modelscope_token"
     assert "sk-compose-config" not in json.dumps(done)
+
+
+@pytest.mark.parametrize("platform", ["npu", "cpu", "cuda"])
+def test_root_file_written_by_make_equals_the_explicit_files(platform, tmp_path):
+    # A copy of the checkout's compose files and the script, so the real root stays untouched.
+    shutil.copytree(ROOT / "compose", tmp_path / "compose")
+    (tmp_path / "scripts").mkdir()
+    shutil.copy2(ROOT / "scripts" / "compose-root.sh", tmp_path / "scripts")
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ["HOME"], "HOST_PORT": "8123", "NPU_DEVICE": "2"}
+    subprocess.run([tmp_path / "scripts" / "compose-root.sh", "proj-x", "compose/compose.yaml",
+                    f"compose/{platform}.yaml"], check=True, env=env, timeout=60)
+    plain = subprocess.run(["docker", "compose", "--profile", "tools", "config", "--format", "json"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=60, env={k: env[k] for k in ("PATH", "HOME")})
+    assert plain.returncode == 0, plain.stderr
+    written = json.loads(plain.stdout)
+    explicit = config(platform, HOST_PORT="8123", NPU_DEVICE="2")
+    assert written["name"] == "proj-x"
+    assert written["services"] == json.loads(json.dumps(explicit["services"]).replace(str(ROOT), str(tmp_path)))
