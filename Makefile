@@ -67,9 +67,10 @@ up: venv $(if $(filter 1,$(TESTBED)),fixture)
 ifeq ($(RESOLVED_ENGINE),docker)
 	@if [ "$(RESOLVED_PLATFORM)" = cpu ]; then scripts/cpu-wheels.sh .build/wheels; fi
 	$(COMPOSE) up --detach --build serve
-	@# The start's phases live (plain lines when not on a terminal); Docker's health decides below.
+	@# The start's phases live (plain lines when not on a terminal); Docker's health decides below,
+	@# on the same container (an image rebuilt meanwhile must not replace a started server).
 	@$(COMPOSE) exec $$([ -t 1 ] || echo -T) serve python3 -m entrypoint watch || true
-	$(COMPOSE) up --detach --wait serve
+	$(COMPOSE) up --detach --wait --no-recreate serve
 	@echo "healthy: http://127.0.0.1:$(PORT)  (try: make smoke; stop: make down; logs: make logs)"
 else
 	@PLATFORM=$(PLATFORM) PORT=$(PORT) scripts/native.sh up
