@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 project=${1:?usage: compose-root.sh PROJECT FILE...}
 shift
 mkdir -p .run
-for var in HOST_PORT HOST_BIND HOST_UID HOST_GID FIXTURE_WEIGHTS API_KEY_FILE MODELSCOPE_TOKEN_FILE \
+for var in HOST_PORT HOST_BIND HOST_UID HOST_GID FIXTURE_WEIGHTS RESULTS_DIR API_KEY_FILE MODELSCOPE_TOKEN_FILE \
   IMAGE IMAGE_TAG BUILD_TARGET SHM_SIZE NPU_DEVICE CA_BUNDLE; do
   if [ -n "${!var:-}" ]; then printf '%s=%s\n' "$var" "${!var}"; fi
 done >.run/compose.env
