@@ -27,7 +27,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -332,7 +332,11 @@ def download(settings: Settings, files: list[RemoteFile], folder: Path) -> None:
                         f"{describe(settings)}: {_reason(exc)}") from None
 
 
-def fetch_from_hub(settings: Settings) -> Path:
+# Told the folder and the listing's total bytes when a download begins (the start's progress).
+OnDownload = Callable[[Path, int], None]
+
+
+def fetch_from_hub(settings: Settings, on_download: OnDownload | None = None) -> Path:
     """The complete cache folder for MODEL_ID, downloading under a lock if needed."""
     folder = cache_folder(settings)
     if is_complete(folder):
@@ -344,16 +348,18 @@ def fetch_from_hub(settings: Settings) -> Path:
             if is_complete(folder):  # another process finished while we waited
                 log.info("weights completed by another process in %s", folder)
                 return folder
-            _fetch(settings, folder)
+            _fetch(settings, folder, on_download)
     except OSError as exc:  # the folder, its lock or a partial-file cleanup: the disk's fault, not the hub's
         raise disk_error(settings, exc, 0) from None
     log.info("weights complete and verified in %s", folder)
     return folder
 
 
-def _fetch(settings: Settings, folder: Path) -> None:
+def _fetch(settings: Settings, folder: Path, on_download: OnDownload | None = None) -> None:
     """List, check the room, download, verify, then mark complete; the caller holds the lock."""
     files = list_remote(settings)
+    if on_download is not None:
+        on_download(folder, sum(f.size for f in files))
     log.info("downloading %s@%s: %d files, %.1f MB into %s", settings.model_id, settings.model_revision,
              len(files), sum(f.size for f in files) / 1e6, folder)
     check_free_space(settings, folder, files)
@@ -387,12 +393,12 @@ class Weights:
     fallback: bool = False
 
 
-def ensure_weights(settings: Settings) -> Weights:
+def ensure_weights(settings: Settings, on_download: OnDownload | None = None) -> Weights:
     """The folder to serve: MODEL_SOURCE's path, the hub cache, or (loudly) the fallback."""
     if settings.model_source != "modelscope":
         return Weights(Path(settings.model_source))
     try:
-        return Weights(fetch_from_hub(settings))
+        return Weights(fetch_from_hub(settings, on_download))
     except HubUnreachable as exc:
         if settings.fallback_model_dir is None:
             raise

@@ -23,6 +23,27 @@ def test_compose_smoke_service_passes(deployment):
     assert "smoke OK" in done.stdout
 
 
+def test_plain_docker_compose_at_the_checkout_root_reaches_the_deployment(deployment):
+    # The design's commands as typed, after `make up`: no -f, no -p, no variables.
+    compose = {"cwd": ROOT, "capture_output": True, "text": True, "timeout": 600,
+               "env": {k: v for k, v in os.environ.items() if k not in ("PLATFORM", "PORT", "COMPOSE_FILE")}}
+    before = deployment.inspect()["Id"]
+    smoke = subprocess.run(["docker", "compose", "run", "--rm", "smoke"], **compose)
+    assert smoke.returncode == 0, smoke.stdout + smoke.stderr
+    assert "smoke OK" in smoke.stdout
+    assert deployment.inspect()["Id"] == before  # the running server was used, not recreated
+    ps = subprocess.run(["docker", "compose", "ps", "--format", "{{.Service}} {{.Health}}"], **compose)
+    assert "serve healthy" in ps.stdout, ps.stdout + ps.stderr
+    logs = subprocess.run(["docker", "compose", "logs", "--no-color", "serve"], **compose)
+    assert "effective settings {" in logs.stdout + logs.stderr
+
+
+def test_make_up_showed_the_start_phases(deployment):
+    # Not a terminal here: plain `[phase] ...` lines from `entrypoint watch`, then Docker's health.
+    out = deployment.up_result.stdout
+    assert "[vllm] vLLM loading and compiling" in out and "[ready] " in out, out[-3000:]
+
+
 def test_seed_smoke_requests_on_the_published_port(deployment):
     assert_seed_smoke_requests(deployment.url)
 
