@@ -31,7 +31,7 @@ def test_plain_lines_on_phase_change_then_ready(tmp_path):
     watcher.show(state.phase())
     watcher.show(state.phase())  # same phase, within `every`: no new line
     state.write_phase("smoke")
-    state.mark_ready(url="http://127.0.0.1:8000")
+    state.mark_ready(url="http://127.0.0.1:8000", served_model_name="m")
     assert watcher.run(timeout=30) == 0
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("[vllm] vLLM loading and compiling")
