@@ -34,7 +34,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 
-from entrypoint import layers
+from entrypoint import engine_flags, layers
 from entrypoint.errors import SettingsError
 from entrypoint.platform_detect import detect_platform
 from entrypoint.startup_errors import KUBERNETES_TERMINATION_LOG
@@ -335,6 +335,7 @@ def cross_field_errors(settings: Settings) -> list[str]:
     if settings.fallback_model_dir and not has_config(settings.fallback_model_dir):
         errors.append(f"FALLBACK_MODEL_DIR={str(settings.fallback_model_dir)!r}: no config.json there; allowed: an "
                       "existing model folder")
+    errors += engine_flags.managed_flag_errors(settings.extra_argv)
     return errors
 
 
