@@ -17,11 +17,21 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from entrypoint import engine_flags, layers
 from entrypoint.engine_flags import FLAGS, SUPERVISOR_FLAGS, engine_kwargs, managed_flag_errors
+from entrypoint.errors import SettingsError
 from entrypoint.render import render_command
 from entrypoint.settings import load_settings
+from tests.support.setting_values import (
+    FLAG_SETTINGS,
+    NAMES,
+    assert_one_line_per_problem,
+    environments,
+    platform_variants,
+)
 
 MODEL = "/models/m"
 # Values away from every default, so a flag that does not reach the engine shows.
@@ -33,10 +43,7 @@ SAMPLES = {"port": "7", "host": "h", "compilation_config": '{"mode": 0}', "addit
 
 
 def combinations() -> list[tuple[str, str, str]]:
-    variants = {p: ["", *sorted(f.stem for f in (layers.TEMPLATES_DIR / "platforms" / p).glob("*.yaml"))]
-                for p in layers.PLATFORMS}
-    return [(p, v, profile) for p in layers.PLATFORMS for v in variants[p]
-            for profile in layers.profile_names(layers.TEMPLATES_DIR)]
+    return [(p, v, profile) for p, v in platform_variants() for profile in layers.profile_names(layers.TEMPLATES_DIR)]
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +93,29 @@ def test_argv_and_kwargs_give_the_same_engine(vllm, unrelated, platform: str, va
         built = vllm.EngineArgs(**engine_kwargs(settings, MODEL))
         assert engine_fields(vllm, parsed, unrelated) == engine_fields(vllm, built, unrelated), (platform, variant,
                                                                                          profile, extra)
+
+
+# Served names vLLM's parser can take as a value (a leading `-` reads as a flag); the name's
+# own grammar belongs to the settings, and its fuzzing to test_settings_fuzz.
+FLAG_ENVIRONMENTS = environments([n for n in FLAG_SETTINGS if n != "SERVED_MODEL_NAME"], min_size=1).flatmap(
+    lambda env: st.fixed_dictionaries({**{k: st.just(v) for k, v in env.items()},
+                                       "SERVED_MODEL_NAME": NAMES}))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(FLAG_ENVIRONMENTS)
+def test_settings_render_a_command_vllm_takes_or_are_refused_line_by_line(vllm, unrelated, environ) -> None:
+    """Across the boundary: a refusal is one line per problem; anything accepted renders a
+    command vLLM's own parser takes, and (without EXTRA_ARGS) the same engine as the kwargs."""
+    try:
+        settings = load_settings(environ)
+    except SettingsError as error:
+        assert_one_line_per_problem(error)
+        return
+    parsed = vllm.AsyncEngineArgs.from_cli_args(parse(vllm, render_command(settings, MODEL).argv))
+    if not settings.extra_args:
+        built = vllm.EngineArgs(**engine_kwargs(settings, MODEL))
+        assert engine_fields(vllm, parsed, unrelated) == engine_fields(vllm, built, unrelated)
 
 
 def test_the_server_reads_what_the_table_says(vllm) -> None:

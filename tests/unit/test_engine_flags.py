@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from entrypoint import layers
 from entrypoint.engine_flags import FLAGS, engine_kwargs, kwargs_from_flags, managed_flag_errors, serve_flags
 from entrypoint.errors import SettingsError
 from entrypoint.render import render_command
 from entrypoint.settings import Settings, load_settings
+from tests.support.setting_values import platform_variants
 from verification import perf
 from verification.inprocess import llm_kwargs
 
 CPU = {"PLATFORM": "cpu"}
-PLATFORMS_AND_VARIANTS = [(p, v) for p in layers.PLATFORMS
-                          for v in ["", *sorted(f.stem for f in (layers.TEMPLATES_DIR / "platforms" / p).glob("*.yaml"))]]
 
 
 def refused(extra: str) -> list[str]:
@@ -36,7 +34,7 @@ def test_cpu_leaves_device_memory_to_its_kv_cache_setting() -> None:
     assert "gpu_memory_utilization" not in engine_kwargs(load_settings(CPU), "/m")
 
 
-@pytest.mark.parametrize(("platform", "variant"), PLATFORMS_AND_VARIANTS)
+@pytest.mark.parametrize(("platform", "variant"), platform_variants())
 def test_the_servers_engine_flags_read_back_as_the_engine_kwargs(platform: str, variant: str) -> None:
     settings = load_settings({"PLATFORM": platform, "PLATFORM_VARIANT": variant, "DTYPE": "float32",
                               "ENFORCE_EAGER": "false", "SHUTDOWN_TIMEOUT": "5"})
