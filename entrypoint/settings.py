@@ -129,8 +129,10 @@ class Settings(BaseModel):
     shutdown_timeout: int | None = setting(None, "--shutdown-timeout: seconds vLLM drains accepted requests after "
                                            "SIGTERM (newer vLLM only; unset: vLLM's default, which aborts them).",
                                            "an integer >= 0, below STOP_GRACE_PERIOD", alias="SHUTDOWN_TIMEOUT", ge=0)
-    extra_args: str = setting("", "More vllm serve flags, shell-split and appended last (last one wins).",
-                              "shell words with balanced quotes", alias="EXTRA_ARGS")
+    extra_args: str = setting("", "More vllm serve flags, shell-split and appended last. Flags the bundle "
+                              "manages are refused: those a setting renders (set the setting), --host, --port, "
+                              "--model, --served-model-name, --api-key (use API_KEY_FILE), --uds, --ssl-*, --config.",
+                              "shell words with balanced quotes, no managed flag", alias="EXTRA_ARGS")
 
     # --- runtime environment of the server (platform defaults in templates/platforms) ---
     vllm_use_modelscope: bool | None = setting(None, "Exported to vLLM.", BOOLEAN, alias="VLLM_USE_MODELSCOPE")
