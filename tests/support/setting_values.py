@@ -33,8 +33,7 @@ EXTRA_ARGS = st.lists(st.sampled_from(FREE_FLAGS + MANAGED_FLAGS), max_size=3).m
 
 def platform_variants() -> list[tuple[str, str]]:
     """Every platform with each of its variants, the platform file alone ("") first."""
-    return [(p, v) for p in layers.PLATFORMS
-            for v in ["", *sorted(f.stem for f in (layers.TEMPLATES_DIR / "platforms" / p).glob("*.yaml"))]]
+    return [(p, v) for p in layers.PLATFORMS for v in ["", *layers.variant_names(layers.TEMPLATES_DIR, p)]]
 
 
 def shaped(annotation: Any) -> st.SearchStrategy[str]:
