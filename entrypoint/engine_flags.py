@@ -188,14 +188,12 @@ def option_key(word: str) -> str:
 
 def managed_match(word: str, managed: Iterable[str]) -> str | None:
     """The managed option this word sets, exactly or as an abbreviation argparse would take."""
-    if not word.startswith("-") or word == "--" or word[1:2].isdigit():
+    if not word.startswith("-") or word in ("-", "--") or word[1:2].isdigit():
         return None
     key = option_key(word)
     options = sorted(managed)
     if key in options:
         return key
-    if len(key.lstrip("-")) == 0:
-        return None
     return next((option for option in options
                  if option.startswith(key) and option[:2].count("-") == key[:2].count("-")), None)
 
@@ -204,8 +202,9 @@ def managed_flag_errors(words: list[str]) -> list[str]:
     """One line per EXTRA_ARGS word that sets something the bundle manages (never quoting values)."""
     reasons = managed_options()
     errors: list[str] = []
-    if words and not words[0].startswith("-"):
-        errors.append(f"EXTRA_ARGS={words[0]!r}: a model path; {SUPERVISOR_FLAGS['--model']}")
+    if words and (words[0] == "-" or not words[0].startswith("-")):
+        errors.append(f"EXTRA_ARGS={words[0]!r}: a positional argument is vLLM's model path, which is managed "
+                      "by MODEL_ID and MODEL_SOURCE; set those instead")
     for word in words:
         option = managed_match(word, reasons)
         if option is None:

@@ -391,12 +391,6 @@ def resolve_secret_files(settings: Settings) -> tuple[Settings, list[str]]:
     return settings.model_copy(update=updates), errors
 
 
-def secret_values(settings: Settings) -> list[str]:
-    """The secrets' values, for the few places that must hide them in text (render output)."""
-    values = (getattr(settings, key) for key, f in Settings.model_fields.items() if f.alias in SECRET_FIELDS)
-    return [value.get_secret_value() for value in values if value is not None]
-
-
 def allowed_values(field: FieldInfo) -> str:
     """What a setting accepts, as its error lines and the generated docs say it."""
     extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
