@@ -1,9 +1,10 @@
 """Settings -> the serve command: argv and environment.
 
-`templates/serve/<platform>.argv.j2` holds the launcher (`vllm serve PATH`, or the
-API server module on CPU) and `<platform>.env.j2` the environment; the flags come from
-the one table in `engine_flags` that the in-process engine reads too. EXTRA_ARGS is
-appended last; it may not set a flag the bundle manages (settings refuse that).
+`templates/serve/base.argv.j2` holds the launcher (`vllm serve PATH`) and `base.env.j2`
+the environment; a platform's own `<platform>.argv.j2` or `.env.j2` extends them where
+it differs (the API server module on CPU). The flags come from the one table in
+`engine_flags` that the in-process engine reads too. EXTRA_ARGS is appended last; it
+may not set a flag the bundle manages (settings refuse that).
 
 Secrets (API_KEY) reach vLLM through its environment, never argv, which any user can
 read in /proc/<pid>/cmdline and `ps`. `env` holds the real values for the child; the
@@ -21,8 +22,8 @@ from pathlib import Path
 
 import jinja2
 
+from entrypoint.default_layers import TEMPLATES_DIR
 from entrypoint.engine_flags import SECRET_FLAGS, managed_match, serve_flags
-from entrypoint.layers import TEMPLATES_DIR
 from entrypoint.settings import Settings
 
 MASK = "***"
@@ -113,6 +114,7 @@ def render_command(settings: Settings, model_path: str | Path, templates_dir: Pa
     """The serve command for these settings and this weights folder."""
     env = environment(templates_dir)
     context = {"s": settings, "model_path": str(model_path), "python": python}
-    launcher = shlex.split(env.get_template(f"{settings.platform}.argv.j2").render(context))
-    env_text = env.get_template(f"{settings.platform}.env.j2").render(context)
+    # A platform without its own template (<platform>.argv.j2) gets the base one.
+    launcher = shlex.split(env.select_template([f"{settings.platform}.argv.j2", "base.argv.j2"]).render(context))
+    env_text = env.select_template([f"{settings.platform}.env.j2", "base.env.j2"]).render(context)
     return ServeCommand(argv=launcher + serve_flags(settings) + settings.extra_argv, env=parse_env_lines(env_text))

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from entrypoint.engine_flags import server_only_options
+from entrypoint.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 VLLM_CLI = [sys.executable, "-m", "verification.vllm_cli"]
@@ -87,8 +88,8 @@ SEED_FIGURES: dict[str, dict[str, Any]] = {
 }
 
 
-class BenchFailed(RuntimeError):
-    """A `vllm bench` subprocess exited non-zero or wrote no result."""
+class BenchFailed(UserError):
+    """A `vllm bench` subprocess exited non-zero or wrote no result (exit status 1)."""
 
 
 # --- commands -------------------------------------------------------------------------------

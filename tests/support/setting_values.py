@@ -11,7 +11,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from entrypoint import layers
+from entrypoint.default_layers import PLATFORMS, TEMPLATES_DIR, profile_names, variant_names
 from entrypoint.engine_flags import FLAGS
 from entrypoint.errors import SettingsError
 from entrypoint.settings import Settings, setting_names
@@ -33,7 +33,7 @@ EXTRA_ARGS = st.lists(st.sampled_from(FREE_FLAGS + MANAGED_FLAGS), max_size=3).m
 
 def platform_variants() -> list[tuple[str, str]]:
     """Every platform with each of its variants, the platform file alone ("") first."""
-    return [(p, v) for p in layers.PLATFORMS for v in ["", *layers.variant_names(layers.TEMPLATES_DIR, p)]]
+    return [(p, v) for p in PLATFORMS for v in ["", *variant_names(TEMPLATES_DIR, p)]]
 
 
 def shaped(annotation: Any) -> st.SearchStrategy[str]:
@@ -52,7 +52,7 @@ SPECIAL: dict[str, st.SearchStrategy[str]] = {
     "HOST": st.sampled_from(["0.0.0.0", "127.0.0.1", "::1", "::", "localhost", "1.2.3"]),
     "MODEL_ID": st.sampled_from(["google/gemma-3-270m-it", "owner/name", "noslash"]),
     "PLATFORM_VARIANT": st.sampled_from(sorted({v for _, v in platform_variants()} | {"turbo"})),
-    "MODEL_PROFILE": st.sampled_from(["", *layers.profile_names(layers.TEMPLATES_DIR), "nope"]),
+    "MODEL_PROFILE": st.sampled_from(["", *profile_names(TEMPLATES_DIR), "nope"]),
     "COMPILATION_CONFIG": JSON_OBJECTS,
     "ADDITIONAL_CONFIG": JSON_OBJECTS,
     "EXTRA_ARGS": EXTRA_ARGS,

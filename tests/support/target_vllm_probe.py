@@ -1,6 +1,6 @@
 """Parse rendered serve commands with one target vLLM's own code; print what it rejects.
 
-Run with the target's overlay first on PYTHONPATH (scripts/target-vllm.sh), so `vllm`
+Run with the target's overlay first on PYTHONPATH (scripts/testbed/target-vllm.sh), so `vllm`
 is that version. Reads {"renders": [{"name", "argv", "env"}], "ascend_source": DIR} as
 JSON on stdin and prints {"version", "failures": [{"render", "what", "message"}]}.
 Nothing here starts an engine: the parser, EngineArgs and CompilationConfig are plain
@@ -26,6 +26,7 @@ OTHER_OWNERS = {
     "PYTORCH_NPU_ALLOC_CONF": "torch_npu's caching allocator (Ascend Extension for PyTorch docs)",
     "TASK_QUEUE_ENABLE": "torch_npu's task queue (Ascend Extension for PyTorch docs)",
     "HCCL_BUFFSIZE": "HCCL, CANN's collective library (CANN environment variable reference)",
+    "HCCL_OP_EXPANSION_MODE": "HCCL, CANN's collective library (CANN environment variable reference)",
     "ASCEND_LOG_PATH": "the deployment guide's plog folder (its note 2)",
     "OMP_PROC_BIND": "OpenMP 5.x specification",
     "OMP_NUM_THREADS": "OpenMP 5.x specification",

@@ -20,7 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from entrypoint import engine_flags, layers
+from entrypoint import engine_flags
+from entrypoint.default_layers import TEMPLATES_DIR, profile_names
 from entrypoint.engine_flags import FLAGS, SUPERVISOR_FLAGS, engine_kwargs, managed_flag_errors
 from entrypoint.errors import SettingsError
 from entrypoint.render import render_command
@@ -43,7 +44,7 @@ SAMPLES = {"port": "7", "host": "h", "compilation_config": '{"mode": 0}', "addit
 
 
 def combinations() -> list[tuple[str, str, str]]:
-    return [(p, v, profile) for p, v in platform_variants() for profile in layers.profile_names(layers.TEMPLATES_DIR)]
+    return [(p, v, profile) for p, v in platform_variants() for profile in profile_names(TEMPLATES_DIR)]
 
 
 @pytest.fixture(scope="module")
