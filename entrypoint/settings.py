@@ -430,7 +430,9 @@ def error_line(error: Mapping[str, Any]) -> str:
     reason = str(error["msg"]).removeprefix("Value error, ")
     shown = shown_value(name, error.get("input"))
     suffix = f"; allowed: {allowed}" if allowed else ""
-    return f"{name}={shown!r}: {reason}{suffix}"
+    # Quoted as the environment holds it, whether the value came as text or a YAML number.
+    quoted = repr(shown if isinstance(shown, str) else str(shown).lower() if isinstance(shown, bool) else str(shown))
+    return f"{name}={quoted}: {reason}{suffix}"
 
 
 def setting_names() -> set[str]:
