@@ -414,8 +414,6 @@ def read_secret_file(name: str, path: Path) -> tuple[str | None, str | None]:
     return text, None
 
 
-
-
 def allowed_values(field: FieldInfo) -> str:
     """What a setting accepts, as its error lines and the generated docs say it."""
     extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
