@@ -21,10 +21,12 @@ BOOLEANS = st.sampled_from(["true", "false", "True", "0", "1", "yes", "no", "on"
 INTEGERS = st.integers(min_value=-2, max_value=70_000).map(str)
 FLOATS = st.floats(min_value=-1, max_value=5000, allow_nan=False).map(lambda f: f"{f:g}")
 NAMES = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,20}", fullmatch=True)
-JSON_OBJECTS = st.sampled_from(['{"cudagraph_mode":"PIECEWISE"}', '{"cudagraph_mode":"FULL_AND_PIECEWISE"}',
-                                '{"cudagraph_mode":"FULL_DECODE_ONLY"}', "{}", '{"enable_cpu_binding":true}'])
+# JSON objects of the keys each flag's vLLM takes (the settings check only that it is an object).
+COMPILATION_CONFIGS = st.sampled_from(['{"cudagraph_mode":"PIECEWISE"}', '{"cudagraph_mode":"FULL_AND_PIECEWISE"}',
+                                       '{"cudagraph_mode":"FULL_DECODE_ONLY"}', "{}"])
+ADDITIONAL_CONFIGS = st.sampled_from(["{}", '{"enable_cpu_binding":true}'])
 # EXTRA_ARGS words: flags vLLM takes that the bundle leaves alone, and managed ones it refuses.
-FREE_FLAGS = ["--max-num-partial-prefills 2", "--enable-log-requests", "--kv-cache-dtype auto",
+FREE_FLAGS = ["--long-prefill-token-threshold 8", "--enable-log-requests", "--kv-cache-dtype auto",
               "--max-logprobs 5", "--disable-log-stats", "--generation-config vllm", "-O3"]
 MANAGED_FLAGS = ["--port 9", "--host=::1", "--max_model_len 64", "-tp 1", "--api-key k", "--max-num 4",
                  "--no-enable-prefix-caching", "--model /m", "--uds /s", "-cc.mode 0"]
@@ -53,8 +55,8 @@ SPECIAL: dict[str, st.SearchStrategy[str]] = {
     "MODEL_ID": st.sampled_from(["google/gemma-3-270m-it", "owner/name", "noslash"]),
     "PLATFORM_VARIANT": st.sampled_from(sorted({v for _, v in platform_variants()} | {"turbo"})),
     "MODEL_PROFILE": st.sampled_from(["", *profile_names(TEMPLATES_DIR), "nope"]),
-    "COMPILATION_CONFIG": JSON_OBJECTS,
-    "ADDITIONAL_CONFIG": JSON_OBJECTS,
+    "COMPILATION_CONFIG": COMPILATION_CONFIGS,
+    "ADDITIONAL_CONFIG": ADDITIONAL_CONFIGS,
     "EXTRA_ARGS": EXTRA_ARGS,
     "PLATFORM": st.sampled_from(["npu", "cuda", "cpu"]),
 }

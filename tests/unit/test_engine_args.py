@@ -28,6 +28,7 @@ from entrypoint.render import render_command
 from entrypoint.settings import load_settings
 from tests.support.setting_values import (
     FLAG_SETTINGS,
+    FREE_FLAGS,
     NAMES,
     assert_one_line_per_problem,
     environments,
@@ -117,6 +118,11 @@ def test_settings_render_a_command_vllm_takes_or_are_refused_line_by_line(vllm, 
     if not settings.extra_args:
         built = vllm.EngineArgs(**engine_kwargs(settings, MODEL))
         assert engine_fields(vllm, parsed, unrelated) == engine_fields(vllm, built, unrelated)
+
+
+def test_the_free_flags_drawn_above_are_vllms(vllm) -> None:
+    argv = render_command(load_settings({"PLATFORM": "cpu", "EXTRA_ARGS": " ".join(FREE_FLAGS)}), MODEL).argv
+    parse(vllm, argv)  # no SystemExit
 
 
 def test_the_server_reads_what_the_table_says(vllm) -> None:

@@ -93,9 +93,10 @@ def test_one_line_per_managed_flag() -> None:
     assert [line.split(":", 1)[0] for line in lines] == ["EXTRA_ARGS='--port'", "EXTRA_ARGS='--host'"]
 
 
-@pytest.mark.parametrize("extra", ["--chat-template '/a b.jinja'", "--max-num-partial-prefills 2", "--model-impl vllm",
-                                   "--seed-offset 1", "--enable-log-requests", "-O3", "--root-path /api",
-                                   "--kv-cache-dtype auto", "--generation-config vllm -pp 1", "--logprobs-mode x -1"])
+@pytest.mark.parametrize("extra", [
+    "--chat-template '/a b.jinja'", "--long-prefill-token-threshold 2", "--model-impl vllm", "--seed-offset 1",
+    "--enable-log-requests", "-O3", "--root-path /api", "--kv-cache-dtype auto", "--generation-config vllm -pp 1",
+    "--logprobs-mode x -1"])
 def test_other_flags_pass(extra: str) -> None:
     assert managed_flag_errors(load_settings({**CPU, "EXTRA_ARGS": extra}).extra_argv) == []
 
