@@ -218,6 +218,9 @@ class Settings(BaseModel):
                                     le=HOUR)
     canary_failures: int = setting(3, "Consecutive canary failures that make `healthcheck live` fail.",
                                    "an integer >= 1", alias="CANARY_FAILURES", ge=1)
+    metrics_port: int = setting(9464, "Port of the supervisor's own Prometheus metrics (startup phases, "
+                                "readiness, canary, download, vLLM starts); vLLM's stay on PORT (0: none).",
+                                "an integer from 0 to 65535", alias="METRICS_PORT", ge=0, le=65535)
 
     @field_validator("*", mode="before")
     @classmethod

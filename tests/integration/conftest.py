@@ -95,9 +95,11 @@ def start_server(tmp: Path, hub: LoopbackHub, cache: Path, **overrides: str) -> 
     port = free_port()
     state_dir = tmp / "state"
     log_path = tmp / "serve.log"
-    env = child_env(**FAST_CPU, HOST="127.0.0.1", PORT=str(port), MODEL_ID=MODEL_ID,
-                    MODEL_CACHE_DIR=str(cache), COMPILE_CACHE_DIR=str(COMPILE_CACHE),
-                    STATE_DIR=str(state_dir), MODELSCOPE_ENDPOINT=hub.endpoint, **overrides)
+    # A free METRICS_PORT too: servers of one session (and of other checkouts) run side by side.
+    env = child_env(**{**FAST_CPU, "HOST": "127.0.0.1", "PORT": str(port), "METRICS_PORT": str(free_port()),
+                       "MODEL_ID": MODEL_ID, "MODEL_CACHE_DIR": str(cache),
+                       "COMPILE_CACHE_DIR": str(COMPILE_CACHE), "STATE_DIR": str(state_dir),
+                       "MODELSCOPE_ENDPOINT": hub.endpoint, **overrides})
     with log_path.open("wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "entrypoint", "serve"], cwd=ROOT, env=env,
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -77,8 +77,9 @@ def wait_live(server: Server, expected: int) -> str:
 
 
 @contextlib.contextmanager
-def canary_server(tmp_path: Path, hub, warm_cache: Path) -> Iterator[Server]:
-    server = start_server(tmp_path, hub, warm_cache, CANARY_INTERVAL="2", CANARY_TIMEOUT="3", CANARY_FAILURES="2")
+def canary_server(tmp_path: Path, hub, warm_cache: Path, **overrides: str) -> Iterator[Server]:
+    server = start_server(tmp_path, hub, warm_cache, CANARY_INTERVAL="2", CANARY_TIMEOUT="3", CANARY_FAILURES="2",
+                          **overrides)
     try:
         server.wait_ready()
         yield server

@@ -46,7 +46,8 @@ def test_failed_start_is_explained(case, fixture_model, tmp_path):
     overrides, make_model, expected = CASES[case]
     model = make_model(fixture_model, tmp_path / "model") if make_model else fixture_model
     termination_log = tmp_path / "termination-log"
-    env = child_env(**{**FAST_CPU, "HOST": "127.0.0.1", "PORT": str(free_port()), "MODEL_SOURCE": str(model),
+    env = child_env(**{**FAST_CPU, "HOST": "127.0.0.1", "PORT": str(free_port()), "METRICS_PORT": str(free_port()),
+                       "MODEL_SOURCE": str(model),
                        "MODEL_CACHE_DIR": str(tmp_path / "cache"), "STATE_DIR": str(tmp_path / "state"),
                        "TERMINATION_LOG": str(termination_log), **overrides})
     done = subprocess.run([sys.executable, "-m", "entrypoint", "serve"], cwd=ROOT, env=env, capture_output=True,
