@@ -1,8 +1,10 @@
 """Real vLLM on the CPU, the fixture Gemma 3 weights and a loopback ModelScope hub.
 
 Starting vLLM takes minutes here, so one server (`shared_server`) serves every test
-that only talks to it; lifecycle tests start their own. Every process gets the
-network guard, so nothing leaves the machine.
+that only talks to it; lifecycle tests start their own. The shared server starts as the
+session begins, and the tests that start no vLLM run first, beside its start (CI's time
+budget: bench/results/ci-time.md). Every process gets the network guard, so nothing
+leaves the machine.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class Server:
     probes_at_start: dict[str, int] = field(default_factory=dict)
     hub_counts_at_ready: dict[str, int] = field(default_factory=dict)
     model_cache: Path | None = None
+    hub: LoopbackHub | None = None
 
     @property
     def state(self) -> StateDir:
@@ -137,15 +140,45 @@ def warm_cache(model_cache: Path, hub: LoopbackHub) -> Path:
     return model_cache
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that start no vLLM first (they run beside the shared server's start), then the
+    shared server's, then those that start vLLM themselves; the order within each is kept."""
+    def group(item: pytest.Item) -> int:
+        if "shared_server" in getattr(item, "fixturenames", ()):
+            return 1
+        return 2 if item.get_closest_marker("starts_vllm") else 0
+
+    items.sort(key=group)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_server_start(request: pytest.FixtureRequest,
+                        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server | None]:
+    """The shared server, started (not waited for) as the session begins, if a test will use it.
+
+    It has a hub of its own, so the counts its tests read are its own whatever runs beside it.
+    """
+    if not any("shared_server" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        yield None
+        return
+    with LoopbackHub(models={MODEL_ID: request.getfixturevalue("fixture_model")}) as own_hub:
+        cache = tmp_path_factory.mktemp("shared-cache")
+        server = start_server(tmp_path_factory.mktemp("shared"), own_hub, cache)
+        server.model_cache = cache
+        server.hub = own_hub
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
 @pytest.fixture(scope="session")
-def shared_server(tmp_path_factory: pytest.TempPathFactory, hub: LoopbackHub) -> Iterator[Server]:
+def shared_server(shared_server_start: Server | None) -> Server:
     """The server most tests talk to, for the whole session: started from nothing (a cache
-    of its own), weights through the hub; the hub's counts at ready are kept for the tests."""
-    hub.reset()
-    cache = tmp_path_factory.mktemp("shared-cache")
-    server = start_server(tmp_path_factory.mktemp("shared"), hub, cache)
+    of its own), weights through its hub; the hub's counts at ready are kept for the tests."""
+    assert shared_server_start is not None  # started for every session with a test that asks for it
+    server = shared_server_start
     server.wait_ready()
-    server.hub_counts_at_ready = {kind: hub.count(kind) for kind in ("listing", "file")}
-    server.model_cache = cache
-    yield server
-    server.stop()
+    if not server.hub_counts_at_ready:
+        server.hub_counts_at_ready = {kind: server.hub.count(kind) for kind in ("listing", "file")}
+    return server
