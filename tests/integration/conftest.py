@@ -36,7 +36,12 @@ FAST_CPU = {
     "PLATFORM": "cpu", "MODEL_PROFILE": "gemma-3-270m-fixture", "DTYPE": "float32", "ENFORCE_EAGER": "true",
     "MAX_MODEL_LEN": "4096", "MAX_NUM_BATCHED_TOKENS": "512", "VLLM_CPU_KVCACHE_SPACE": "1", "STOP_GRACE_PERIOD": "30",
 }
-
+# For the tools' own in-process engines (perf's `bench throughput`/`bench latency`, accuracy's
+# pooling runner): the engine core in the tool's process saves spawning a second interpreter that
+# imports torch and vLLM again. Their subject is the tools' results, not vLLM's process layout;
+# the operator's layout (engine core in its own process) runs in `test_offline_mode_answers` and
+# in the container layer's `make bench` / `make eval`.
+IN_PROCESS_ENGINE = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
 
 
 def child_env(**settings: str) -> dict[str, str]:
