@@ -122,8 +122,13 @@ render: venv
 .PHONY: test ## run every test layer (what CI runs)
 test: test-unit test-integration test-container
 
-.PHONY: test-unit ## fast tests: settings, rendering, probes
-test-unit: venv
+.PHONY: target-vllm ## the vLLM of each supported image, for parsing renders (cached under BUNDLE_CACHE)
+target-vllm: venv
+	@for version in $$($(PY) -c 'from entrypoint.images import SUPPORTED_IMAGES as i; print(*sorted({x.vllm for x in i.values()}))'); do \
+		scripts/target-vllm.sh $$version >/dev/null; done
+
+.PHONY: test-unit ## fast tests: settings, rendering, probes, conformance of every render to the target vLLMs
+test-unit: venv target-vllm
 	@scripts/pytest-layer.sh unit $(PYTEST_ARGS)
 
 .PHONY: test-integration ## real vLLM on the CPU with the fixture model and a loopback hub
