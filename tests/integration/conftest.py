@@ -146,14 +146,18 @@ def warm_cache(model_cache: Path, hub: LoopbackHub) -> Path:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that start no vLLM first (they run beside the shared server's start), then the
-    shared server's, then those that start vLLM themselves; the order within each is kept."""
+    """This layer's tests that start no vLLM first (they run beside the shared server's start),
+    then the shared server's, then those that start vLLM themselves; the order within each is
+    kept, and so are the places of other layers' tests (the hook sees the whole session)."""
     def group(item: pytest.Item) -> int:
         if "shared_server" in getattr(item, "fixturenames", ()):
             return 1
         return 2 if item.get_closest_marker("starts_vllm") else 0
 
-    items.sort(key=group)
+    here = Path(__file__).parent
+    places = [index for index, item in enumerate(items) if item.path.is_relative_to(here)]
+    for index, item in zip(places, sorted((items[i] for i in places), key=group), strict=True):
+        items[index] = item
 
 
 @pytest.fixture(scope="session", autouse=True)
