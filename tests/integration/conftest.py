@@ -29,6 +29,7 @@ NETGUARD = ROOT / "tests" / "support" / "netguard"
 BUNDLE_CACHE = Path(os.environ.get("BUNDLE_CACHE", Path.home() / ".cache" / "ascend-serve-bundle"))
 MODEL_ID = "google/gemma-3-270m-it"
 STARTUP_SECONDS = 1200  # a cold CPU start is minutes; this only bounds a hang
+LAST_SHARED_SERVER_TEST = pytest.StashKey[bool]()
 
 # The fixture profile: float32 (fast on CPUs without native bf16), eager mode and a small
 # batch budget keep a start near a minute; the serve path is the same as the default's.
@@ -158,6 +159,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     places = [index for index, item in enumerate(items) if item.path.is_relative_to(here)]
     for index, item in zip(places, sorted((items[i] for i in places), key=group), strict=True):
         items[index] = item
+    users = [item for item in items if "shared_server" in getattr(item, "fixturenames", ())]
+    if users:
+        users[-1].stash[LAST_SHARED_SERVER_TEST] = True
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """Stop the shared server after its last test: the tests after it start their own servers,
+    and one server takes about 6 GB here (a third beside two would crowd a 24 GB machine)."""
+    server = getattr(item, "funcargs", {}).get("shared_server")
+    if item.stash.get(LAST_SHARED_SERVER_TEST, False) and server is not None:
+        server.stop()
 
 
 @pytest.fixture(scope="session", autouse=True)
