@@ -17,7 +17,8 @@ pytestmark = pytest.mark.integration
 
 def accuracy_eval(*args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "eval" / "accuracy_eval.py"), *args], cwd=ROOT,
-                          env=child_env(**FAST_CPU, **IN_PROCESS_ENGINE), capture_output=True, text=True, timeout=timeout)
+                          env=child_env(**FAST_CPU, **IN_PROCESS_ENGINE), capture_output=True, text=True,
+                          timeout=timeout)
 
 
 @pytest.fixture(scope="module")
