@@ -14,7 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from entrypoint.errors import SettingsError, UserError
-from entrypoint.settings import Settings, load_settings
+from entrypoint.pipes import ClosedPipeSafe
+from entrypoint.resolver import Resolved
+from entrypoint.settings import Settings, resolve_settings
 
 log = logging.getLogger("entrypoint")
 
@@ -33,6 +35,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     smoke.add_argument("--url", help="server base URL (default: from HOST and PORT)")
     smoke.add_argument("--json", action="store_true", help="print the result as JSON")
     table = commands.add_parser("settings", help="print the effective settings, or the README table")
+    table.add_argument("--explain", action="store_true", help="each value with where it came from")
     table.add_argument("--markdown", action="store_true", help="the settings table for the README")
     table.add_argument("--env-example", action="store_true", help="compose/.env.example")
     table.add_argument("--configmap-env", action="store_true",
@@ -42,38 +45,46 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def settings_for(args: argparse.Namespace, environ: Mapping[str, str] | None, preflight: bool = False) -> Settings:
-    """Load the settings; with `preflight`, also check ports and folders; all errors at once."""
-    settings = load_settings(environ, env_file=args.env_file)
+def settings_for(args: argparse.Namespace, environ: Mapping[str, str] | None, preflight: bool = False) -> Resolved:
+    """Resolve the settings; with `preflight`, also check ports and folders; all errors at once."""
+    resolved = resolve_settings(environ, env_file=args.env_file)
     if preflight:
         from entrypoint.preflight import preflight_errors
 
-        errors = preflight_errors(settings, check_port=args.command == "serve")
+        errors = preflight_errors(resolved.settings, check_port=args.command == "serve")
         if errors:
             raise SettingsError(errors)
-    return settings
+    return resolved
 
 
 def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
     """Dispatch one command; return its exit status."""
     if args.command == "settings" and args.markdown:
-        from entrypoint.settings_table import markdown_table
+        from entrypoint.settings_docs import markdown_table
 
         print(markdown_table())
         return 0
     if args.command == "settings" and args.env_example:
-        from entrypoint.settings_table import env_example
+        from entrypoint.settings_docs import env_example
 
         print(env_example(), end="")
         return 0
     if args.command == "settings" and args.configmap_env:
-        from entrypoint.settings_table import configmap_env
+        from entrypoint.settings_docs import configmap_env
 
         print(configmap_env(), end="")
         return 0
-    settings = settings_for(args, environ, preflight=args.command in ("serve", "download"))
+    resolved = settings_for(args, environ, preflight=args.command in ("serve", "download"))
+    settings = resolved.settings
+    for line in resolved.warnings:
+        log.warning(line)
     if args.command in ("serve", "render", "settings"):  # the commands that show or use the serve command
-        _log_cpu_tuning(settings)
+        # On CPU, which defaults the machine chose and why (stderr: stdout stays parseable).
+        for line in resolved.tuning_lines():
+            log.info(line)
+    if args.command == "settings" and args.explain:
+        print("\n".join(resolved.explain()))
+        return 0
     if args.command == "settings":
         print(json.dumps(settings.public_dict(), indent=2, sort_keys=True))
         return 0
@@ -89,18 +100,6 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
     from entrypoint.supervisor import serve
 
     return serve(settings)
-
-
-def _log_cpu_tuning(settings: Settings) -> None:
-    """On CPU, say which defaults the machine chose and why (stderr: stdout stays parseable)."""
-    if settings.platform != "cpu" or settings.cpu_tuning == "off":
-        return
-    from entrypoint.cpu_features import read_host
-    from entrypoint.cpu_tuning import choose, explain
-
-    effective = settings.public_dict()
-    for line in explain(choose(read_host(), effective), effective):
-        log.info(line)
 
 
 def _render(settings: Settings, args: argparse.Namespace) -> int:
@@ -131,6 +130,7 @@ def _smoke(settings: Settings, args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m entrypoint`."""
     logging.basicConfig(level=logging.INFO, format="[entrypoint] %(message)s", stream=sys.stderr)
+    sys.stdout = ClosedPipeSafe(sys.stdout)  # type: ignore[assignment]
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         return run(args)

@@ -14,8 +14,8 @@ from typing import Any
 
 from entrypoint.cpu_features import GIB, CpuFeatures, HostFacts
 
-MEASURED = "bench/results/cpu-dtype.md"
-PROFILES = "bench/results/profiles.md"
+CPU_DTYPE_RESULTS_PATH = "bench/results/cpu-dtype.md"
+PROFILES_RESULTS_PATH = "bench/results/profiles.md"
 KV_SHARE = 4  # a quarter of the available memory: the rest stays for weights, activations and other processes
 SMALL_HOST_CORES = 4  # up to this many cores, reserving one for the API server costs too much compute
 BINDING = {"VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_NUM_OF_RESERVED_CPU"}  # chosen together, kept together
@@ -41,13 +41,13 @@ def dtype_choice(cpu: CpuFeatures) -> Choice:
         # c=8 output 53.1 vs 35.4 tok/s (bench/results/cpu-dtype.md). AMX is unmeasured here:
         # its bf16 tiles are faster still than AVX-512 BF16, so the rule carries over.
         return Choice("DTYPE", "bfloat16", f"{cpu.isa} computes bf16 natively; here bf16 measured 1.8x faster "
-                      f"to the first token and 1.5x the c=8 throughput of float32 ({MEASURED})")
+                      f"to the first token and 1.5x the c=8 throughput of float32 ({CPU_DTYPE_RESULTS_PATH})")
     # AVX2-only EPYC, 2 cores, both bound: float32 c=1 TTFT 748 vs 4274 ms, c=8 output 24.7 vs
     # 11.0 tok/s; bf16 decodes a little faster alone (c=1 TPOT 101 vs 114 ms) but loses everywhere
     # else (bench/results/profiles.md). AVX-512 without BF16 converts bf16 in software too;
     # unmeasured, the same rule applies.
     return Choice("DTYPE", "float32", f"{cpu.isa} has no native bf16; on an AVX2-only EPYC float32 measured 5.7x "
-                  f"faster to the first token and 2.2x the c=8 throughput of bf16 ({PROFILES})")
+                  f"faster to the first token and 2.2x the c=8 throughput of bf16 ({PROFILES_RESULTS_PATH})")
 
 
 def kv_cache_choice(available_bytes: int) -> Choice:
@@ -66,7 +66,7 @@ def compile_cache_choice() -> Choice:
     # 104 vs 166 s, cold 184 vs 186 s, c=1 TPOT 114 vs 116 ms (bench/results/profiles.md).
     return Choice("VLLM_USE_AOT_COMPILE", "false",
                   "vLLM 0.32 on the CPU fails to reload its AOT artifact and compiles again at every start; "
-                  f"without it a restart reuses Inductor's kernel cache on the cache volume ({PROFILES})")
+                  f"without it a restart reuses Inductor's kernel cache on the cache volume ({PROFILES_RESULTS_PATH})")
 
 
 def cpu_list(ids: list[int]) -> str:
@@ -101,7 +101,7 @@ def binding_choices(host: HostFacts, settings: Mapping[str, Any]) -> list[Choice
     # c=1 TTFT 95 vs 140 ms (bench/results/cpu-dtype.md). Measured at 2 cores; up to 4 the
     # reserved core is still a quarter of the compute, so the rule is carried that far.
     why = (f"{len(cores)} cores: all of them for the model; vLLM's auto binding keeps one for the API server, "
-           f"and on 2 cores giving it back measured 1.7x the c=8 throughput ({MEASURED})")
+           f"and on 2 cores giving it back measured 1.7x the c=8 throughput ({CPU_DTYPE_RESULTS_PATH})")
     return [Choice("VLLM_CPU_OMP_THREADS_BIND", cpu_list(cores), why),
             Choice("VLLM_CPU_NUM_OF_RESERVED_CPU", "0", why)]
 

@@ -1,28 +1,64 @@
-"""The vllm-ascend images the bundle supports (templates/images.yaml) and what each carries."""
+"""The vllm-ascend images the bundle supports (templates/images.yaml): what each carries,
+its base image name, and its layer of defaults."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from entrypoint.layers import TEMPLATES_DIR
+from entrypoint.default_layers import TEMPLATES_DIR
+from entrypoint.settings import Settings
+
+DEFAULT_IMAGE = str(Settings.model_fields["image_version"].default)
+DEFAULT_HARDWARE = "a2"
 
 
 @dataclass(frozen=True)
 class Image:
-    """One supported image tag: the vLLM and Python versions inside it."""
+    """One supported image tag: the versions inside it and its defaults layer."""
 
     tag: str
     vllm: str
     python: str
+    cann: str
+    cuda: str  # the vllm-openai image of the same vLLM
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def _catalogue(templates_dir: Path) -> dict[str, Any]:
+    return yaml.safe_load((templates_dir / "images.yaml").read_text())
 
 
 def supported_images(templates_dir: Path = TEMPLATES_DIR) -> dict[str, Image]:
     """Tag -> Image, in the file's order."""
-    data = yaml.safe_load((templates_dir / "images.yaml").read_text())["images"]
-    return {tag: Image(tag=tag, vllm=str(v["vllm"]), python=str(v["python"])) for tag, v in data.items()}
+    return {tag: Image(tag=tag, vllm=str(v["vllm"]), python=str(v["python"]), cann=str(v["cann"]),
+                       cuda=str(v["cuda"]), settings=dict(v.get("settings") or {}))
+            for tag, v in _catalogue(templates_dir)["images"].items()}
+
+
+def hardware_suffixes(templates_dir: Path = TEMPLATES_DIR) -> dict[str, str]:
+    """Ascend hardware -> the image tag's suffix (a2: none)."""
+    return {str(k): str(v) for k, v in _catalogue(templates_dir)["hardware"].items()}
+
+
+def base_image(platform: str, tag: str = DEFAULT_IMAGE, hardware: str = DEFAULT_HARDWARE,
+               templates_dir: Path = TEMPLATES_DIR) -> str:
+    """The vendor image the accelerator stage builds on; `prefix` mirrors are the caller's."""
+    image = supported_images(templates_dir)[tag]
+    if platform == "cuda":
+        return image.cuda
+    return f"{_catalogue(templates_dir)['registry_image']}:{tag}{hardware_suffixes(templates_dir)[hardware]}"
+
+
+def image_layer(templates_dir: Path, platform: str, tag: str) -> tuple[dict[str, Any], list[str]]:
+    """The defaults an image version sets on NPU and CUDA, or the error naming the supported tags."""
+    images = supported_images(templates_dir)
+    if tag not in images:
+        return {}, [f"IMAGE_VERSION={tag!r}: not a supported image; allowed: {', '.join(images)}"]
+    return (images[tag].settings if platform in ("npu", "cuda") else {}), []
 
 
 SUPPORTED_IMAGES = supported_images()

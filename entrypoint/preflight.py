@@ -54,7 +54,9 @@ def ownership_hint(path: Path) -> str:
 def writable_dirs(settings: Settings) -> dict[str, Path]:
     """The folders the server writes to, by setting name."""
     dirs = {"MODEL_CACHE_DIR": settings.model_cache_dir, "STATE_DIR": settings.state_dir}
-    if settings.compile_cache_dir is not None:
+    # The compile cache defaults to a folder on MODEL_CACHE_DIR: checked with it, not reported twice.
+    if settings.compile_cache_dir is not None and not settings.compile_cache_dir.is_relative_to(
+            settings.model_cache_dir):
         dirs["COMPILE_CACHE_DIR"] = settings.compile_cache_dir
     if settings.ascend_log_path is not None:
         dirs["ASCEND_LOG_PATH"] = settings.ascend_log_path

@@ -1,6 +1,7 @@
 """Settings -> the serve command: argv and environment, rendered from Jinja templates.
 
-`templates/serve/<platform>.argv.j2` and `<platform>.env.j2` hold the command; this
+`templates/serve/base.argv.j2` and `base.env.j2` hold the command (a platform's own
+`<platform>.argv.j2` or `.env.j2` extends them where it differs); this
 module only renders them, splits the words and appends EXTRA_ARGS last, so an extra
 flag overrides a rendered one (argparse keeps the last occurrence).
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import jinja2
 
-from entrypoint.layers import TEMPLATES_DIR
+from entrypoint.default_layers import TEMPLATES_DIR
 from entrypoint.settings import Settings, secret_values
 
 MASK = "***"
@@ -95,7 +96,8 @@ def render_command(settings: Settings, model_path: str | Path, templates_dir: Pa
     """The serve command for these settings and this weights folder."""
     env = environment(templates_dir)
     context = {"s": settings, "model_path": str(model_path), "python": python}
-    argv_text = env.get_template(f"{settings.platform}.argv.j2").render(context)
-    env_text = env.get_template(f"{settings.platform}.env.j2").render(context)
+    # A platform without its own template (<platform>.argv.j2) gets the base one.
+    argv_text = env.select_template([f"{settings.platform}.argv.j2", "base.argv.j2"]).render(context)
+    env_text = env.select_template([f"{settings.platform}.env.j2", "base.env.j2"]).render(context)
     return ServeCommand(argv=shlex.split(argv_text) + settings.extra_argv, env=parse_env_lines(env_text),
                         secrets=frozenset(secret_values(settings)))

@@ -1,22 +1,10 @@
 """The one settings object: every knob of the bundle, validated before anything starts.
 
-Values are layered, lowest precedence first:
-
-1. the seed's values (the field defaults below),
-2. the platform's defaults (``templates/platforms/<platform>.yaml``),
-3. the platform variant named by PLATFORM_VARIANT (``templates/platforms/<platform>/<variant>.yaml``),
-4. on the CPU, the machine's tuning (``cpu_tuning``: dtype, thread binding, KV cache; CPU_TUNING=off skips it),
-5. the model profile's defaults, then its per-platform defaults
-   (``templates/models/<profile>.yaml``),
-6. a ``.env`` file given with ``--env-file``,
-7. the process environment.
-
-An empty value in layers 6-7 counts as unset, so ``VAR=`` lines in a compose env
-file keep the default. A ``null`` in a YAML layer removes an optional flag (the
-CPU platform drops the NPU-only ``--additional-config`` that way).
-
-This module is the only place that reads the environment: everything downstream
-takes a ``Settings``.
+The field defaults below are the built-in layer (the seed's values); the resolver
+(`entrypoint.resolver`) puts the platform, variant, CPU tuning, model profile, env file
+and environment on top and derives what is computed from other settings. This module and
+the resolver are the only places that read the environment: everything downstream takes a
+``Settings``.
 """
 
 from __future__ import annotations
@@ -29,28 +17,33 @@ import shlex
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 
-from entrypoint import layers
-from entrypoint.errors import SettingsError
-from entrypoint.platform_detect import detect_platform
+from entrypoint import value_grammar
+from entrypoint.bounded_read import Unreadable, read_bounded
 from entrypoint.startup_errors import KUBERNETES_TERMINATION_LOG
 from entrypoint.state import DEFAULT_STATE_DIR
 
+if TYPE_CHECKING:
+    from entrypoint.resolver import Host, Resolved
+
 Platform = Literal["npu", "cuda", "cpu"]
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "ascend-serve"
-MODEL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 BOOLEAN = "true or false"
 # Secrets: VAR or VAR_FILE (a Docker/Kubernetes secret file), as docker-library images do.
 SECRET_FILES: dict[str, str] = {"API_KEY_FILE": "API_KEY", "MODELSCOPE_TOKEN_FILE": "MODELSCOPE_TOKEN"}
 SECRET_FIELDS: frozenset[str] = frozenset(SECRET_FILES.values())
 SECRET_TEXT = re.compile(r"[\x21-\x7e]+")  # fits an HTTP header: printable ASCII, no spaces
 SECRET_ALLOWED = "printable ASCII without spaces"
-SECRET_FILE_ALLOWED = "a readable file holding the value (one trailing newline is ignored)"
+SECRET_FILE_ALLOWED = "a readable regular file holding the value (one trailing newline is ignored)"
 SECRET_FILE_MAX_BYTES = 64 * 1024  # a key is short; this bounds a mistaken /dev/zero
+# Ceilings for seconds: beyond them a value is a typo, and a timer that large overflows.
+HOUR, DAY, WEEK = 3600, 86400, 7 * 86400
+PATH_MAX = 4000  # Linux's 4096, less room for the files inside the weights' folder
+URL_FIELDS = frozenset({"MODELSCOPE_ENDPOINT"})  # shown with their credentials masked
 
 
 def setting(default: Any, doc: str, allowed: str, **constraints: Any) -> Any:
@@ -61,11 +54,12 @@ def setting(default: Any, doc: str, allowed: str, **constraints: Any) -> Any:
 class Settings(BaseModel):
     """Every setting the bundle reads; field aliases are the environment variable names."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+    # allow_inf_nan: a YAML `.inf` or a JSON `Infinity` is no number of seconds.
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True, allow_inf_nan=False)
 
     # --- where and what to serve ---------------------------------------------------------
     platform: Platform = setting("auto", "Accelerator: auto detects an Ascend device, then CUDA, else CPU.",
-                                 "auto, npu, cuda or cpu", alias="PLATFORM", validate_default=True)
+                                 "auto, npu, cuda or cpu", alias="PLATFORM")
     model_id: str = setting("google/gemma-3-270m-it", "Model to serve, as owner/name on the hub.",
                             "owner/name", alias="MODEL_ID")
     model_revision: str = setting("master", "Hub revision (branch, tag or commit) to pin.",
@@ -77,12 +71,13 @@ class Settings(BaseModel):
     compile_cache_dir: Path | None = setting(None, "vLLM's compile cache (VLLM_CACHE_ROOT; default: "
                                              "MODEL_CACHE_DIR/vllm, so restarts are warm).", "a writable directory",
                                              alias="COMPILE_CACHE_DIR")
-    model_profile: str = setting("", "Model profile in templates/models (default: the one whose model_id matches).",
+    model_profile: str = setting("", "Model profile in templates/models (default: the one naming MODEL_ID, else "
+                                 "the one named after the model).",
                                  "a profile name from templates/models", alias="MODEL_PROFILE")
     fallback_model_dir: Path | None = setting(None, "Weights to serve, with a loud warning, when the hub is "
                                               "unreachable and the cache is empty.",
                                               "an existing model folder", alias="FALLBACK_MODEL_DIR")
-    served_model_name: str = setting("", "Name clients use in requests (default: the profile's).",
+    served_model_name: str = setting("", "Name clients use in requests (default: MODEL_ID's name part).",
                                      "a non-empty name", alias="SERVED_MODEL_NAME")
     modelscope_endpoint: str = setting("", "ModelScope hub URL (default: the client's own).",
                                        "an http(s) URL", alias="MODELSCOPE_ENDPOINT")
@@ -138,6 +133,10 @@ class Settings(BaseModel):
                                                  alias="PYTORCH_NPU_ALLOC_CONF")
     hccl_buffsize: int | None = setting(None, "Exported to vLLM (HCCL buffer, MB).", "an integer >= 1",
                                         alias="HCCL_BUFFSIZE", ge=1)
+    hccl_op_expansion_mode: Literal["AIV", "AI_CPU", "HOST"] | None = setting(
+        None, "Exported to vLLM on NPU (where HCCL expands collectives; default AIV when TENSOR_PARALLEL_SIZE x "
+        "DATA_PARALLEL_SIZE > 1, as vllm-ascend's multi-card tutorials set it).", "AIV, AI_CPU or HOST",
+        alias="HCCL_OP_EXPANSION_MODE")
     omp_proc_bind: Literal["true", "false", "close", "spread", "master", "primary"] | None = setting(
         None, "Exported to vLLM.", "true, false, close, spread, master or primary", alias="OMP_PROC_BIND")
     omp_num_threads: int | None = setting(None, "Exported to vLLM.", "an integer >= 1", alias="OMP_NUM_THREADS", ge=1)
@@ -162,6 +161,10 @@ class Settings(BaseModel):
         "auto", "On CPU, choose DTYPE, OpenMP binding, KV cache size and the compile cache's format from this "
         "machine's CPU features, cores and memory (the reasons are logged; your own values always win); off: "
         "the platform file's values and vLLM's defaults.", "auto or off", alias="CPU_TUNING")
+    image_version: str = setting(
+        "v0.18.0rc1", "The vllm-ascend image the server runs on (its vLLM decides which flags exist); selects its "
+        "layer of defaults in templates/images.yaml. The image sets it; set it when building one.",
+        "a tag listed in templates/images.yaml", alias="IMAGE_VERSION")
     platform_variant: str = setting(
         "", "A named variant of the platform's defaults in templates/platforms/<platform>/<variant>.yaml "
         "(empty: the platform file alone; the NPU default is the seed's command).",
@@ -178,9 +181,11 @@ class Settings(BaseModel):
 
     # --- supervisor -----------------------------------------------------------------------
     startup_timeout: float = setting(3600.0, "Seconds from start to ready before giving up (includes download).",
-                                     "a number of seconds > 0", alias="STARTUP_TIMEOUT", gt=0)
+                                     f"a number of seconds > 0 and <= {WEEK}", alias="STARTUP_TIMEOUT", gt=0,
+                                     le=WEEK)
     stop_grace_period: float = setting(30.0, "Seconds vLLM gets to finish after SIGTERM before SIGKILL.",
-                                       "a number of seconds > 0", alias="STOP_GRACE_PERIOD", gt=0)
+                                       f"a number of seconds > 0 and <= {HOUR}", alias="STOP_GRACE_PERIOD", gt=0,
+                                       le=HOUR)
     state_dir: Path = setting(DEFAULT_STATE_DIR, "Where the ready marker and state file live (healthcheck reads them).",
                               "a writable directory", alias="STATE_DIR")
     download_retries: int = setting(5, "Attempts for the whole download before giving up.", "an integer >= 1",
@@ -198,28 +203,43 @@ class Settings(BaseModel):
     smoke_max_tokens: int = setting(16, "max_tokens of the smoke request.", "an integer >= 1",
                                     alias="SMOKE_MAX_TOKENS", ge=1)
     request_timeout: float = setting(60.0, "Seconds one smoke or readiness request may take.",
-                                     "a number of seconds > 0", alias="REQUEST_TIMEOUT", gt=0)
+                                     f"a number of seconds > 0 and <= {HOUR}", alias="REQUEST_TIMEOUT", gt=0,
+                                     le=HOUR)
     canary_interval: float = setting(30.0, "Seconds between the canary's looks at a ready server: a 1-token "
                                      "completion when idle, the token counters when busy (0: no canary; "
                                      "`healthcheck live` then only asks /health).",
-                                     "a number of seconds >= 0", alias="CANARY_INTERVAL", ge=0)
+                                     f"a number of seconds >= 0 and <= {DAY}", alias="CANARY_INTERVAL", ge=0,
+                                     le=DAY)
     canary_timeout: float = setting(10.0, "Seconds the canary's 1-token completion may take before it counts "
                                     "as failed (unless the engine made progress meanwhile).",
-                                    "a number of seconds > 0", alias="CANARY_TIMEOUT", gt=0)
+                                    f"a number of seconds > 0 and <= {HOUR}", alias="CANARY_TIMEOUT", gt=0,
+                                    le=HOUR)
     canary_failures: int = setting(3, "Consecutive canary failures that make `healthcheck live` fail.",
                                    "an integer >= 1", alias="CANARY_FAILURES", ge=1)
 
-    @field_validator("platform", mode="before")
+    @field_validator("*", mode="before")
     @classmethod
-    def _resolve_auto(cls, value: Any) -> Any:
-        return detect_platform() if value == "auto" else value
+    def _numbers_as_people_write_them(cls, value: Any, info: ValidationInfo) -> Any:
+        kind = number_kind(cls.model_fields[str(info.field_name)])
+        if kind is None or not isinstance(value, str):
+            return value
+        text = value_grammar.number_text(value, integer=kind is int)
+        return int(text) if kind is int else text  # an int, so a Literal of integers matches it too
 
     @field_validator("model_id")
     @classmethod
     def _model_id_shape(cls, value: str) -> str:
-        if not MODEL_ID_PATTERN.match(value):
-            raise ValueError("expected owner/name")
-        return value
+        return value_grammar.model_id(value)
+
+    @field_validator("model_revision")
+    @classmethod
+    def _revision_shape(cls, value: str) -> str:
+        return value_grammar.revision(value)
+
+    @field_validator("served_model_name")
+    @classmethod
+    def _served_name_shape(cls, value: str) -> str:
+        return value_grammar.served_name(value) if value else value  # empty: the resolver derives it
 
     @field_validator("model_source")
     @classmethod
@@ -287,9 +307,7 @@ class Settings(BaseModel):
     @field_validator("modelscope_endpoint")
     @classmethod
     def _url(cls, value: str) -> str:
-        if value and not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("expected an http(s) URL with a host")
-        return value.rstrip("/")
+        return value_grammar.http_url(value)
 
     @property
     def api_key_value(self) -> str | None:
@@ -311,10 +329,34 @@ class Settings(BaseModel):
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
 
+    @property
+    def hub_cache_folder(self) -> Path:
+        """Where MODEL_ID at MODEL_REVISION lives inside MODEL_CACHE_DIR."""
+        owner, name = self.model_id.split("/", 1)
+        return self.model_cache_dir / "models" / owner / name / self.model_revision
+
     def public_dict(self) -> dict[str, Any]:
-        """Effective settings by variable name, secrets masked: for logs and `render`."""
+        """Effective settings by variable name, secrets and URL credentials masked: for logs and `render`."""
         data = self.model_dump(mode="json", by_alias=True)
-        return {key: ("***" if key in SECRET_FIELDS and value else value) for key, value in data.items()}
+        return {key: shown_value(key, value) for key, value in data.items()}
+
+
+def shown_value(name: str, value: Any) -> Any:
+    """A setting's value as printed: secrets as ***, credentials in URLs as ***@."""
+    if name in SECRET_FIELDS and value:
+        return "***"
+    if name in URL_FIELDS and isinstance(value, str):
+        return value_grammar.mask_url(value)
+    return value
+
+
+def number_kind(field: FieldInfo) -> type | None:
+    """int or float for a numeric field (Optional and a Literal of integers included, bool not), else None."""
+    kinds = {field.annotation, *get_args(field.annotation)}
+    choices = [value for kind in kinds if get_origin(kind) is Literal for value in get_args(kind)]
+    if int in kinds or (choices and all(type(value) is int for value in choices)):
+        return int
+    return float if float in kinds else None
 
 
 def cross_field_errors(settings: Settings) -> list[str]:
@@ -329,6 +371,12 @@ def cross_field_errors(settings: Settings) -> list[str]:
     if settings.shutdown_timeout is not None and settings.shutdown_timeout >= settings.stop_grace_period:
         errors.append(f"SHUTDOWN_TIMEOUT={settings.shutdown_timeout}: must be below STOP_GRACE_PERIOD "
                       f"({settings.stop_grace_period:g}), or the supervisor kills vLLM mid-drain")
+    if not value_grammar.inside(settings.hub_cache_folder, settings.model_cache_dir):
+        errors.append(f"MODEL_REVISION={settings.model_revision!r}: its cache folder {settings.hub_cache_folder} lies "
+                      "outside MODEL_CACHE_DIR; allowed: a branch, tag or commit name")
+    if len(str(settings.hub_cache_folder)) > PATH_MAX:
+        errors.append(f"MODEL_CACHE_DIR={str(settings.model_cache_dir)!r}: with MODEL_ID and MODEL_REVISION the "
+                      f"weights' folder is longer than {PATH_MAX} characters; allowed: a shorter folder")
     if settings.model_source != "modelscope" and not has_config(Path(settings.model_source)):
         errors.append(f"MODEL_SOURCE={settings.model_source!r}: no config.json there; allowed: modelscope "
                       "or an absolute path to a model folder")
@@ -350,13 +398,9 @@ def read_secret_file(name: str, path: Path) -> tuple[str | None, str | None]:
     """The secret a VAR_FILE holds, or the error line (naming the variable and path, never the content)."""
     where = f"{name}={str(path)!r}"
     try:
-        with path.open("rb") as handle:
-            data = handle.read(SECRET_FILE_MAX_BYTES + 1)
-    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
-        reason = getattr(exc, "strerror", None) or str(exc)
-        return None, f"{where}: cannot read it ({reason}); allowed: {SECRET_FILE_ALLOWED}"
-    if len(data) > SECRET_FILE_MAX_BYTES:
-        return None, f"{where}: larger than {SECRET_FILE_MAX_BYTES} bytes; allowed: {SECRET_FILE_ALLOWED}"
+        data = read_bounded(path, SECRET_FILE_MAX_BYTES)
+    except Unreadable as exc:
+        return None, f"{where}: {exc}; allowed: {SECRET_FILE_ALLOWED}"
     # `echo key > file` and Kubernetes' stringData leave one trailing newline; the key is what precedes it.
     text = data.decode("ascii", errors="replace").removesuffix("\n").removesuffix("\r")
     if not text:
@@ -365,27 +409,6 @@ def read_secret_file(name: str, path: Path) -> tuple[str | None, str | None]:
         return None, f"{where}: the file's content has spaces, control or non-ASCII characters; allowed: " \
                      f"{SECRET_ALLOWED}"
     return text, None
-
-
-def resolve_secret_files(settings: Settings) -> tuple[Settings, list[str]]:
-    """Fill each secret from its VAR_FILE; both VAR and VAR_FILE set is an error."""
-    updates: dict[str, SecretStr] = {}
-    errors = []
-    fields = {str(f.alias): key for key, f in Settings.model_fields.items()}
-    for file_name, name in SECRET_FILES.items():
-        path = getattr(settings, fields[file_name])
-        if path is None:
-            continue
-        if getattr(settings, fields[name]) is not None:
-            errors.append(f"{file_name}={str(path)!r}: {name} is set too; allowed: one of them ({name} holds the "
-                          f"value, {file_name} a file holding it)")
-            continue
-        value, error = read_secret_file(file_name, path)
-        if error:
-            errors.append(error)
-        else:
-            updates[fields[name]] = SecretStr(str(value))
-    return settings.model_copy(update=updates), errors
 
 
 def secret_values(settings: Settings) -> list[str]:
@@ -406,8 +429,7 @@ def error_line(error: Mapping[str, Any]) -> str:
     field = next((f for f in Settings.model_fields.values() if f.alias == name), None)
     allowed = allowed_values(field) if field else None
     reason = str(error["msg"]).removeprefix("Value error, ")
-    value = error.get("input")
-    shown = "***" if name in SECRET_FIELDS else value
+    shown = shown_value(name, error.get("input"))
     suffix = f"; allowed: {allowed}" if allowed else ""
     return f"{name}={shown!r}: {reason}{suffix}"
 
@@ -427,25 +449,19 @@ def inherited_environment(environ: Mapping[str, str] = os.environ) -> dict[str, 
     return {key: value for key, value in environ.items() if key not in names}
 
 
-def environment_layer(environ: Mapping[str, str]) -> dict[str, str]:
-    """The known, non-empty variables of one environment mapping."""
-    names = setting_names()
-    return {key: value for key, value in environ.items() if key in names and value.strip() != ""}
-
-
 def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | None = None,
-                  templates_dir: Path | None = None) -> Settings:
-    """Build and validate the settings (from the process environment unless `environ` is given);
-    raise SettingsError listing every problem found."""
-    user = environment_layer(layers.read_env_file(env_file) if env_file else {})
-    user.update(environment_layer(os.environ if environ is None else environ))
-    merged, layer_errors = layers.merge_defaults(user, templates_dir or layers.TEMPLATES_DIR)
-    try:
-        settings = Settings.model_validate(merged)
-    except ValidationError as exc:
-        raise SettingsError(layer_errors + [error_line(e) for e in exc.errors()]) from None
-    settings, secret_errors = resolve_secret_files(settings)
-    errors = layer_errors + secret_errors + cross_field_errors(settings)
-    if errors:
-        raise SettingsError(errors)
-    return settings
+                  templates_dir: Path | None = None, host: Host | None = None) -> Settings:
+    """The validated settings (from the process environment unless `environ` is given);
+    SettingsError lists every problem found. See `resolve_settings`."""
+    return resolve_settings(environ, env_file, templates_dir, host).settings
+
+
+def resolve_settings(environ: Mapping[str, str] | None = None, env_file: Path | None = None,
+                     templates_dir: Path | None = None, host: Host | None = None) -> Resolved:
+    """The edge of the resolver: read the environment, the env file and the host (unless given), then resolve."""
+    from entrypoint import default_layers, resolver
+    from entrypoint.env_file import read_env_file
+
+    return resolver.resolve(os.environ if environ is None else environ,
+                            read_env_file(env_file), host or resolver.read_host(),
+                            templates_dir or default_layers.TEMPLATES_DIR)

@@ -36,6 +36,7 @@ from filelock import FileLock, Timeout
 
 from entrypoint.errors import SettingsError, UserError
 from entrypoint.settings import Settings
+from entrypoint.value_grammar import inside, mask_url
 
 log = logging.getLogger("entrypoint.weights")
 MARKER = ".bundle-complete.json"
@@ -58,9 +59,13 @@ class HubUnreachable(UserError):
 
 
 def cache_folder(settings: Settings) -> Path:
-    """Where MODEL_ID at MODEL_REVISION lives inside MODEL_CACHE_DIR."""
-    owner, name = settings.model_id.split("/", 1)
-    return settings.model_cache_dir / "models" / owner / name / settings.model_revision
+    """Where MODEL_ID at MODEL_REVISION lives inside MODEL_CACHE_DIR, checked to lie inside before anything is
+    created there (a folder symlinked out of the cache since the settings were read counts too)."""
+    folder = settings.hub_cache_folder
+    if not inside(folder, settings.model_cache_dir):
+        raise SettingsError([f"MODEL_REVISION={settings.model_revision!r}: its cache folder {folder} lies outside "
+                             "MODEL_CACHE_DIR; allowed: a branch, tag or commit name"])
+    return folder
 
 
 def local_model_path(settings: Settings) -> Path:
@@ -125,7 +130,7 @@ def write_marker(folder: Path, settings: Settings, files: list[RemoteFile]) -> N
 def describe(settings: Settings) -> str:
     """MODEL_ID, revision, endpoint and cache, for error lines."""
     return (f"MODEL_ID={settings.model_id} MODEL_REVISION={settings.model_revision} "
-            f"MODELSCOPE_ENDPOINT={settings.modelscope_endpoint or '(client default)'} "
+            f"MODELSCOPE_ENDPOINT={mask_url(settings.modelscope_endpoint) or '(client default)'} "
             f"MODEL_CACHE_DIR={settings.model_cache_dir}")
 
 
@@ -258,15 +263,15 @@ def list_remote(settings: Settings) -> list[RemoteFile]:
             given = "the token given was refused" if settings.modelscope_token else "no token given"
             raise SettingsError([f"{where}: the hub refused access ({given}); allowed: for a private model, "
                                  "MODELSCOPE_TOKEN or MODELSCOPE_TOKEN_FILE with a token that may read it"]) from None
-        endpoint = f"MODELSCOPE_ENDPOINT={settings.modelscope_endpoint or '(client default)'}"
+        endpoint = f"MODELSCOPE_ENDPOINT={mask_url(settings.modelscope_endpoint) or '(client default)'}"
         if _is_unreachable(exc):
             raise HubUnreachable(f"model hub unreachable at {endpoint} for {where}: {headline(exc)}") from None
         raise UserError(f"listing {where} at {endpoint} failed: {headline(exc)}") from None
     files = [RemoteFile(i.path, int(i.size or 0), i.sha256) for i in infos if getattr(i, "type", "blob") != "tree"]
     unsafe = [f.path for f in files if not safe_relative(f.path)]
     if unsafe:
-        raise UserError(f"refusing {where} from {settings.modelscope_endpoint or 'the hub'}: it lists file names "
-                        f"outside the model folder {unsafe[:5]}")
+        hub = mask_url(settings.modelscope_endpoint) or "the hub"
+        raise UserError(f"refusing {where} from {hub}: it lists file names outside the model folder {unsafe[:5]}")
     return files
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from entrypoint.settings_table import BEGIN, END, configmap_env, env_example, markdown_table
+from entrypoint.settings_docs import BEGIN, END, configmap_env, env_example, markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -20,9 +20,6 @@ import numpy as np
 
 # Bytes per element of the dtypes vLLM serves.
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
-# safetensors' dtype names -> bytes per element (for the embedding row and sanity checks).
-SAFETENSORS_BYTES = {"F64": 8, "F32": 4, "BF16": 2, "F16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
-                     "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
 
 # Published HBM bandwidth (GB/s) by device name prefix, longest prefix wins. The Ascend
 # 910B figure is the vendor's headline number for the 910B family (~1.6 TB/s); binned

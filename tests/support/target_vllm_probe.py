@@ -26,6 +26,7 @@ OTHER_OWNERS = {
     "PYTORCH_NPU_ALLOC_CONF": "torch_npu's caching allocator (Ascend Extension for PyTorch docs)",
     "TASK_QUEUE_ENABLE": "torch_npu's task queue (Ascend Extension for PyTorch docs)",
     "HCCL_BUFFSIZE": "HCCL, CANN's collective library (CANN environment variable reference)",
+    "HCCL_OP_EXPANSION_MODE": "HCCL, CANN's collective library (CANN environment variable reference)",
     "ASCEND_LOG_PATH": "the deployment guide's plog folder (its note 2)",
     "OMP_PROC_BIND": "OpenMP 5.x specification",
     "OMP_NUM_THREADS": "OpenMP 5.x specification",

@@ -1,6 +1,7 @@
-"""Unit tests see one recorded machine, not this one: the CPU profile's choices depend on
-the host, and goldens must not. The default is the issue-8 machine kind (AVX2-only AMD
-EPYC, 2 cores, 24 GiB); tests of other machines pin another sample with `pin_host`."""
+"""Unit tests see one recorded machine, not this one: the CPU profile's choices and
+PLATFORM=auto depend on the host, and goldens must not. The default is the issue-8 machine
+kind (AVX2-only AMD EPYC, 2 cores, 24 GiB, no accelerator); tests of other machines pin
+another sample with `pin_host`. Tests of the resolver itself pass a `Host` directly."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from entrypoint import cpu_features
+from entrypoint import resolver
 from entrypoint.cpu_features import HostFacts, parse_cpuinfo, parse_meminfo
 
 SAMPLES = Path(__file__).parent / "cpuinfo"
@@ -24,10 +25,10 @@ def sample_host(cpu: str = "avx2-amd-epyc", memory: str = "meminfo-24g", usable:
 
 @pytest.fixture(autouse=True)
 def pin_host(monkeypatch) -> Callable[..., HostFacts]:
-    """Pin read_host to a recorded sample (the AVX2 one unless called with another)."""
+    """Pin the resolver's edge to a recorded sample (the AVX2 one unless called with another)."""
     def pin(cpu: str = "avx2-amd-epyc", memory: str = "meminfo-24g", usable: int | None = None) -> HostFacts:
         host = sample_host(cpu, memory, usable)
-        monkeypatch.setattr(cpu_features, "read_host", lambda: host)
+        monkeypatch.setattr(resolver, "read_host", lambda: resolver.Host(platform="cpu", cpu=host))
         return host
 
     pin()

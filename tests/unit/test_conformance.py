@@ -21,9 +21,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from entrypoint.default_layers import TEMPLATES_DIR, profile_names, variant_names
 from entrypoint.errors import SettingsError
 from entrypoint.images import SUPPORTED_IMAGES
-from entrypoint.layers import TEMPLATES_DIR, profile_names, variant_names
 from entrypoint.render import render_command
 from entrypoint.settings import load_settings
 
@@ -34,15 +34,16 @@ ACCELERATORS = ("npu", "cuda")
 MODEL_PATH = "/models/weights/gemma-3-270m-it"
 
 
-def named_renders() -> dict[str, dict[str, object]]:
-    """Default, every variant and every profile, on each accelerator."""
+def named_renders(image: str) -> dict[str, dict[str, object]]:
+    """Default, every variant and every profile, on each accelerator, for one image version."""
     cases: dict[str, dict[str, str]] = {}
     for platform in ACCELERATORS:
-        cases[platform] = {"PLATFORM": platform}
+        base = {"PLATFORM": platform, "IMAGE_VERSION": image}
+        cases[platform] = base
         for variant in variant_names(TEMPLATES_DIR, platform):
-            cases[f"{platform}/{variant}"] = {"PLATFORM": platform, "PLATFORM_VARIANT": variant}
+            cases[f"{platform}/{variant}"] = {**base, "PLATFORM_VARIANT": variant}
         for profile in profile_names(TEMPLATES_DIR):
-            cases[f"{platform}+{profile}"] = {"PLATFORM": platform, "MODEL_PROFILE": profile}
+            cases[f"{platform}+{profile}"] = {**base, "MODEL_PROFILE": profile}
     return {name: render(environ) for name, environ in cases.items()}
 
 
@@ -73,14 +74,15 @@ USER_SETTINGS = st.fixed_dictionaries({}, optional={
 })
 
 
-def generated_renders(count: int) -> dict[str, dict[str, object]]:
+def generated_renders(image: str, count: int) -> dict[str, dict[str, object]]:
     """`count` renders of settings hypothesis draws; values the settings refuse are skipped."""
     renders: dict[str, dict[str, object]] = {}
 
-    @settings(max_examples=count, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=count, database=None, derandomize=True, deadline=None,
+              suppress_health_check=list(HealthCheck))
     @given(platform=st.sampled_from(ACCELERATORS), user=USER_SETTINGS)
     def collect(platform: str, user: dict[str, str]) -> None:
-        environ = {"PLATFORM": platform, **user}
+        environ = {"PLATFORM": platform, "IMAGE_VERSION": image, **user}
         with contextlib.suppress(SettingsError):
             renders[f"generated {json.dumps(environ, sort_keys=True)}"] = render(environ)
 
@@ -109,23 +111,22 @@ def parse_with_target(vllm_version: str, renders: dict[str, dict[str, object]]) 
     return json.loads(result.stdout)
 
 
-@pytest.fixture(scope="module")
-def renders() -> dict[str, dict[str, object]]:
-    return {**named_renders(), **generated_renders(40)}
+def renders_for(image: str) -> dict[str, dict[str, object]]:
+    return {**named_renders(image), **generated_renders(image, 40)}
 
 
 @pytest.mark.parametrize("image", sorted(SUPPORTED_IMAGES))
-def test_every_render_parses_with_the_images_vllm(image, renders):
+def test_every_render_parses_with_the_images_vllm(image):
     vllm_version = SUPPORTED_IMAGES[image].vllm
-    answer = parse_with_target(vllm_version, renders)
+    answer = parse_with_target(vllm_version, renders_for(image))
     assert answer["version"] == vllm_version
     problems = [f"vLLM {vllm_version} ({image}): {f['what']}: {f['message']}  [render: {f['render']}]"
                 for f in answer["failures"]]
     assert not problems, "\n".join(problems)
 
 
-def test_renders_cover_every_variant_and_profile(renders):
-    names = set(renders)
+def test_renders_cover_every_variant_and_profile():
+    names = set(renders_for(next(iter(SUPPORTED_IMAGES))))
     for platform in ACCELERATORS:
         assert {f"{platform}/{v}" for v in variant_names(TEMPLATES_DIR, platform)} <= names
         assert {f"{platform}+{p}" for p in profile_names(TEMPLATES_DIR)} <= names

@@ -12,8 +12,8 @@ import pytest
 
 from entrypoint.cpu_features import GIB, parse_cgroup_limit, parse_cpuinfo, parse_meminfo, read_host
 from entrypoint.cpu_tuning import choose, cpu_list, explain
+from entrypoint.default_layers import TEMPLATES_DIR, variant_names
 from entrypoint.errors import SettingsError
-from entrypoint.layers import TEMPLATES_DIR, variant_names
 from entrypoint.render import render_command
 from entrypoint.settings import load_settings
 from tests.unit.conftest import SAMPLES, sample_host

@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from entrypoint.settings_table import BEGIN, END, markdown_table
+from entrypoint.settings_docs import BEGIN, END, markdown_table
 
 README = Path(__file__).parents[2] / "README.md"
 
@@ -21,7 +21,7 @@ def test_readme_shows_the_two_commands_first():
 
 
 def test_env_example_lists_every_setting():
-    from entrypoint.settings_table import env_example
+    from entrypoint.settings_docs import env_example
 
     path = README.parent / "compose" / ".env.example"
     assert path.read_text() == env_example(), "regenerate: python -m entrypoint settings --env-example"
@@ -37,14 +37,14 @@ def env_entries(text: str) -> dict[str, tuple[str, bool]]:
 
 
 def test_configmap_env_is_generated():
-    from entrypoint.settings_table import configmap_env
+    from entrypoint.settings_docs import configmap_env
 
     assert CONFIGMAP_ENV.read_text() == configmap_env(), "regenerate: python -m entrypoint settings --configmap-env"
 
 
 def test_configmap_env_agrees_with_env_example():
     from entrypoint.settings import SECRET_FIELDS
-    from entrypoint.settings_table import MANIFEST_FIXED, layered_settings
+    from entrypoint.settings_docs import MANIFEST_FIXED
 
     example = env_entries((README.parent / "compose" / ".env.example").read_text())
     configmap = env_entries(CONFIGMAP_ENV.read_text())
@@ -52,7 +52,5 @@ def test_configmap_env_agrees_with_env_example():
     assert set(configmap) == set(example) - set(MANIFEST_FIXED) - SECRET_FIELDS
     assert {name: value for name, (value, _) in configmap.items()} == \
         {name: value for name, (value, _) in example.items() if name in configmap}
-    active = {name for name, (_, on) in configmap.items() if on}
-    # A ConfigMap value beats the platform and profile layers: those stay commented out.
-    assert not active & layered_settings()
-    assert {"PLATFORM", "MODEL_ID", "STOP_GRACE_PERIOD"} <= active
+    # A ConfigMap value beats the platform, variant and profile layers: every default stays commented out.
+    assert not {name for name, (_, on) in configmap.items() if on}

@@ -4,6 +4,7 @@ the Kubernetes schemas in strict mode, linted, and checked for what the bundle r
 from __future__ import annotations
 
 import functools
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from entrypoint.default_layers import TEMPLATES_DIR
+from entrypoint.render import render_command
 from entrypoint.settings import load_settings
 from entrypoint.state import DEFAULT_STATE_DIR
 from tests.unit.test_generated_docs import CONFIGMAP_ENV, env_entries
@@ -125,7 +128,8 @@ def test_one_replica_recreated_behind_a_cluster_ip_service(overlay):
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_stopping_outlasts_the_supervisors_grace_period(overlay):
-    grace = float(one(overlay, "ConfigMap")["data"]["STOP_GRACE_PERIOD"])
+    grace = load_settings({**one(overlay, "ConfigMap")["data"], **fixed_env(containers(overlay)["serve"])}) \
+        .stop_grace_period
     pre_stop = containers(overlay)["serve"]["lifecycle"]["preStop"]["exec"]["command"]
     assert pre_stop[0] == "sleep"
     assert pod(overlay)["terminationGracePeriodSeconds"] > float(pre_stop[1]) + grace
@@ -198,3 +202,26 @@ def test_secrets_come_from_a_secret_as_files_never_as_values():
         assert mount == {"name": "secrets", "mountPath": "/run/secrets/ascend-serve", "readOnly": True}
     settings = one(example, "ConfigMap")["data"]
     assert "API_KEY" not in settings and "MODELSCOPE_TOKEN" not in settings
+
+
+def test_the_configmap_leaves_variants_and_profiles_working(tmp_path):
+    # The pod's environment as envFrom gives it: the generated settings.env's active lines,
+    # the overlay's PLATFORM, the container's own env; then a variant and a profile on top.
+    active = {name: value for name, (value, on) in env_entries(CONFIGMAP_ENV.read_text()).items() if on}
+    pod_env = {**active, "PLATFORM": "npu", **fixed_env(containers("npu")["serve"])}
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES_DIR, templates)
+    (templates / "models" / "long-context.yaml").write_text("settings:\n  MAX_MODEL_LEN: 8192\n"
+                                                            "platforms:\n  npu:\n    SEED: 7\n")
+
+    def argv(**extra: str) -> list[str]:
+        settings = load_settings({**pod_env, **extra}, templates_dir=templates)
+        return render_command(settings, "/models/m", templates_dir=templates).argv
+
+    seed = argv()
+    busy = argv(PLATFORM_VARIANT="high-concurrency")
+    assert busy != seed and "--max-num-seqs" in busy
+    assert busy[busy.index("--max-num-seqs") + 1] != seed[seed.index("--max-num-seqs") + 1]
+    profiled = argv(MODEL_PROFILE="long-context")
+    assert profiled[profiled.index("--max-model-len") + 1] == "8192"
+    assert profiled[profiled.index("--seed") + 1] == "7"

@@ -90,3 +90,24 @@ def test_caches_live_on_the_model_cache_volume():
 def test_json_format_is_argv_and_env():
     command = render_command(load_settings({"PLATFORM": "npu"}), "/m")
     assert json.loads(command.to_json()) == {"argv": command.argv, "env": command.env}
+
+
+def test_image_version_golden():
+    """The current stable image: the seed's command plus that image's layer (templates/images.yaml)."""
+    environ = {"PLATFORM": "npu", "IMAGE_VERSION": "v0.23.0", "MODEL_CACHE_DIR": "/models"}
+    command = render_command(load_settings(environ), "/models/m")
+    assert {"argv": command.argv, "env": command.env} == json.loads((GOLDEN / "npu-v0.23.0.json").read_text())
+
+
+def test_seed_image_is_the_default_and_adds_nothing():
+    default = render_command(load_settings({"PLATFORM": "npu"}), SEED_MODEL_PATH)
+    pinned = render_command(load_settings({"PLATFORM": "npu", "IMAGE_VERSION": "v0.18.0rc1"}), SEED_MODEL_PATH)
+    assert default == pinned
+
+
+def test_unknown_image_version_is_one_line():
+    from entrypoint.errors import SettingsError
+
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"PLATFORM": "npu", "IMAGE_VERSION": "v0.1"})
+    assert caught.value.message.count("\n") == 0 and "IMAGE_VERSION='v0.1'" in caught.value.message

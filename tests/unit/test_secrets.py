@@ -19,7 +19,7 @@ from entrypoint.http import bearer
 from entrypoint.readiness import probe
 from entrypoint.render import render_command
 from entrypoint.settings import SECRET_FIELDS, Settings, error_line, load_settings
-from entrypoint.settings_table import configmap_env, env_example
+from entrypoint.settings_docs import configmap_env, env_example
 from entrypoint.smoke import run_smoke
 
 ROOT = Path(__file__).parents[2]
@@ -87,7 +87,7 @@ def test_a_bad_file_names_variable_and_path_never_the_content(tmp_path, content,
 
 def test_a_folder_is_not_a_secret_file(tmp_path):
     (line,) = errors_for({**CPU, "MODELSCOPE_TOKEN_FILE": str(tmp_path)})
-    assert line.startswith(f"MODELSCOPE_TOKEN_FILE='{tmp_path}': cannot read it")
+    assert line.startswith(f"MODELSCOPE_TOKEN_FILE='{tmp_path}': not a regular file")
 
 
 def test_a_huge_file_is_refused_without_reading_it_all(tmp_path):
@@ -174,8 +174,8 @@ def test_cli_missing_file_exits_2_naming_variable_and_path(tmp_path):
     done = cli(tmp_path, "settings", **CPU, MODELSCOPE_TOKEN_FILE="/run/secrets/nope")
     assert done.returncode == 2
     assert done.stderr.strip() == ("error: MODELSCOPE_TOKEN_FILE='/run/secrets/nope': cannot read it (No such file "
-                                   "or directory); allowed: a readable file holding the value (one trailing newline "
-                                   "is ignored)")
+                                   "or directory); allowed: a readable regular file holding the value (one trailing "
+                                   "newline is ignored)")
 
 
 # --- a server that wants a key (vLLM's rule: /v1 guarded, /health open) ----------------
