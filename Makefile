@@ -12,13 +12,17 @@ ENGINE ?= auto
 TESTBED ?= 0
 # Compose project name: containers, network and cache volume are named after it.
 PROJECT ?= ascend-serve
-BUNDLE_CACHE ?= $(HOME)/.cache/ascend-serve-bundle
+# The cross-run cache and the native server's state folder: defined in scripts/paths.sh.
+BUNDLE_CACHE := $(shell . scripts/paths.sh && echo "$$BUNDLE_CACHE")
+NATIVE_STATE_DIR := $(shell . scripts/paths.sh && echo "$$NATIVE_STATE_DIR")
 ENV_FILE ?= $(wildcard .env)
 RENDER_FORMAT ?= shell
 PYTEST_ARGS ?=
 # Extra options for `make bench` / `make eval`, e.g. BENCH_ARGS="--preset quick" EVAL_ARGS="--quick".
 BENCH_ARGS ?=
 EVAL_ARGS ?=
+# Where `make bench` / `make eval` write their run folders.
+RESULTS_DIR ?= perf_results
 # Host files holding the API key / ModelScope token: passed as Compose secrets (Docker) or
 # as API_KEY_FILE / MODELSCOPE_TOKEN_FILE (native). Empty: no key, public model.
 API_KEY_FILE ?=
@@ -33,15 +37,16 @@ export PYTHONPATH := $(CURDIR)
 # PLATFORM=auto resolved here the way the entrypoint does it (standard library only).
 RESOLVED_PLATFORM = $(if $(filter auto,$(PLATFORM)),$(shell python3 -c 'from entrypoint.platform_detect import detect_platform; print(detect_platform())'),$(PLATFORM))
 RESOLVED_ENGINE = $(if $(filter auto,$(ENGINE)),$(shell docker info >/dev/null 2>&1 && echo docker || echo native),$(ENGINE))
-FIXTURE_WEIGHTS = $(shell $(PY) scripts/build_fixture_model.py --cache-dir $(BUNDLE_CACHE)/models --print-path 2>/dev/null)
-COMPOSE = FIXTURE_WEIGHTS=$(FIXTURE_WEIGHTS) HOST_PORT=$(PORT) HOST_UID=$$(id -u) HOST_GID=$$(id -g) \
+FIXTURE_WEIGHTS = $(shell $(PY) scripts/testbed/build_fixture_model.py --print-path 2>/dev/null)
+COMPOSE = FIXTURE_WEIGHTS=$(FIXTURE_WEIGHTS) RESULTS_DIR=$(abspath $(RESULTS_DIR)) HOST_PORT=$(PORT) HOST_UID=$$(id -u) HOST_GID=$$(id -g) \
 	docker compose -p $(PROJECT) -f compose/compose.yaml -f compose/$(RESOLVED_PLATFORM).yaml \
 	$(if $(filter 1,$(TESTBED)),-f compose/testbed.yaml) $(if $(API_KEY_FILE),-f compose/api-key.yaml) \
 	$(if $(MODELSCOPE_TOKEN_FILE),-f compose/modelscope-token.yaml)
 # Native runs read the secrets' files directly (the settings' own *_FILE variables).
 export API_KEY_FILE MODELSCOPE_TOKEN_FILE
 # The weights the native server serves (the fixture when it fell back), for the in-process benches.
-NATIVE_WEIGHTS = $$($(PY) -c 'import json; print(json.load(open(".run/state/state.json"))["model_path"])')
+NATIVE_WEIGHTS = $$($(PY) -c 'import pathlib, entrypoint.state as s; \
+	print(s.StateDir(pathlib.Path("$(NATIVE_STATE_DIR)")).state()["model_path"])')
 
 .PHONY: help ## print the targets
 help:
@@ -53,7 +58,7 @@ venv:
 
 .PHONY: fixture ## build the real Gemma 3 270M test-bed weights (cached under BUNDLE_CACHE)
 fixture: venv
-	@$(PY) scripts/build_fixture_model.py --cache-dir $(BUNDLE_CACHE)/models
+	@$(PY) scripts/testbed/build_fixture_model.py
 
 .PHONY: build ## build the image for PLATFORM (cpu: Debian + vLLM CPU; npu: on the vllm-ascend image)
 build:
@@ -92,27 +97,29 @@ ifeq ($(RESOLVED_ENGINE),docker)
 	$(COMPOSE) run --rm smoke
 else
 	@$(MAKE) --no-print-directory venv
-	@PORT=$(PORT) STATE_DIR=.run/state $(PY) -m entrypoint $(if $(ENV_FILE),--env-file $(ENV_FILE)) smoke
+	@PORT=$(PORT) STATE_DIR=$(NATIVE_STATE_DIR) $(PY) -m entrypoint $(if $(ENV_FILE),--env-file $(ENV_FILE)) smoke
 endif
 
-.PHONY: bench ## the guide's performance tables (throughput, online, latency, sweep) against the server -> perf_results/
+.PHONY: bench ## the guide's performance tables (throughput, online, latency, sweep) against the server -> RESULTS_DIR
 bench:
 ifeq ($(RESOLVED_ENGINE),docker)
-	@mkdir -p perf_results
+	@mkdir -p $(RESULTS_DIR)
 	$(COMPOSE) run --rm bench $(BENCH_ARGS)
 else
 	@$(MAKE) --no-print-directory venv
-	@PORT=$(PORT) STATE_DIR=.run/state $(PY) eval/perf_eval.py --model "$(NATIVE_WEIGHTS)" $(BENCH_ARGS)
+	@PORT=$(PORT) STATE_DIR=$(NATIVE_STATE_DIR) $(PY) eval/perf_eval.py --model "$(NATIVE_WEIGHTS)" \
+		--results-dir $(RESULTS_DIR) $(BENCH_ARGS)
 endif
 
-.PHONY: eval ## the guide's accuracy checks (determinism, tasks, numeric parity) against the server -> perf_results/
+.PHONY: eval ## the guide's accuracy checks (determinism, tasks, numeric parity) against the server -> RESULTS_DIR
 eval:
 ifeq ($(RESOLVED_ENGINE),docker)
-	@mkdir -p perf_results
+	@mkdir -p $(RESULTS_DIR)
 	$(COMPOSE) run --rm eval $(EVAL_ARGS)
 else
 	@$(MAKE) --no-print-directory venv
-	@PORT=$(PORT) STATE_DIR=.run/state $(PY) eval/accuracy_eval.py --model "$(NATIVE_WEIGHTS)" $(EVAL_ARGS)
+	@PORT=$(PORT) STATE_DIR=$(NATIVE_STATE_DIR) $(PY) eval/accuracy_eval.py --model "$(NATIVE_WEIGHTS)" \
+		--results-dir $(RESULTS_DIR) $(EVAL_ARGS)
 endif
 
 .PHONY: render ## print the serve command (try PLATFORM=npu on a machine without an NPU)
@@ -125,20 +132,20 @@ test: test-unit test-integration test-container
 .PHONY: target-vllm ## the vLLM of each supported image, for parsing renders (cached under BUNDLE_CACHE)
 target-vllm: venv
 	@for version in $$($(PY) -c 'from entrypoint.images import SUPPORTED_IMAGES as i; print(*sorted({x.vllm for x in i.values()}))'); do \
-		scripts/target-vllm.sh $$version >/dev/null; done
+		scripts/testbed/target-vllm.sh $$version >/dev/null; done
 
 .PHONY: test-unit ## fast tests: settings, rendering, probes, conformance of every render to the target vLLMs
 test-unit: venv target-vllm
-	@scripts/pytest-layer.sh unit $(PYTEST_ARGS)
+	@scripts/testbed/pytest-layer.sh unit $(PYTEST_ARGS)
 
 .PHONY: test-integration ## real vLLM on the CPU with the fixture model and a loopback hub
 test-integration: venv fixture
-	@scripts/pytest-layer.sh integration $(PYTEST_ARGS)
+	@scripts/testbed/pytest-layer.sh integration $(PYTEST_ARGS)
 
 .PHONY: test-container ## real Docker engine: build the CPU image, make up, compose smoke (starts the engine)
 test-container: venv fixture
-	@eval "$$(scripts/docker-engine.sh start)" && scripts/base-image.sh debian:bookworm-slim \
-		&& scripts/pytest-layer.sh container $(PYTEST_ARGS)
+	@eval "$$(scripts/testbed/docker-engine.sh start)" && scripts/testbed/base-image.sh debian:bookworm-slim \
+		&& scripts/testbed/pytest-layer.sh container $(PYTEST_ARGS)
 
 .PHONY: bench-startup ## time-to-ready of `entrypoint serve` vs plain vLLM, and probe latency
 bench-startup: venv fixture
@@ -146,7 +153,7 @@ bench-startup: venv fixture
 
 .PHONY: bench-image ## image size, build times, container vs native time-to-healthy (starts the engine)
 bench-image: venv fixture
-	@eval "$$(scripts/docker-engine.sh start)" && scripts/base-image.sh debian:bookworm-slim \
+	@eval "$$(scripts/testbed/docker-engine.sh start)" && scripts/testbed/base-image.sh debian:bookworm-slim \
 		&& scripts/cpu-wheels.sh .build/wheels && $(PY) bench/image.py
 
 # Kubernetes: the overlay for PLATFORM; auto means npu, the default platform (the cluster decides, not this machine).
@@ -179,7 +186,7 @@ lint: venv
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/yamllint -s templates compose deploy
 	@$(VENV)/bin/hadolint Dockerfile
-	@shellcheck scripts/*.sh .ci/run
+	@shellcheck -x scripts/*.sh scripts/testbed/*.sh .ci/run
 
 .PHONY: docs ## regenerate the README settings table, compose/.env.example and the Kubernetes settings.env
 docs: venv

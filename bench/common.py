@@ -1,24 +1,27 @@
-"""What every benchmark here shares: the machine's facts, ports, weights and the report files."""
+"""What every benchmark here shares: the machine's facts, ports, weights, servers (started, waited for
+and stopped with the entrypoint's own helpers) and the report files."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
-import signal
 import socket
-import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import requests
-
+from entrypoint.child import ChildProcess
+from entrypoint.errors import UserError
+from entrypoint.readiness import NotReadyYet, ServerExited, poll_until, wait_until_ready
+from entrypoint.settings import Settings
+from entrypoint.state import StateDir
 from verification.runs import machine_facts
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 READY_TIMEOUT = 1800.0  # a cold start on 2 cores takes minutes; this only bounds a hang
+STOP_GRACE_SECONDS = 60.0  # a loaded server drains its engine first; past this its group is killed
 
 
 def free_port() -> int:
@@ -35,51 +38,56 @@ def cpu_facts() -> dict[str, object]:
     return facts
 
 
-def fixture_path() -> str:
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_fixture_model.py")],
-                          check=True, capture_output=True, text=True)
-    return done.stdout.strip().splitlines()[-1]
-
-
-def wait_until(check: Callable[[], bool], alive: Callable[[], bool], what: str, poll: float,
-               timeout: float = READY_TIMEOUT) -> float:
-    """Seconds until check() holds; exits if the server dies first or the timeout passes."""
-    started = time.monotonic()
-    while not check():
+def wait_until(check: Callable[[], bool], alive: Callable[[], bool], what: str, poll: float) -> float:
+    """Seconds until check() holds; exits if the server dies first or READY_TIMEOUT passes."""
+    def attempt() -> None:
         if not alive():
-            raise SystemExit(f"server died before it was ready ({what})")
-        if time.monotonic() - started > timeout:
-            raise SystemExit(f"not ready after {timeout} s ({what})")
-        time.sleep(poll)
-    return time.monotonic() - started
+            raise ServerExited(f"server died before it was ready ({what})")
+        if not check():
+            raise NotReadyYet(what)
 
-
-def start_logged(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    """Start a server in its own session (so `stop` can reach its children), output into `log`."""
-    with log.open("wb") as sink:
-        return subprocess.Popen(argv, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop(process: subprocess.Popen) -> None:
-    """SIGTERM, then SIGKILL to the whole session after a minute."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-def vllm_ready(url: str, name: str) -> bool:
-    """vLLM's /health is 200 and /v1/models lists the served name."""
     try:
-        if requests.get(f"{url}/health", timeout=2).status_code != 200:
-            return False
-        models = requests.get(f"{url}/v1/models", timeout=2).json()
-        return name in [m["id"] for m in models.get("data", [])]
-    except (requests.RequestException, ValueError):
-        return False
+        return poll_until(attempt, time.monotonic() + READY_TIMEOUT, poll)
+    except ServerExited as exc:
+        raise SystemExit(str(exc)) from None
+    except NotReadyYet:
+        raise SystemExit(f"not ready after {READY_TIMEOUT:.0f} s ({what})") from None
+
+
+@contextlib.contextmanager
+def server(argv: list[str], env: dict[str, str], log: Path) -> Iterator[ChildProcess]:
+    """The entrypoint's ChildProcess with its output in `log`, stopped (its whole group) on leaving."""
+    with log.open("w") as sink:
+        child = ChildProcess(argv, env, sink)
+        try:
+            yield child
+        finally:
+            child.stop(STOP_GRACE_SECONDS)
+
+
+def bundle_server(env: dict[str, str], log: Path) -> contextlib.AbstractContextManager[ChildProcess]:
+    """`python -m entrypoint serve` from this checkout with `env` as its whole environment."""
+    return server([sys.executable, "-m", "entrypoint", "serve"], {**env, "PYTHONPATH": pythonpath(env)}, log)
+
+
+def pythonpath(env: dict[str, str]) -> str:
+    """The checkout after whatever PYTHONPATH `env` already has (a network guard goes first)."""
+    return ":".join(filter(None, [env.get("PYTHONPATH"), str(ROOT)]))
+
+
+def wait_vllm(settings: Settings, child: ChildProcess, log: Path, poll: float) -> float:
+    """Seconds until vLLM answers as the supervisor waits for it (entrypoint.readiness)."""
+    try:
+        return wait_until_ready(settings.base_url, settings.served_model_name, time.monotonic() + READY_TIMEOUT,
+                                child.poll, poll=poll)
+    except UserError as exc:
+        raise SystemExit(f"{exc} (see {log})") from None
+
+
+def wait_bundle(state_dir: Path, child: ChildProcess, log: Path, poll: float) -> float:
+    """Seconds until the supervisor leaves its ready marker (what `healthcheck ready` reads)."""
+    state = StateDir(state_dir)
+    return wait_until(lambda: state.ready() is not None, lambda: child.poll() is None, f"see {log}", poll)
 
 
 def write_report(name: str, result: dict, markdown: str, folder: Path = RESULTS) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -23,20 +22,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import (  # noqa: E402
-    cpu_facts,
-    fixture_path,
-    free_port,
-    start_logged,
-    stop,
-    vllm_ready,
-    wait_until,
-    write_report,
-)
+from bench.common import cpu_facts, free_port, server, wait_vllm, write_report  # noqa: E402
 from entrypoint.render import render_command  # noqa: E402
 from entrypoint.settings import inherited_environment, load_settings  # noqa: E402
+from tests.support.testbed import COMPILE_CACHE, fixture_weights  # noqa: E402
 
-BUNDLE_CACHE = Path(os.environ.get("BUNDLE_CACHE", Path.home() / ".cache" / "ascend-serve-bundle"))
 METRICS = ("mean_ttft_ms", "median_ttft_ms", "mean_tpot_ms", "median_tpot_ms", "output_throughput",
            "completed", "duration")
 
@@ -58,21 +48,17 @@ def measure(dtype: str, model_path: str, workdir: Path, c1_prompts: int, c8_prom
     """Start one server with this dtype, time it to ready, run both concurrencies."""
     environ = {"PLATFORM": "cpu", "CPU_TUNING": "off", "DTYPE": dtype, "MODEL_PROFILE": "gemma-3-270m-fixture",
                "MODEL_SOURCE": model_path, "PORT": str(free_port()), "HOST": "127.0.0.1",
-               "COMPILE_CACHE_DIR": str(BUNDLE_CACHE / "vllm-compile"), **extra}
+               "COMPILE_CACHE_DIR": str(COMPILE_CACHE), **extra}
     settings = load_settings(environ)
     command = render_command(settings, model_path)
     log = workdir / f"{dtype}.log"
     started = time.monotonic()
-    process = start_logged(command.argv, {**inherited_environment(), **command.env}, log)
-    try:
-        wait_until(lambda: vllm_ready(settings.base_url, settings.served_model_name),
-                   lambda: process.poll() is None, f"see {log}", poll=1.0)
+    with server(command.argv, {**inherited_environment(), **command.env}, log) as child:
+        wait_vllm(settings, child, log, poll=1.0)
         ready = round(time.monotonic() - started, 1)
         runs = {f"c{c}": bench(settings.base_url, settings.served_model_name, model_path, c, n,
                                workdir / f"{dtype}-c{c}.json")
                 for c, n in ((1, c1_prompts), (8, c8_prompts))}
-    finally:
-        stop(process)
     return {"dtype": dtype, "settings": extra, "ready_seconds": ready, "argv": command.argv[1:],
             "env": command.env, **runs}
 
@@ -108,7 +94,7 @@ def main() -> None:
     args = parser.parse_args()
     import vllm
 
-    model_path = args.model_path or fixture_path()
+    model_path = args.model_path or str(fixture_weights())
     workdir = Path(tempfile.mkdtemp(prefix="cpu-dtype-"))  # kept: the server logs explain a failed run
     print(f"logs in {workdir}", file=sys.stderr)
     extra = dict(item.split("=", 1) for item in args.set)

@@ -1,8 +1,8 @@
 """The CPU image: size, build times (cold, no change, code-only change) and time-to-healthy
 of the container against the native runtime on the same weights and settings.
 
-Needs a Docker engine (`eval "$(scripts/docker-engine.sh start)"`) and the base image
-(`scripts/base-image.sh debian:bookworm-slim`); `make bench-image` does both.
+Needs a Docker engine (`eval "$(scripts/testbed/docker-engine.sh start)"`) and the base image
+(`scripts/testbed/base-image.sh debian:bookworm-slim`); `make bench-image` does both.
 Writes bench/results/image.json and image.md.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -20,7 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import cpu_facts, fixture_path, free_port, wait_until, write_report  # noqa: E402
+from bench.common import bundle_server, cpu_facts, free_port, wait_until, write_report  # noqa: E402
+from tests.support.testbed import fixture_weights  # noqa: E402
 
 IMAGE = "ascend-serve-bundle:cpu"
 TOUCH = ROOT / "entrypoint" / "_bench_code_change.py"
@@ -87,24 +87,20 @@ def native_ready_s(weights: str, cache_dir: Path) -> float:
     """`python -m entrypoint serve` from the project venv until `healthcheck ready` passes."""
     state = Path(tempfile.mkdtemp(prefix="bench-native-"))
     env = {**os.environ, "PLATFORM": "cpu", "HOST": "127.0.0.1", "PORT": str(free_port()), "MODEL_SOURCE": weights,
-           "MODEL_PROFILE": "gemma-3-270m-fixture", "MODEL_CACHE_DIR": str(cache_dir), "STATE_DIR": str(state),
-           "PYTHONPATH": str(ROOT)}
+           "MODEL_PROFILE": "gemma-3-270m-fixture", "MODEL_CACHE_DIR": str(cache_dir), "STATE_DIR": str(state)}
     started = time.monotonic()
-    process = subprocess.Popen([sys.executable, "-m", "entrypoint", "serve"], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        wait_ready([sys.executable, "-m", "healthcheck", "ready", "--state-dir", str(state)],
-                   lambda: process.poll() is None)
-        return time.monotonic() - started
+        with bundle_server(env, state / "serve.log") as server:
+            wait_ready([sys.executable, "-m", "healthcheck", "ready", "--state-dir", str(state)],
+                       lambda: server.poll() is None)
+            return time.monotonic() - started
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=90)
         shutil.rmtree(state, ignore_errors=True)
 
 
 def ready_times(rounds: int) -> dict[str, list[float]]:
     """Both runtimes, each with its own compile cache: the first start is cold, the rest warm."""
-    weights = fixture_path()
+    weights = str(fixture_weights())
     volume = f"bench-image-cache-{os.getpid()}"
     native_cache = Path(tempfile.mkdtemp(prefix="bench-native-cache-"))
     times: dict[str, list[float]] = {"container_s": [], "native_s": []}

@@ -38,16 +38,14 @@ sys.path.insert(0, str(ROOT))
 from bench.common import (  # noqa: E402
     RESULTS,
     cpu_facts,
-    fixture_path,
     free_port,
-    start_logged,
-    stop,
-    vllm_ready,
-    wait_until,
+    server,
+    wait_vllm,
     write_report,
 )
 from entrypoint.render import ServeCommand, render_command  # noqa: E402
 from entrypoint.settings import Settings, inherited_environment, load_settings  # noqa: E402
+from tests.support.testbed import fixture_weights  # noqa: E402
 from verification.perf import Load, bench_env, engine_args, parse_serve, run_bench, serve_command  # noqa: E402
 from verification.roofline import decode_bytes_per_step, measure_copy_bandwidth_gbps, served_dtype  # noqa: E402
 
@@ -85,18 +83,6 @@ def progress(message: str) -> None:
 
 
 # --- measuring ------------------------------------------------------------------------------------
-
-def time_to_ready(argv: list[str], env: dict[str, str], url: str, name: str, log: Path) -> tuple[float, Any]:
-    """Spawn the server and return (seconds to ready, the running process)."""
-    started = time.monotonic()
-    process = start_logged(argv, env, log)
-    try:
-        wait_until(lambda: vllm_ready(url, name), lambda: process.poll() is None, f"see {log}", poll=0.25)
-    except BaseException:
-        stop(process)
-        raise
-    return time.monotonic() - started, process
-
 
 def compile_evidence(log: Path) -> dict[str, Any]:
     """What vLLM's log says about compiling: seconds spent compiling, or that it loaded cached graphs."""
@@ -187,23 +173,21 @@ def measure(name: str, common: dict[str, str], model_path: Path, workdir: Path, 
     env = {**inherited_environment(), **command.env}
     shown = {k: v for k, v in command.env.items() if k.startswith("VLLM_") and k != "VLLM_CACHE_ROOT"}
     url, served = settings.base_url, settings.served_model_name
+    loads_by_start = {"cold": {}, "warm": loads}  # the workloads run on the warm server only
     row: dict[str, Any] = {"name": name, "description": CANDIDATES[name][0], "settings": CANDIDATES[name][1],
                            "dtype": served_dtype(settings.dtype, model_path), "argv": command.argv[1:],
                            "env": shown}
     for start in ("cold", "warm"):
         progress(f"{name}: {start} start")
-        seconds, process = time_to_ready(command.argv, env, url, served, folder / f"{start}.log")
-        row[f"ready_{start}_s"] = round(seconds, 1)
-        progress(f"{name}: {start} ready in {seconds:.1f} s")
-        if start == "warm":
-            try:
-                for key, load in loads.items():
-                    progress(f"{name}: bench serve {key} ({load.num_prompts} prompts)")
-                    row[key] = serve_bench(load, url, served, model_path, folder / f"{key}.json")
-            finally:
-                stop(process)
-        else:
-            stop(process)
+        log, started = folder / f"{start}.log", time.monotonic()
+        with server(command.argv, env, log) as child:
+            wait_vllm(settings, child, log, poll=0.25)
+            seconds = time.monotonic() - started
+            row[f"ready_{start}_s"] = round(seconds, 1)
+            progress(f"{name}: {start} ready in {seconds:.1f} s")
+            for key, load in loads_by_start[start].items():
+                progress(f"{name}: bench serve {key} ({load.num_prompts} prompts)")
+                row[key] = serve_bench(load, url, served, model_path, folder / f"{key}.json")
         row[f"{start}_log"] = compile_evidence(folder / f"{start}.log")
     row["_cache"], row["_env"] = str(folder / "compile-cache"), command.env
     return row
@@ -606,7 +590,7 @@ def save_partial(result: dict[str, Any], workdir: Path) -> None:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import vllm
 
-    model_path = Path(args.model_path or fixture_path())
+    model_path = Path(args.model_path or fixture_weights())
     workdir = Path(tempfile.mkdtemp(prefix="bench-profiles-"))  # kept: the logs explain a failed run
     progress(f"logs in {workdir}")
     started = time.strftime("%Y-%m-%d %H:%M", time.gmtime())

@@ -18,19 +18,22 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import fixture_path, free_port, wait_until, write_report  # noqa: E402
+from bench.common import bundle_server, free_port, wait_bundle, write_report  # noqa: E402
+from entrypoint.child import ChildProcess  # noqa: E402
+from entrypoint.settings import load_settings  # noqa: E402
+from tests.support.testbed import COMPILE_CACHE, fixture_weights  # noqa: E402
 from verification.load import LoadPlan, run_load_with_probes  # noqa: E402
 from verification.runs import machine_facts  # noqa: E402
 
@@ -71,22 +74,21 @@ def junit_rows(reports: list[Path], files: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def start_bundle(workdir: Path, weights: str, port: int, api_key: str, hub_token: str) -> subprocess.Popen:
-    """`entrypoint serve` with the CPU defaults on the fixture weights and both secrets set."""
-    cache = Path(os.environ.get("BUNDLE_CACHE", Path.home() / ".cache" / "ascend-serve-bundle"))
+def start_bundle(workdir: Path, weights: str, port: int, api_key: str, hub_token: str
+                 ) -> AbstractContextManager[ChildProcess]:
+    """`entrypoint serve` with the CPU defaults on the fixture weights and both secrets set, behind the
+    network guard."""
     env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), "PYTHONUNBUFFERED": "1",
-           "PYTHONPATH": f"{NETGUARD}:{ROOT}", **bundle_settings(workdir, weights, port, cache),
+           "PYTHONPATH": str(NETGUARD), **bundle_settings(workdir, weights, port, COMPILE_CACHE),
            "API_KEY": api_key, "MODELSCOPE_TOKEN": hub_token}
-    log = (workdir / "serve.log").open("wb")
-    return subprocess.Popen([sys.executable, "-m", "entrypoint", "serve"], cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    return bundle_server(env, workdir / "serve.log")
 
 
-def bundle_settings(workdir: Path, weights: str, port: int, cache: Path) -> dict[str, str]:
+def bundle_settings(workdir: Path, weights: str, port: int, compile_cache: Path) -> dict[str, str]:
     """The settings of the server under load: the CPU render with the fixture's profile."""
     return {"PLATFORM": "cpu", "HOST": "127.0.0.1", "PORT": str(port), "MODEL_SOURCE": weights,
             "MODEL_PROFILE": "gemma-3-270m-fixture", "MODEL_CACHE_DIR": str(workdir / "cache"),
-            "COMPILE_CACHE_DIR": str(cache / "vllm-compile"), "STATE_DIR": str(workdir / "state")}
+            "COMPILE_CACHE_DIR": str(compile_cache), "STATE_DIR": str(workdir / "state")}
 
 
 def group_cmdlines(pgid: int) -> list[str]:
@@ -119,24 +121,19 @@ def scan_for_secrets(workdir: Path, pgid: int, env: dict[str, str], secrets_: li
 def load_and_scan(args: argparse.Namespace) -> dict[str, Any]:
     """Start the bundle, load it while probing, then scan for its secrets."""
     api_key, hub_token = f"sk-bench-{secrets.token_hex(12)}", f"ms-bench-{secrets.token_hex(12)}"
-    weights, port = args.model_path or fixture_path(), free_port()
+    weights, port = args.model_path or str(fixture_weights()), free_port()
     with tempfile.TemporaryDirectory(prefix="reliability-") as tmp:
         workdir = Path(tmp)
-        server = start_bundle(workdir, weights, port, api_key, hub_token)
-        try:
-            ready_s = wait_until(lambda: (workdir / "state" / "ready").exists(), lambda: server.poll() is None,
-                                 f"see {workdir / 'serve.log'}", poll=1.0)
+        with start_bundle(workdir, weights, port, api_key, hub_token) as server:
+            ready_s = wait_bundle(workdir / "state", server, workdir / "serve.log", poll=1.0)
             plan = LoadPlan(concurrency=args.concurrency, num_prompts=args.prompts, input_len=args.input_len,
                             output_len=args.output_len)
-            load = run_load_with_probes(f"http://127.0.0.1:{port}", "gemma-3-270m-it", weights, workdir / "state",
+            settings = load_settings(bundle_settings(workdir, weights, port, COMPILE_CACHE))
+            load = run_load_with_probes(settings.base_url, settings.served_model_name, weights, workdir / "state",
                                         plan, api_key=api_key)
             env = {**os.environ, "PYTHONPATH": str(ROOT), "API_KEY": api_key, "MODELSCOPE_TOKEN": hub_token,
-                   **bundle_settings(workdir, weights, port, Path(tempfile.gettempdir()))}
+                   **bundle_settings(workdir, weights, port, Path(tmp) / "compile-cache")}
             scan = scan_for_secrets(workdir, server.pid, env, [api_key, hub_token])
-        finally:
-            if server.poll() is None:
-                os.killpg(server.pid, signal.SIGTERM)
-                server.wait(timeout=120)
     return {"ready_s": round(ready_s, 1), "load": load, "secrets": scan}
 
 

@@ -14,8 +14,6 @@ Writes bench/results/startup.json and startup.md. Usage:
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import subprocess
 import sys
@@ -27,22 +25,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import (  # noqa: E402
+    bundle_server,
     cpu_facts,
-    fixture_path,
     free_port,
-    start_logged,
-    stop,
-    vllm_ready,
-    wait_until,
+    server,
+    wait_bundle,
+    wait_vllm,
     write_report,
 )
 from entrypoint.render import render_command  # noqa: E402
 from entrypoint.settings import inherited_environment, load_settings  # noqa: E402
+from entrypoint.state import StateDir  # noqa: E402
+from tests.support.testbed import BUNDLE_CACHE, COMPILE_CACHE, fixture_weights  # noqa: E402
 
-
-def wait_for(check, process: subprocess.Popen, log: Path) -> float:
-    """Seconds until check() holds, polled often: these are the times being compared."""
-    return wait_until(check, lambda: process.poll() is None, f"see {log}", poll=0.1)
+POLL_SECONDS = 0.1  # often: these are the times being compared
 
 
 def plain_vllm(environ: dict[str, str], workdir: Path) -> float:
@@ -50,11 +46,8 @@ def plain_vllm(environ: dict[str, str], workdir: Path) -> float:
     settings = load_settings(environ)
     command = render_command(settings, environ["MODEL_SOURCE"])
     log = workdir / "plain.log"
-    process = start_logged(command.argv, {**inherited_environment(), **command.env}, log)
-    try:
-        return wait_for(lambda: vllm_ready(settings.base_url, settings.served_model_name), process, log)
-    finally:
-        stop(process)
+    with server(command.argv, {**inherited_environment(), **command.env}, log) as child:
+        return wait_vllm(settings, child, log, POLL_SECONDS)
 
 
 def bundle(environ: dict[str, str], workdir: Path, probes: int) -> dict[str, object]:
@@ -62,22 +55,17 @@ def bundle(environ: dict[str, str], workdir: Path, probes: int) -> dict[str, obj
     then time `healthcheck ready` calls against it."""
     state_dir = workdir / "state"
     log = workdir / "bundle.log"
-    env = {**inherited_environment(), **environ, "STATE_DIR": str(state_dir), "PYTHONPATH": str(ROOT)}
+    env = {**inherited_environment(), **environ, "STATE_DIR": str(state_dir)}
     launched = time.time()
-    with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "entrypoint", "serve"], cwd=ROOT, env=env, stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        took = wait_for(lambda: (state_dir / "ready").exists(), process, log)
-        state = json.loads((state_dir / "state.json").read_text())
-        ready = json.loads((state_dir / "ready").read_text())
+    with bundle_server(env, log) as child:
+        took = wait_bundle(state_dir, child, log, POLL_SECONDS)
+        files = StateDir(state_dir)
+        state, ready = files.state() or {}, files.ready() or {}
         return {"bundle_s": round(took, 2),
                 "before_vllm_s": round(state["server_started_at"] - launched, 2),
                 "vllm_start_s": round(ready["server_answered_at"] - state["server_started_at"], 2),
                 "smoke_s": round(ready["at"] - ready["server_answered_at"], 2),
                 "probe_ready_s": [probe_seconds(state_dir) for _ in range(probes)]}
-    finally:
-        stop(process)
 
 
 def probe_seconds(state_dir: Path) -> float:
@@ -93,10 +81,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
-    cache = Path(os.environ.get("BUNDLE_CACHE", Path.home() / ".cache" / "ascend-serve-bundle"))
-    environ = {"PLATFORM": "cpu", "HOST": "127.0.0.1", "MODEL_SOURCE": args.model_path or fixture_path(),
-               "MODEL_CACHE_DIR": str(cache / "bench-model-cache"),
-               "COMPILE_CACHE_DIR": str(cache / "vllm-compile"), **dict(kv.split("=", 1) for kv in args.extra)}
+    environ = {"PLATFORM": "cpu", "HOST": "127.0.0.1", "MODEL_SOURCE": args.model_path or str(fixture_weights()),
+               "MODEL_CACHE_DIR": str(BUNDLE_CACHE / "bench-model-cache"),
+               "COMPILE_CACHE_DIR": str(COMPILE_CACHE), **dict(kv.split("=", 1) for kv in args.extra)}
     rounds = []
     for index in range(args.rounds):
         with tempfile.TemporaryDirectory() as tmp:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Mapping
+from typing import TextIO
 
 log = logging.getLogger("entrypoint.child")
 TAIL_LINES = 200  # enough to reach a worker's error above the engine's own traceback
@@ -20,12 +21,14 @@ TAIL_LINES = 200  # enough to reach a worker's error above the engine's own trac
 class ChildProcess:
     """One supervised server process and its whole process group."""
 
-    def __init__(self, argv: list[str], env: Mapping[str, str]) -> None:
+    def __init__(self, argv: list[str], env: Mapping[str, str], output: TextIO | None = None) -> None:
+        """Start the server; its output goes to `output` (a log file), else to this process's stdout."""
         # A session of its own: the group holds vLLM's engine workers too, so one killpg
         # reaches them all, and a terminal's Ctrl-C reaches only the supervisor.
         self.process = subprocess.Popen(argv, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, start_new_session=True)
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self._output = output
         self._pump = threading.Thread(target=self._pass_output, name="child-output", daemon=True)
         self._pump.start()
 
@@ -39,8 +42,9 @@ class ChildProcess:
         for raw in iter(self.process.stdout.readline, b""):
             line = raw.decode("utf-8", errors="replace")
             self.tail.append(line.rstrip("\n"))
-            sys.stdout.write(line)
-            sys.stdout.flush()
+            sink = self._output or sys.stdout  # looked up per line: pytest swaps sys.stdout
+            sink.write(line)
+            sink.flush()
 
     def poll(self) -> int | None:
         """Exit status, or None while running."""

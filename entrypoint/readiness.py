@@ -46,8 +46,22 @@ def probe(base_url: str, served_name: str, timeout: float, headers: Headers | No
         raise NotReadyYet(f"/v1/models {status}")
 
 
+def poll_until(attempt: Callable[[], None], deadline: float, poll: float = POLL_SECONDS,
+               before_sleep: Callable[[tenacity.RetryCallState], None] | None = None) -> float:
+    """Call `attempt` every `poll` seconds until it stops raising NotReadyYet; the seconds that took.
+
+    The last NotReadyYet escapes once the monotonic deadline passes; any other error at once.
+    """
+    started = time.monotonic()
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(NotReadyYet), wait=tenacity.wait_fixed(poll),
+        stop=tenacity.stop_before_delay(max(0.0, deadline - started)), before_sleep=before_sleep, reraise=True)
+    retrying(attempt)
+    return time.monotonic() - started
+
+
 def wait_until_ready(base_url: str, served_name: str, deadline: float, exited: Callable[[], int | None],
-                     timeout: float = 5.0, headers: Headers | None = None) -> float:
+                     timeout: float = 5.0, headers: Headers | None = None, poll: float = POLL_SECONDS) -> float:
     """Poll until ready; fail at once if the server exits, or when the monotonic deadline passes."""
     started = time.monotonic()
     last_note = [started]
@@ -64,11 +78,7 @@ def wait_until_ready(base_url: str, served_name: str, deadline: float, exited: C
             log.info("waiting for vLLM at %s (%.0f s so far: %s)", base_url, time.monotonic() - started,
                      state.outcome.exception() if state.outcome else "starting")
 
-    retrying = tenacity.Retrying(
-        retry=tenacity.retry_if_exception_type(NotReadyYet), wait=tenacity.wait_fixed(POLL_SECONDS),
-        stop=tenacity.stop_before_delay(max(0.0, deadline - time.monotonic())), before_sleep=note, reraise=True)
     try:
-        retrying(attempt)
+        return poll_until(attempt, deadline, poll, note)
     except NotReadyYet as exc:
         raise UserError(f"vLLM not ready after {time.monotonic() - started:.0f} s (STARTUP_TIMEOUT): {exc}") from None
-    return time.monotonic() - started

@@ -10,7 +10,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 link=${1:-$root/.venv}
 python=${PYTHON:-python3}
-cache=${BUNDLE_CACHE:-$HOME/.cache/ascend-serve-bundle}
+. "$root/scripts/paths.sh"
+cache=$BUNDLE_CACHE
 key=$( (cat "$root"/requirements/*.txt; "$python" -c 'import sys; print(sys.version)') | sha256sum | cut -c1-16)
 venv=$cache/venv-$key
 

@@ -7,8 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-run=.run
-state=$run/state
+. scripts/paths.sh
+run=$NATIVE_RUN
+state=$NATIVE_STATE_DIR
 log=$run/serve.log
 pidfile=$run/serve.pid
 py=.venv/bin/python
@@ -21,7 +22,7 @@ up() {
   if running; then echo "already running (pid $(cat "$pidfile")); make down first"; return 0; fi
   mkdir -p "$run"
   local fallback
-  fallback=$("$py" scripts/build_fixture_model.py --cache-dir "${BUNDLE_CACHE:-$HOME/.cache/ascend-serve-bundle}/models" | tail -n 1)
+  fallback=$("$py" scripts/testbed/build_fixture_model.py | tail -n 1)
   # Check every setting before going to the background, so a mistake is one line here.
   STATE_DIR=$state FALLBACK_MODEL_DIR=$fallback "$py" -m entrypoint "${env_file[@]}" settings >/dev/null
   STATE_DIR=$state FALLBACK_MODEL_DIR=$fallback nohup "$py" -m entrypoint "${env_file[@]}" serve >"$log" 2>&1 &

@@ -1,6 +1,6 @@
 """`python eval/accuracy_eval.py`: the seed's accuracy evaluation against a running server.
 
-Writes perf_results/<run>/accuracy.{json,md}. Exit status: 0 deterministic and float32
+Writes <results dir>/<run>/accuracy.{json,md} (default ./perf_results). Exit status: 0 deterministic and float32
 parity within 1 %, 1 a check failed or the server could not be used, 2 bad options or settings.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from entrypoint.errors import UserError
+from entrypoint.errors import UserError, run_cli
 from entrypoint.settings import Settings, load_settings
 from verification import accuracy, accuracy_report, runs
 from verification.client import ApiClient, client_from_settings
@@ -38,7 +38,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rounds", type=_at_least(2), default=3, help="determinism rounds (default 3)")
     parser.add_argument("--quick", action="store_true", help="one task per category, two parity texts")
     parser.add_argument("--run-name", help="run folder name (default: <UTC time>-<platform>)")
-    parser.add_argument("--results", type=Path, default=runs.DEFAULT_RESULTS, help="results folder")
+    runs.add_results_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the JSON report to stdout")
     args = parser.parse_args(argv)
     try:
@@ -122,10 +122,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if data["passed"] else 1
 
 
-def main(argv: list[str]) -> int:
-    args = parse_args(argv)
-    try:
-        return run(args, load_settings())
-    except UserError as error:
-        print(f"accuracy_eval.py: {error.message}", file=sys.stderr)
-        return error.exit_code
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    return run_cli(lambda: run(args, load_settings()))

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from entrypoint.errors import UserError
+from entrypoint.errors import run_cli
 from entrypoint.settings import Settings, load_settings
 from verification.chat_loop import chat_loop
 from verification.client import Answer, Messages, client_from_settings
@@ -102,14 +102,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Parse, load the settings, run; user errors are one line on stderr."""
-    args = parse_args(argv)
-    try:
-        return run(args, load_settings())
-    except UserError as error:
-        print(f"inference.py: {error.message}", file=sys.stderr)
-        return error.exit_code
-    except KeyboardInterrupt:
-        print(file=sys.stderr)
-        return 130
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    return run_cli(lambda: run(args, load_settings()))

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from entrypoint.errors import UserError
+
 ROOT = Path(__file__).resolve().parents[1]
 VLLM_CLI = [sys.executable, "-m", "verification.vllm_cli"]
 WORKLOADS = ("throughput", "online", "latency", "sweep")
@@ -87,8 +89,8 @@ SEED_FIGURES: dict[str, dict[str, Any]] = {
 }
 
 
-class BenchFailed(RuntimeError):
-    """A `vllm bench` subprocess exited non-zero or wrote no result."""
+class BenchFailed(UserError):
+    """A `vllm bench` subprocess exited non-zero or wrote no result (exit status 1)."""
 
 
 # --- commands -------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """`eval/perf_eval.py`: the seed's performance workloads against the bundle's server, one report per run.
 
-Writes perf_results/<run>/perf.json, perf.md, PNG plots, and vLLM's own result files
+Writes <results dir>/<run>/perf.json (default ./perf_results), perf.md, PNG plots, and vLLM's own result files
 under raw/. Settings come from the environment (or --env-file) exactly as the server's
 do, so the in-process engine runs the server's flags and the report names the weights
 and dtype measured. A user mistake exits 2 with one line; a server that does not answer
@@ -19,12 +19,12 @@ from typing import Any
 import requests
 from rich.console import Console
 
-from entrypoint.errors import SettingsError, UserError
+from entrypoint.errors import SettingsError, UserError, run_cli
 from entrypoint.http import bearer
 from entrypoint.settings import Settings, inherited_environment, load_settings
 from verification import perf, plots, roofline
 from verification.perf_report import perf_markdown
-from verification.runs import DEFAULT_RESULTS, environment, new_run_dir, write_report
+from verification.runs import add_results_argument, environment, new_run_dir, write_report
 
 console = Console(highlight=False)
 SEED_BYTES_DTYPE = "bfloat16"  # the seed serves the bf16 checkpoint with dtype auto
@@ -44,7 +44,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--only", default=",".join(perf.WORKLOADS),
                         help=f"comma-separated workloads (default: all of {','.join(perf.WORKLOADS)})")
     parser.add_argument("--run-name", help="run folder name (default: <UTC time>-<platform>)")
-    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results folder (default: perf_results)")
+    add_results_argument(parser)
     parser.add_argument("--engine-args", default="", help="more engine flags for the in-process benches, "
                         "appended after the server's (shell words; on an accelerator shared with the server the "
                         "bench asks for half the memory the server leaves free, e.g. --gpu-memory-utilization 0.05)")
@@ -232,11 +232,4 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        return evaluate(args)
-    except (UserError, perf.BenchFailed) as exc:
-        for line in str(getattr(exc, "message", exc)).splitlines():
-            print(f"error: {line}", file=sys.stderr)
-        return getattr(exc, "exit_code", 1)
-    except KeyboardInterrupt:
-        return 130
+    return run_cli(lambda: evaluate(args))

@@ -1,7 +1,8 @@
-"""One evaluation run: its folder under perf_results/, the facts it was measured on, its report files."""
+"""One evaluation run: its folder under the results folder, the facts it was measured on, its report files."""
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import json
 import os
@@ -13,15 +14,21 @@ from typing import Any
 
 from entrypoint.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_RESULTS = ROOT / "perf_results"
+DEFAULT_RESULTS = Path("perf_results")  # relative to the working directory, wherever the package is installed
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
 
+def add_results_argument(parser: argparse.ArgumentParser) -> None:
+    """--results-dir: where the run folders go (the older spelling --results still works)."""
+    parser.add_argument("--results-dir", "--results", dest="results", type=Path, default=DEFAULT_RESULTS, metavar="DIR",
+                        help=f"folder for the run folders (default: ./{DEFAULT_RESULTS}, under the working directory)")
+
+
 def new_run_dir(results: Path = DEFAULT_RESULTS, name: str | None = None, platform_name: str = "") -> Path:
-    """A fresh folder for one run: perf_results/<name> or perf_results/<UTC time>-<platform>."""
+    """A fresh folder for one run: <results>/<name> or <results>/<UTC time>-<platform>."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    folder = results / (name or "-".join(part for part in (stamp, platform_name) if part))
+    # Absolute: the benchmarks' subprocesses run elsewhere and are handed paths inside it.
+    folder = results.resolve() / (name or "-".join(part for part in (stamp, platform_name) if part))
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

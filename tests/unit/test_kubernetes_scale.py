@@ -6,20 +6,18 @@ the CRDs against schemas written from their projects' API references (deploy/kub
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import jsonschema
 import kubernetes_validate
 import pytest
 
+from tests.support.testbed import BUNDLE_CACHE
 from tests.unit.test_kubernetes import KUBERNETES_VERSION, ROOT, render
 
 EXAMPLES = ("examples/scale-out-npu", "examples/inference-pool-cpu")
 SCHEMAS = ROOT / "deploy" / "kubernetes" / "schemas"
 CRD_SCHEMAS = {("keda.sh/v1alpha1", "ScaledObject"): "scaledobject-keda-v1alpha1.json",
                ("inference.networking.k8s.io/v1", "InferencePool"): "inferencepool-v1.json"}
-BUNDLE_CACHE = Path(os.environ.get("BUNDLE_CACHE", Path.home() / ".cache" / "ascend-serve-bundle"))
 
 
 def docs(example: str, kind: str, name: str | None = None) -> list[dict]:

@@ -15,7 +15,7 @@ answers chat weakly. It is a fixture for "real model loads and generates"
 tests, not for answer-quality tests.
 
 Usage:
-    python scripts/build_fixture_model.py [--cache-dir DIR] [--print-path]
+    python scripts/testbed/build_fixture_model.py [--cache-dir DIR] [--print-path]
 
 The result is cached at <cache-dir>/fixture-<key>/gemma-3-270m-it, where <key>
 hashes this script and the versions of the packages that shape the output, so
@@ -36,6 +36,9 @@ import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.support.testbed import FIXTURE_MODELS
 
 MODEL_DIR_NAME = "gemma-3-270m-it"
 MARKER_NAME = ".fixture-complete"
@@ -100,14 +103,6 @@ CHAT_TEMPLATE = (
 def log(message: str) -> None:
     """Progress goes to stderr so stdout's last line stays the path."""
     print(f"[build_fixture_model] {message}", file=sys.stderr, flush=True)
-
-
-def default_cache_dir() -> Path:
-    """$BUNDLE_CACHE/models, else a per-user cache folder."""
-    bundle_cache = os.environ.get("BUNDLE_CACHE")
-    if bundle_cache:
-        return Path(bundle_cache) / "models"
-    return Path.home() / ".cache" / "ascend-serve-bundle" / "models"
 
 
 def package_version(name: str) -> str:
@@ -306,9 +301,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--cache-dir",
         type=Path,
-        default=default_cache_dir(),
-        help="where fixtures are cached (default: $BUNDLE_CACHE/models or "
-        "~/.cache/ascend-serve-bundle/models)",
+        default=FIXTURE_MODELS,
+        help=f"where fixtures are cached (default: $BUNDLE_CACHE/models, here {FIXTURE_MODELS})",
     )
     parser.add_argument(
         "--print-path",

@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # A Debian base image without a registry: debootstrap a minbase rootfs from this
 # machine's apt mirror and `docker import` it under the name the Dockerfile expects.
-#   scripts/base-image.sh debian:bookworm-slim
+#   scripts/testbed/base-image.sh debian:bookworm-slim
 # Skips an image that already exists (a pulled one too); rebuilds one this script made
 # from other inputs. The rootfs tarball is cached under $BUNDLE_CACHE/base-images, keyed
 # by its inputs, so a wiped docker data-root costs only the import.
 # Overrides: DEBIAN_MIRROR, DEBIAN_SECURITY_MIRROR (empty: none), DEBIAN_SUITE (bookworm).
-# Needs an engine: run `eval "$(scripts/docker-engine.sh start)"` first (done here if unset).
+# Needs an engine: run `eval "$(scripts/testbed/docker-engine.sh start)"` first (done here if unset).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
 variant=minbase
 suite=${DEBIAN_SUITE:-bookworm}
-cache=${BUNDLE_CACHE:-$HOME/.cache/ascend-serve-bundle}/base-images
+# shellcheck source=scripts/paths.sh
+. "$here/../paths.sh"
+cache=$BUNDLE_CACHE/base-images
 label=ascend-serve-bundle.base-key
 ca_bundle=/etc/ssl/certs/ca-certificates.crt
 
@@ -66,7 +68,7 @@ ensure_engine() {
   timeout 10 docker info >/dev/null 2>&1 && return 0
   eval "$("$here/docker-engine.sh" env)"
   timeout 10 docker info >/dev/null 2>&1 ||
-    die "no Docker engine answers (DOCKER_HOST=${DOCKER_HOST:-}); run: eval \"\$(scripts/docker-engine.sh start)\""
+    die "no Docker engine answers (DOCKER_HOST=${DOCKER_HOST:-}); run: eval \"\$(scripts/testbed/docker-engine.sh start)\""
 }
 
 # apt sources inside the image: the same mirrors as this machine, in the layout of

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # A Docker engine for machines that have none running (CI, this workplace): Debian's
 # dockerd with its data-root in the bundle cache, so built images survive between runs.
-#   eval "$(scripts/docker-engine.sh start)"   # install what is missing, start, export DOCKER_HOST
-#   scripts/docker-engine.sh env               # print the export line only
-#   scripts/docker-engine.sh stop              # stop the engine that `start` started
+#   eval "$(scripts/testbed/docker-engine.sh start)"   # install what is missing, start, export DOCKER_HOST
+#   scripts/testbed/docker-engine.sh env               # print the export line only
+#   scripts/testbed/docker-engine.sh stop              # stop the engine that `start` started
 # An engine that already answers at $DOCKER_HOST or the default socket is used as is.
 # DOCKER_ENGINE_NETWORK=host skips the default bridge (dockerd --iptables=false
 # --bridge=none; containers then need --network host). Progress goes to stderr; stdout
@@ -16,7 +16,9 @@ compose_sdist_sha256=d42aa5ffe26ff876347b62172da739064454ad59ad5dd44de933ec9594e
 start_timeout=60
 stop_timeout=45
 
-cache=${BUNDLE_CACHE:-$HOME/.cache/ascend-serve-bundle}
+# shellcheck source=scripts/paths.sh
+. "$(dirname "$0")/../paths.sh"
+cache=$BUNDLE_CACHE
 dir=$cache/docker
 sock=$dir/docker.sock
 pidfile=$dir/dockerd.pid

@@ -7,11 +7,13 @@
 # version, unpacked as source only (its envs.py and config keys; torch_npu is not there).
 #
 # Cached under BUNDLE_CACHE, keyed by the version: a later run reuses it.
-# Usage: scripts/target-vllm.sh VERSION   -> prints the overlay folder
+# Usage: scripts/testbed/target-vllm.sh VERSION   -> prints the overlay folder
 set -euo pipefail
 
 version=$1
-cache=${BUNDLE_CACHE:-$HOME/.cache/ascend-serve-bundle}
+# shellcheck source=scripts/paths.sh
+. "$(dirname "$0")/../paths.sh"
+cache=$BUNDLE_CACHE
 dir=$cache/target-vllm-$version
 mkdir -p "$cache"
 exec 9>"$cache/.target-vllm-$version.lock"
