@@ -2,7 +2,7 @@
 
     python bench/ci_time.py [.run/junit] [--top 10]
 
-Reads <folder>/<layer>.xml as scripts/pytest-layer.sh leaves them. The figures behind
+Reads <folder>/<layer>.xml as scripts/testbed/pytest-layer.sh leaves them. The figures behind
 bench/results/ci-time.md; `.ci/run` prints each step's wall time itself.
 """
 
