@@ -29,7 +29,7 @@ RUN --mount=type=secret,id=cacert \
     if [ -s /run/secrets/cacert ]; then export PIP_CERT=/run/secrets/cacert; fi \
     && python3 -m pip install --no-cache-dir -r /tmp/bundle.txt \
     && rm /tmp/bundle.txt \
-    && python3 -c "import jinja2, pydantic, tenacity, modelscope"
+    && python3 -c "import jinja2, pydantic, tenacity, modelscope, prometheus_client"
 WORKDIR /opt/bundle
 COPY entrypoint ./entrypoint
 COPY healthcheck ./healthcheck
@@ -38,11 +38,14 @@ COPY templates ./templates
 COPY verification ./verification
 COPY eval ./eval
 COPY inference.py ./
+# The bundle's metrics report it (ascend_serve_build_info's image_version).
+RUN printf '%s\n' "${VERSION}" > VERSION
 # Runs as root: the Ascend device nodes (/dev/davinci*) and driver mounts are owned by
 # root or HwHiAiUser on the host, and vllm-ascend's own image runs as root.
 ENV PYTHONPATH=/opt/bundle PYTHONUNBUFFERED=1 MODEL_CACHE_DIR=/models MODELSCOPE_CACHE=/models/modelscope
 VOLUME ["/models"]
-EXPOSE 8000
+# 8000: vLLM's API and /metrics; 9464: the supervisor's own metrics (METRICS_PORT).
+EXPOSE 8000 9464
 # The start period covers a first download and graph warm-up; failures in it don't count.
 HEALTHCHECK --interval=10s --timeout=10s --start-period=1800s --retries=3 \
     CMD ["python3", "-m", "healthcheck", "ready"]
@@ -81,7 +84,7 @@ RUN --mount=type=secret,id=cacert \
     && python3 -m venv /opt/venv \
     && pip install --no-deps --find-links /wheels -r /tmp/lock-runtime.txt \
     && rm /tmp/lock-runtime.txt \
-    && python -c "import vllm, modelscope, jinja2, pydantic, tenacity"
+    && python -c "import vllm, modelscope, jinja2, pydantic, tenacity, prometheus_client"
 # A fixed non-root user; the cache volume is created owned by it, so a named volume
 # starts writable for it.
 RUN useradd --uid 1000 --create-home --shell /usr/sbin/nologin serve \
@@ -95,11 +98,14 @@ COPY templates ./templates
 COPY verification ./verification
 COPY eval ./eval
 COPY inference.py ./
+# The bundle's metrics report it (ascend_serve_build_info's image_version).
+RUN printf '%s\n' "${VERSION}" > VERSION
 ENV PYTHONPATH=/opt/bundle PYTHONUNBUFFERED=1 MODEL_CACHE_DIR=/models MODELSCOPE_CACHE=/models/modelscope \
     PLATFORM=cpu
 USER 1000:1000
 VOLUME ["/models"]
-EXPOSE 8000
+# 8000: vLLM's API and /metrics; 9464: the supervisor's own metrics (METRICS_PORT).
+EXPOSE 8000 9464
 HEALTHCHECK --interval=10s --timeout=10s --start-period=1800s --retries=3 \
     CMD ["python", "-m", "healthcheck", "ready"]
 STOPSIGNAL SIGTERM

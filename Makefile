@@ -6,6 +6,8 @@ SHELL := /bin/bash
 
 PLATFORM ?= auto
 PORT ?= 8000
+# Host port of Prometheus started by `make monitor`.
+PROMETHEUS_PORT ?= 9090
 # docker: Compose with the platform override; native: the project venv; auto: docker when an engine answers.
 ENGINE ?= auto
 # 1: serve the test bed's fixture weights through a hub container instead of ModelScope (Docker only).
@@ -29,7 +31,7 @@ API_KEY_FILE ?=
 MODELSCOPE_TOKEN_FILE ?=
 VENV := .venv
 PY := $(VENV)/bin/python
-export BUNDLE_CACHE
+export BUNDLE_CACHE PROMETHEUS_PORT
 # Compose builds with its own BuildKit client; Bake needs buildx, which may be absent.
 export COMPOSE_BAKE := false
 export PYTHONPATH := $(CURDIR)
@@ -89,6 +91,16 @@ ifeq ($(RESOLVED_ENGINE),docker)
 	$(COMPOSE) logs --follow serve
 else
 	@scripts/native.sh logs
+endif
+
+.PHONY: monitor ## start Prometheus (Compose profile `monitoring`) scraping the server, with the bundle's rules; print its URL
+monitor:
+ifeq ($(RESOLVED_ENGINE),docker)
+	@scripts/base-image.sh debian:bookworm-slim
+	$(COMPOSE) --profile monitoring up --detach --build prometheus
+	@echo "Prometheus: http://127.0.0.1:$(PROMETHEUS_PORT)  (alerts: /alerts, rules: /rules; dashboard for Grafana: observability/dashboards/ascend-serve.json)"
+else
+	@echo "make monitor needs Docker (ENGINE=docker); no engine answers here" >&2; exit 2
 endif
 
 .PHONY: smoke ## run the seed's smoke checks against the running server
@@ -184,8 +196,8 @@ k8s-validate: venv
 .PHONY: lint ## ruff on the code, yamllint on the YAML
 lint: venv
 	@$(VENV)/bin/ruff check .
-	@$(VENV)/bin/yamllint -s templates compose deploy
-	@$(VENV)/bin/hadolint Dockerfile
+	@$(VENV)/bin/yamllint -s templates compose deploy observability tests/unit/promtool tests/unit/schemas
+	@$(VENV)/bin/hadolint Dockerfile observability/prometheus/Dockerfile
 	@shellcheck -x scripts/*.sh scripts/testbed/*.sh .ci/run
 
 .PHONY: docs ## regenerate the README settings table, compose/.env.example and the Kubernetes settings.env

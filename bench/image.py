@@ -86,8 +86,9 @@ def container_ready_s(weights: str, cache_volume: str) -> float:
 def native_ready_s(weights: str, cache_dir: Path) -> float:
     """`python -m entrypoint serve` from the project venv until `healthcheck ready` passes."""
     state = Path(tempfile.mkdtemp(prefix="bench-native-"))
-    env = {**os.environ, "PLATFORM": "cpu", "HOST": "127.0.0.1", "PORT": str(free_port()), "MODEL_SOURCE": weights,
-           "MODEL_PROFILE": "gemma-3-270m-fixture", "MODEL_CACHE_DIR": str(cache_dir), "STATE_DIR": str(state)}
+    env = {**os.environ, "PLATFORM": "cpu", "HOST": "127.0.0.1", "PORT": str(free_port()),
+           "METRICS_PORT": str(free_port()), "MODEL_SOURCE": weights, "MODEL_PROFILE": "gemma-3-270m-fixture",
+           "MODEL_CACHE_DIR": str(cache_dir), "STATE_DIR": str(state)}
     started = time.monotonic()
     try:
         with bundle_server(env, state / "serve.log") as server:

@@ -86,7 +86,7 @@ def start_bundle(workdir: Path, weights: str, port: int, api_key: str, hub_token
 
 def bundle_settings(workdir: Path, weights: str, port: int, compile_cache: Path) -> dict[str, str]:
     """The settings of the server under load: the CPU render with the fixture's profile."""
-    return {"PLATFORM": "cpu", "HOST": "127.0.0.1", "PORT": str(port), "MODEL_SOURCE": weights,
+    return {"PLATFORM": "cpu", "HOST": "127.0.0.1", "PORT": str(port), "METRICS_PORT": "0", "MODEL_SOURCE": weights,
             "MODEL_PROFILE": "gemma-3-270m-fixture", "MODEL_CACHE_DIR": str(workdir / "cache"),
             "COMPILE_CACHE_DIR": str(compile_cache), "STATE_DIR": str(workdir / "state")}
 

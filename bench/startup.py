@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             order = ("plain", "bundle") if index % 2 == 0 else ("bundle", "plain")
             result: dict[str, object] = {"first": order[0]}
             for who in order:
-                environ["PORT"] = str(free_port())
+                environ["PORT"], environ["METRICS_PORT"] = str(free_port()), str(free_port())
                 if who == "plain":
                     result["plain_vllm_s"] = round(plain_vllm(environ, Path(tmp)), 2)
                 else:
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         rounds.append(result)
         print(f"round {index + 1}: {result}", file=sys.stderr)
     probes = [t for r in rounds for t in r.pop("probe_ready_s")]  # type: ignore[attr-defined]
-    return {"machine": cpu_facts(), "settings": {k: v for k, v in environ.items() if k != "PORT"},
+    return {"machine": cpu_facts(), "settings": {k: v for k, v in environ.items() if k not in ("PORT", "METRICS_PORT")},
             "rounds": rounds,
             "overhead_s_median": round(statistics.median(r["overhead_s"] for r in rounds), 2),
             "ab_difference_s_median": round(statistics.median(r["ab_difference_s"] for r in rounds), 2),

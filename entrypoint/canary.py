@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 
 import requests
 
+from entrypoint import metrics
 from entrypoint.http import bearer
 from entrypoint.settings import Settings
 from entrypoint.state import StateDir
@@ -157,6 +158,7 @@ class Canary:
             self.consecutive_failures += 1
             log.warning("canary failed (%d of %d in a row): %s%s", self.consecutive_failures, self.failures,
                         look.reason, f": {look.error}" if look.error else "")
+        metrics.canary_looked(look.ok, look.seconds, self.consecutive_failures)
         # `monotonic` is the system-wide CLOCK_MONOTONIC the healthcheck compares with (a
         # wall-clock jump must not make a record stale); `at` is for people.
         self.state.write_canary(**asdict(look), at=time.time(), monotonic=time.monotonic(),

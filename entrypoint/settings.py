@@ -216,6 +216,9 @@ class Settings(BaseModel):
                                     le=HOUR)
     canary_failures: int = setting(3, "Consecutive canary failures that make `healthcheck live` fail.",
                                    "an integer >= 1", alias="CANARY_FAILURES", ge=1)
+    metrics_port: int = setting(9464, "Port of the supervisor's own Prometheus metrics (startup phases, "
+                                "readiness, canary, download, vLLM starts); vLLM's stay on PORT (0: none).",
+                                "an integer from 0 to 65535", alias="METRICS_PORT", ge=0, le=65535)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -431,7 +434,9 @@ def error_line(error: Mapping[str, Any]) -> str:
     reason = str(error["msg"]).removeprefix("Value error, ")
     shown = shown_value(name, error.get("input"))
     suffix = f"; allowed: {allowed}" if allowed else ""
-    return f"{name}={shown!r}: {reason}{suffix}"
+    # Quoted as the environment holds it, whether the value came as text or a YAML number.
+    quoted = repr(shown if isinstance(shown, str) else str(shown).lower() if isinstance(shown, bool) else str(shown))
+    return f"{name}={quoted}: {reason}{suffix}"
 
 
 def setting_names() -> set[str]:

@@ -16,6 +16,7 @@ import signal
 import time
 from types import FrameType
 
+from entrypoint import metrics
 from entrypoint.canary import start_canary
 from entrypoint.child import ChildProcess, exit_status
 from entrypoint.errors import UserError
@@ -55,10 +56,13 @@ def install_signal_handlers() -> None:
 
 def start_server(settings: Settings, state: StateDir) -> tuple[ChildProcess, Weights]:
     """Fetch weights, render the command and start vLLM."""
+    began = time.monotonic()
     weights = ensure_weights(settings)
+    metrics.phase_done("weights", time.monotonic() - began)
     command = render_command(settings, weights.path)
     log.info("starting vLLM:\n%s", command.to_shell())
     child = ChildProcess(command.argv, {**inherited_environment(), **command.env})
+    metrics.vllm_started()
     state.write_state(url=settings.base_url, served_model_name=settings.served_model_name,
                       supervisor_pid=os.getpid(), server_pid=child.pid, model_path=str(weights.path),
                       fallback=weights.fallback, server_started_at=time.time())
@@ -78,6 +82,7 @@ def become_ready(settings: Settings, child: ChildProcess, weights: Weights, stat
             raise UserError(f"{exc.message}; its last lines:\n" + "\n".join(child.last_lines())) from None
         raise UserError(f"vLLM could not start: {reason}") from None
     log.info("vLLM answers after %.1f s", took)
+    metrics.phase_done("server_start", took)
     answered_at = time.time()
     if settings.smoke_on_start:
         result = run_smoke(settings.base_url, settings.served_model_name, settings.smoke_prompt,
@@ -86,8 +91,10 @@ def become_ready(settings: Settings, child: ChildProcess, weights: Weights, stat
         if not result.ok:
             raise UserError(result.verdict)
         log.info(result.verdict)
+        metrics.phase_done("smoke", time.time() - answered_at)
     state.mark_ready(url=settings.base_url, served_model_name=settings.served_model_name,
                      server_answered_at=answered_at, at=time.time())
+    metrics.set_ready(True)
     log.info("ready: %s serves %r", settings.base_url, settings.served_model_name)
 
 
@@ -108,12 +115,15 @@ def serve(settings: Settings) -> int:
     state = StateDir(settings.state_dir)
     state.reset()
     log.info("effective settings %s", json.dumps(settings.public_dict(), sort_keys=True))
-    deadline = time.monotonic() + settings.startup_timeout
+    began = time.monotonic()
+    deadline = began + settings.startup_timeout
     child: ChildProcess | None = None
     install_signal_handlers()
     try:
+        metrics.serve_metrics(settings)
         child, weights = start_server(settings, state)
         become_ready(settings, child, weights, state, deadline)
+        metrics.phase_done("ready", time.monotonic() - began)
         canary = start_canary(settings, state)
         try:
             return watch(child, settings.termination_log)
@@ -134,6 +144,7 @@ def serve(settings: Settings) -> int:
     finally:
         # Whatever ended the run, nothing of vLLM's process group outlives the supervisor
         # (stop() on an exited server only kills what is left of its group).
+        metrics.set_ready(False)
         if child is not None:
             child.stop(settings.stop_grace_period)
         state.reset()

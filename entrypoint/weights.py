@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from typing import Any
 import tenacity
 from filelock import FileLock, Timeout
 
+from entrypoint import metrics
 from entrypoint.errors import SettingsError, UserError
 from entrypoint.settings import Settings
 from entrypoint.value_grammar import inside, mask_url
@@ -305,19 +307,24 @@ def _reason(exc: BaseException) -> str:
     return headline(exc)
 
 
+def _before_retry(state: tenacity.RetryCallState) -> None:
+    metrics.download_retried()
+    log.warning("download attempt %d failed (%s); retrying", state.attempt_number, _reason(state.outcome.exception()))
+
+
 def download(settings: Settings, files: list[RemoteFile], folder: Path) -> None:
     """Fetch every file into `folder`, retrying the whole snapshot with backoff; a full disk is final."""
     retrying = tenacity.Retrying(
         stop=tenacity.stop_after_attempt(settings.download_retries),
         wait=tenacity.wait_exponential(multiplier=2, max=60), reraise=True,
         retry=tenacity.retry_if_exception(_worth_retrying),
-        before_sleep=lambda state: log.warning("download attempt %d failed (%s); retrying",
-                                               state.attempt_number, _reason(state.outcome.exception())))
+        before_sleep=_before_retry)
     try:
         retrying(_download_once, settings, folder, files)
     except UserError:
         raise
     except Exception as exc:
+        metrics.download_failed()
         full = disk_error_of(exc)
         if full is not None:
             raise disk_error(settings, full, missing_bytes(folder, files)) from None
@@ -350,7 +357,9 @@ def _fetch(settings: Settings, folder: Path) -> None:
     log.info("downloading %s@%s: %d files, %.1f MB into %s", settings.model_id, settings.model_revision,
              len(files), sum(f.size for f in files) / 1e6, folder)
     check_free_space(settings, folder, files)
+    to_fetch, began = missing_bytes(folder, files), time.monotonic()
     download(settings, files, folder)
+    metrics.download_finished(to_fetch, time.monotonic() - began)
     remove_partials(folder)
     write_marker(folder, settings, files)
 

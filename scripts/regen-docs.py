@@ -1,11 +1,13 @@
 """Rewrite the generated documents from the settings code: the README settings table,
-compose/.env.example and the Kubernetes ConfigMap's settings.env (`make docs`)."""
+compose/.env.example and the Kubernetes ConfigMap's settings.env (`make docs`); and the
+monitoring files generated from observability/ (the dashboard, the PrometheusRule)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from entrypoint.settings_docs import BEGIN, END, configmap_env, env_example, markdown_table
+from observability import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -17,6 +19,7 @@ def main() -> None:
     readme.write_text(text[:start] + markdown_table() + text[end:])
     (ROOT / "compose" / ".env.example").write_text(env_example())
     (ROOT / "deploy" / "kubernetes" / "base" / "settings.env").write_text(configmap_env())
+    generate.main([])
 
 
 if __name__ == "__main__":

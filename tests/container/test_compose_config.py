@@ -62,3 +62,16 @@ def test_secrets_reach_every_service_as_files(tmp_path):
         assert service["environment"]["API_KEY_FILE"] == "/run/secrets/api_key", name
     assert done["services"]["serve"]["environment"]["MODELSCOPE_TOKEN_FILE"] == "/run/secrets/modelscope_token"
     assert "sk-compose-config" not in json.dumps(done)
+
+
+def test_monitoring_profile_builds_prometheus_and_leaves_serve_alone():
+    done = subprocess.run(["docker", "compose", "-f", "compose/compose.yaml", "-f", "compose/cpu.yaml", "--profile",
+                           "monitoring", "config", "--format", "json"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, env={"PATH": os.environ["PATH"], "HOME": os.environ["HOME"]})
+    assert done.returncode == 0, done.stderr
+    services = json.loads(done.stdout)["services"]
+    prometheus = services["prometheus"]
+    assert prometheus["profiles"] == ["monitoring"]
+    assert prometheus["build"]["dockerfile"] == "prometheus/Dockerfile"
+    assert [(p["target"], p["published"], p["host_ip"]) for p in prometheus["ports"]] == [(9090, "9090", "127.0.0.1")]
+    assert "prometheus" not in config("cpu")["services"]  # `make up` starts no Prometheus

@@ -9,6 +9,7 @@ leaves the machine.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -37,6 +38,8 @@ FAST_CPU = {
     "PLATFORM": "cpu", "MODEL_PROFILE": "gemma-3-270m-fixture", "DTYPE": "float32", "ENFORCE_EAGER": "true",
     "MAX_MODEL_LEN": "4096", "MAX_NUM_BATCHED_TOKENS": "512", "VLLM_CPU_KVCACHE_SPACE": "1", "STOP_GRACE_PERIOD": "30",
 }
+# A canary that looks every 2 s and fails after two missed 3 s answers: a verdict in seconds.
+FAST_CANARY = {"CANARY_INTERVAL": "2", "CANARY_TIMEOUT": "3", "CANARY_FAILURES": "2"}
 # For the tools' own in-process engines (perf's `bench throughput`/`bench latency`, accuracy's
 # pooling runner): the engine core in the tool's process saves spawning a second interpreter that
 # imports torch and vLLM again. Their subject is the tools' results, not vLLM's process layout;
@@ -104,9 +107,11 @@ def start_server(tmp: Path, hub: LoopbackHub, cache: Path, **overrides: str) -> 
     port = free_port()
     state_dir = tmp / "state"
     log_path = tmp / "serve.log"
-    env = child_env(**FAST_CPU, HOST="127.0.0.1", PORT=str(port), MODEL_ID=MODEL_ID,
-                    MODEL_CACHE_DIR=str(cache), COMPILE_CACHE_DIR=str(COMPILE_CACHE),
-                    STATE_DIR=str(state_dir), MODELSCOPE_ENDPOINT=hub.endpoint, **overrides)
+    # A free METRICS_PORT too: servers of one session (and of other checkouts) run side by side.
+    env = child_env(**{**FAST_CPU, "HOST": "127.0.0.1", "PORT": str(port), "METRICS_PORT": str(free_port()),
+                       "MODEL_ID": MODEL_ID, "MODEL_CACHE_DIR": str(cache),
+                       "COMPILE_CACHE_DIR": str(COMPILE_CACHE), "STATE_DIR": str(state_dir),
+                       "MODELSCOPE_ENDPOINT": hub.endpoint, **overrides})
     with log_path.open("wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "entrypoint", "serve"], cwd=ROOT, env=env,
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -200,3 +205,44 @@ def shared_server(shared_server_start: Server | None) -> Server:
     if not server.hub_counts_at_ready:
         server.hub_counts_at_ready = {kind: server.hub.count(kind) for kind in ("listing", "file")}
     return server
+
+
+def session_processes(sid: int) -> dict[int, str]:
+    """pid -> command line of the live processes in vLLM's session."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            found[int(stat.parent.name)] = cmdline.strip()
+    return found
+
+
+def engine_core_pid(server_pid: int) -> int:
+    """The EngineCore process (vLLM titles it VLLM::EngineCore)."""
+    cores = [pid for pid, cmdline in session_processes(server_pid).items() if "EngineCore" in cmdline]
+    assert len(cores) == 1, session_processes(server_pid)
+    return cores[0]
+
+
+@contextlib.contextmanager
+def canary_server(tmp: Path, hub: LoopbackHub, cache: Path, **overrides: str) -> Iterator[Server]:
+    """A ready server with the fast canary; nothing of it stays stopped or running afterwards."""
+    server = start_server(tmp, hub, cache, **{**FAST_CANARY, **overrides})
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        resume_and_stop(server)
+
+
+def resume_and_stop(server: Server) -> None:
+    """SIGCONT every process of vLLM's session (a frozen one would never see SIGTERM), then stop."""
+    pid = (server.state.state() or {}).get("server_pid")
+    for member in session_processes(pid) if pid else []:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(member, signal.SIGCONT)
+    server.stop()

@@ -13,7 +13,6 @@ only the canary notices.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -27,12 +26,19 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.integration.conftest import ROOT, Server, start_server
+from tests.integration.conftest import (
+    FAST_CANARY,
+    ROOT,
+    Server,
+    engine_core_pid,
+    resume_and_stop,
+    session_processes,
+    start_server,
+)
 from tests.support.modelscope_hub import LoopbackHub
 
 pytestmark = [pytest.mark.integration, pytest.mark.starts_vllm]
 VERDICT_SECONDS = 180  # only bounds a hang: the canary needs a few looks of a few seconds each
-FAST_CANARY = {"CANARY_INTERVAL": "2", "CANARY_TIMEOUT": "3", "CANARY_FAILURES": "2"}
 
 
 @dataclass
@@ -54,33 +60,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory, hub: LoopbackHub, warm_cac
         yield WarmServers(warm, doomed, list(hub.requests))
     finally:
         for server in (warm, doomed):
-            # Nothing stays stopped: a frozen process would never see the supervisor's SIGTERM.
-            pid = (server.state.state() or {}).get("server_pid")
-            for member in session_processes(pid) if pid else []:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(member, signal.SIGCONT)
-            server.stop()
-
-
-def session_processes(sid: int) -> dict[int, str]:
-    """pid -> command line of the live processes in vLLM's session."""
-    found = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] != "Z":
-            found[int(stat.parent.name)] = cmdline.strip()
-    return found
-
-
-def engine_core_pid(server_pid: int) -> int:
-    """The EngineCore process (vLLM titles it VLLM::EngineCore)."""
-    cores = [pid for pid, cmdline in session_processes(server_pid).items() if "EngineCore" in cmdline]
-    assert len(cores) == 1, session_processes(server_pid)
-    return cores[0]
+            resume_and_stop(server)
 
 
 def live(server: Server) -> tuple[int, str]:

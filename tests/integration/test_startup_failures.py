@@ -66,7 +66,8 @@ def start_failing(case: str, fixture_model: Path, tmp: Path) -> FailedStart:
     overrides, make_model, expected = CASES[case]
     model = make_model(fixture_model, tmp / "model") if make_model else fixture_model
     termination_log = tmp / "termination-log"
-    env = child_env(**{**FAST_CPU, "HOST": "127.0.0.1", "PORT": str(free_port()), "MODEL_SOURCE": str(model),
+    env = child_env(**{**FAST_CPU, "HOST": "127.0.0.1", "PORT": str(free_port()), "METRICS_PORT": str(free_port()),
+                       "MODEL_SOURCE": str(model),
                        "MODEL_CACHE_DIR": str(tmp / "cache"), "STATE_DIR": str(tmp / "state"),
                        "TERMINATION_LOG": str(termination_log), **overrides})
     stderr = tmp / "stderr.log"

@@ -81,7 +81,10 @@ def test_router_discovers_the_serving_pods_and_may_read_only_pods():
 def test_autoscalers_target_the_deployment_on_vllms_queue():
     (scaled,) = docs("examples/scale-out-npu", "ScaledObject")
     assert scaled["spec"]["scaleTargetRef"]["name"] == "ascend-serve"
-    assert "vllm:num_requests_waiting" in scaled["spec"]["triggers"][0]["metadata"]["query"]
+    query = scaled["spec"]["triggers"][0]["metadata"]["query"]
+    assert "model_name:vllm_num_requests_waiting:sum" in query  # the monitoring component's recording rule
+    recorded = (ROOT / "observability" / "rules" / "recording.yaml").read_text()
+    assert "record: model_name:vllm_num_requests_waiting:sum" in recorded
     # A removed replica costs a whole start to bring back: the cool-down outlasts one.
     assert scaled["spec"]["cooldownPeriod"] >= 300
     (hpa,) = docs("examples/inference-pool-cpu", "HorizontalPodAutoscaler")

@@ -1,0 +1,1 @@
+"""Monitoring of the bundle: Prometheus rules, the Grafana dashboard, the Prometheus image."""
