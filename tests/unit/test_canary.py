@@ -1,5 +1,5 @@
 """The canary's judgement against a loopback stand-in for vLLM's /metrics and /v1/completions
-(the real engine, stopped and busy, is in tests/integration/test_canary.py)."""
+(the real engine, stopped and busy, is in tests/integration/test_server_lifecycle.py)."""
 
 from __future__ import annotations
 
