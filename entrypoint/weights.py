@@ -38,7 +38,7 @@ from filelock import FileLock, Timeout
 from entrypoint import metrics
 from entrypoint.errors import SettingsError, UserError
 from entrypoint.settings import Settings
-from entrypoint.value_grammar import inside, mask_url
+from entrypoint.value_grammar import inside, mask_url, mask_urls_in
 
 log = logging.getLogger("entrypoint.weights")
 MARKER = ".bundle-complete.json"
@@ -137,9 +137,10 @@ def describe(settings: Settings) -> str:
 
 
 def headline(exc: BaseException) -> str:
-    """The first line of an error: the client's errors append request details on further lines."""
+    """The first line of an error, URL credentials masked: the client's errors append request
+    details on further lines and quote the URLs they tried."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return mask_urls_in(text.splitlines()[0]) if text else type(exc).__name__
 
 
 def disk_error_of(exc: BaseException) -> OSError | None:
