@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from entrypoint.doctor import Host, failures, report, run_checks
-from entrypoint.errors import SettingsError, UserError
+from entrypoint.errors import SettingsError, run_cli
 from entrypoint.pipes import ClosedPipeSafe
 from entrypoint.resolver import Resolved
 from entrypoint.settings import Settings, resolve_settings
@@ -175,11 +175,4 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[entrypoint] %(message)s", stream=sys.stderr)
     sys.stdout = ClosedPipeSafe(sys.stdout)  # type: ignore[assignment]
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        return run(args)
-    except UserError as exc:
-        for line in exc.message.splitlines():
-            print(f"error: {line}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
+    return run_cli(lambda: run(args))
