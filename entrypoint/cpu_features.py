@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from entrypoint.value_grammar import plain_int
+
 GIB = 2**30
 
 
@@ -88,7 +90,7 @@ def parse_cpuinfo(text: str) -> CpuFeatures:
     first = processors[0]
     # x86 calls them flags, arm64 Features; a VM may leave out the topology keys (then one core each).
     flags = frozenset((first.get("flags") or first.get("Features") or "").split())
-    topology = tuple((int(p["processor"]) if p["processor"].isdigit() else index,
+    topology = tuple((plain_int(p["processor"]) if plain_int(p["processor"]) is not None else index,
                       f"{p.get('physical id', '0')}/{p.get('core id', p['processor'])}")
                      for index, p in enumerate(processors))
     return CpuFeatures(model=first.get("model name", ""), flags=flags, topology=topology)
@@ -99,7 +101,7 @@ def parse_meminfo(text: str) -> int:
     values = {}
     for line in text.splitlines():
         parts = line.replace(":", " ").split()
-        if len(parts) >= 2 and parts[1].isdigit():
+        if len(parts) >= 2 and plain_int(parts[1]) is not None:
             values[parts[0]] = int(parts[1]) * 1024
     return values.get("MemAvailable", values.get("MemFree", 0))
 
@@ -107,7 +109,7 @@ def parse_meminfo(text: str) -> int:
 def parse_cgroup_limit(text: str) -> int | None:
     """A cgroup v2 memory.max: bytes, or None for `max` (no limit) or unreadable text."""
     value = text.strip()
-    return int(value) if value.isdigit() else None
+    return plain_int(value)
 
 
 def _read(path: Path) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from entrypoint.cpu_features import GIB, CpuFeatures, HostFacts
+from entrypoint.value_grammar import plain_int
 
 CPU_DTYPE_RESULTS_PATH = "bench/results/cpu-dtype.md"
 PROFILES_RESULTS_PATH = "bench/results/profiles.md"
@@ -85,7 +86,7 @@ def _world_size(settings: Mapping[str, Any]) -> int:
     size = 1
     for name in ("TENSOR_PARALLEL_SIZE", "DATA_PARALLEL_SIZE"):
         value = str(settings.get(name) or 1).strip()
-        size *= int(value) if value.isdigit() else 1
+        size *= plain_int(value) or 1
     return size
 
 

@@ -25,6 +25,7 @@ from typing import Literal
 from entrypoint.cpu_features import GIB, read_host
 from entrypoint.preflight import unwritable_reason, writable_dirs
 from entrypoint.settings import Settings
+from entrypoint.value_grammar import plain_int
 
 Status = Literal["OK", "WARN", "FAIL"]
 NPU_SMI_TIMEOUT = 10.0
@@ -103,10 +104,12 @@ class Host:
         if not value:
             return None
         parts = [p.strip() for p in value.split(",")]
-        return [int(p) for p in parts] if all(p.isdigit() for p in parts) else []
+        numbers = [plain_int(p) for p in parts]
+        return [n for n in numbers if n is not None] if None not in numbers else []
 
     def npu_nodes(self) -> list[int]:
-        return sorted(int(p.name[7:]) for p in self.path("dev").glob("davinci[0-9]*") if p.name[7:].isdigit())
+        numbers = (plain_int(p.name[7:]) for p in self.path("dev").glob("davinci[0-9]*"))
+        return sorted(n for n in numbers if n is not None)
 
     def visible_cards(self) -> list[int]:
         """The cards the server will use: the runtime's variable, the container's, else every node."""
@@ -354,7 +357,7 @@ def hccl_network(settings: Settings, host: Host) -> list[Finding]:
     found = []
     for name, (low, high) in HCCL_TIMEOUTS.items():
         value = host.environ.get(name, "").strip()
-        if value and not (value.isdigit() and low <= int(value) <= high):
+        if value and not (plain_int(value) is not None and low <= int(value) <= high):
             found.append(Finding("hccl", "FAIL", f"{name}={value!r} is not whole seconds from {low} to {high}",
                                  f"set {name} within {low}-{high}, or unset it for HCCL's default"))
     for name in SOCKET_IFNAMES:

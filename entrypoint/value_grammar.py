@@ -58,6 +58,12 @@ def number_text(value: str, integer: bool) -> str:
     return text
 
 
+def plain_int(text: str) -> int | None:
+    """ASCII digits as an int, else None: str.isdigit() also takes '²' and '٣', which int() refuses
+    or reads as another number."""
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
 def http_url(value: str) -> str:
     """An http(s) URL with a host and a valid port; trailing slashes dropped."""
     if not value:

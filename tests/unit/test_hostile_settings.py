@@ -283,3 +283,12 @@ def test_credentials_in_a_clients_error_text_are_masked():
 
     error = Exception("Max retries exceeded with url: http://user:pw@hub:99/api/v1/models (also https://t@h/x)")
     assert headline(error) == "Max retries exceeded with url: http://***@hub:99/api/v1/models (also https://***@h/x)"
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "\u0663", "\uff12", "2\u00b2"])
+def test_digits_that_are_not_ascii_are_refused_before_the_cpu_tuning_reads_them(value):
+    from entrypoint.value_grammar import plain_int
+
+    assert plain_int(value) is None
+    with pytest.raises(SettingsError):
+        load_settings({"PLATFORM": "cpu", "TENSOR_PARALLEL_SIZE": value, "DATA_PARALLEL_SIZE": value})
