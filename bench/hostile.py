@@ -150,7 +150,8 @@ def markdown(hostile: dict[str, Any]) -> str:
            "that answers unless the case says otherwise); handled = an allowed exit code (0 or 1 for a probe, "
            "2 for a bad command line), exactly one line, no traceback. Wall time is the whole process, "
            "interpreter start included; memory is its peak RSS (`wait4`, forked from a small launcher whose "
-           "own ~5 MiB is the floor). Cases: `tests/support/hostile_state.py`, table: `bench/hostile.py`. "
+           "own ~5 MiB is the floor). Cases: `tests/support/hostile_state.py` (state folders) and "
+           "`tests/support/hostile_settings.py` (settings, run as `render` on the NPU), table: `bench/hostile.py`. "
            f"Load average {hostile['load_average'][0]} at the start, {hostile['load_average'][1]} at the end, "
            f"on {hostile['cores']} cores.\n",
            "| kind | tried | handled | median wall s | worst wall s (bound) | worst case | peak RSS MiB |",
