@@ -22,30 +22,10 @@ import pytest
 import requests
 
 from tests.integration.conftest import ROOT, Server, start_server
+from tests.support.processes import engine_core_pid, session_processes
 
 pytestmark = pytest.mark.integration
 VERDICT_SECONDS = 180  # only bounds a hang: the canary needs a few looks of a few seconds each
-
-
-def session_processes(sid: int) -> dict[int, str]:
-    """pid -> command line of the live processes in vLLM's session."""
-    found = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] != "Z":
-            found[int(stat.parent.name)] = cmdline.strip()
-    return found
-
-
-def engine_core_pid(server_pid: int) -> int:
-    """The EngineCore process (vLLM titles it VLLM::EngineCore)."""
-    cores = [pid for pid, cmdline in session_processes(server_pid).items() if "EngineCore" in cmdline]
-    assert len(cores) == 1, session_processes(server_pid)
-    return cores[0]
 
 
 def live(server: Server) -> tuple[int, str]:
