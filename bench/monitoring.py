@@ -55,7 +55,7 @@ def settings(workdir: Path, weights: str, port: int, metrics_port: int) -> dict[
 
 def chat(url: str, n: int) -> bool:
     answer = requests.post(f"{url}/v1/chat/completions", timeout=300, json={
-        "model": MODEL, "max_tokens": 64, "temperature": 0.7,
+        "model": MODEL, "max_tokens": 32, "temperature": 0.7,
         "messages": [{"role": "user", "content": f"Write a short note about observability, number {n}."}]})
     return answer.status_code == 200
 
@@ -141,10 +141,18 @@ def markdown(result: dict[str, Any]) -> str:
             f"{p.get('failed', '')} |" for p in result["phases"]]
     out.append("\n| panel | series | peak | last |\n|---|---|---|---|")
     for title, series in result["panels"].items():
-        out += [f"| {title} | {s['label']} | {max(s['values'], default=float('nan')):.4g} | "
-                f"{s['values'][-1] if s['values'] else float('nan'):.4g} |" for s in series]
+        out += [f"| {title} | {s['label']} | {number(max(known(s), default=None))} | "
+                f"{number(s['values'][-1] if s['values'] else None)} |" for s in series]
     out.append("\nReproduce: `make bench-monitoring` (= `python bench/monitoring.py`).")
     return "\n".join(out) + "\n"
+
+
+def known(series: dict[str, Any]) -> list[float]:
+    return [v for v in series["values"] if v is not None]
+
+
+def number(value: float | None) -> str:
+    return "no data" if value is None else f"{value:.4g}"
 
 
 def main() -> None:

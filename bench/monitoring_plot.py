@@ -91,5 +91,5 @@ def shade(axis: Any, phases: list[dict], start: float, label: bool) -> None:
         if phase["name"] in colours:
             axis.axvspan(phase["start"] - start, phase["end"] - start, color=colours[phase["name"]], lw=0)
             if label:
-                axis.annotate(phase["name"], ((phase["start"] + phase["end"]) / 2 - start, 1.0),
-                              xycoords=("data", "axes fraction"), ha="center", va="bottom", fontsize=7)
+                axis.annotate(phase["name"], ((phase["start"] + phase["end"]) / 2 - start, 0.98),
+                              xycoords=("data", "axes fraction"), ha="center", va="top", fontsize=7)
