@@ -4,7 +4,7 @@ handled, and the worst wall time and peak memory of the process that handled the
 A kind is a list of Trials; TRIAL_SOURCES lists the functions that make them. Each trial
 prepares its input in a fresh folder and returns the command to run on it; the command
 is handled when it exits with an allowed code and prints exactly one line, no traceback.
-Add a kind by adding a source (settings-side cases: env files, numbers, names).
+Add a kind by adding a source.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support import hostile_state  # noqa: E402
+from tests.support import hostile_settings, hostile_state  # noqa: E402
 
 # The probes' --timeout here: Kubernetes' probes in deploy/ pass the same.
 PROBE_TIMEOUT = 5.0
@@ -77,7 +77,13 @@ def command_line_trials(ctx: Context) -> list[Trial]:
                                                                                  "bogus"], frozenset({2}))]
 
 
-TRIAL_SOURCES: list[Callable[[Context], list[Trial]]] = [state_trials, command_line_trials]
+def settings_trials(ctx: Context) -> list[Trial]:
+    """Bad settings from the environment, an env file or a secret file: `render` exits 2 with one line."""
+    return [Trial(f"settings: {case.kind}", case.name, lambda folder, c=case: hostile_settings.render_argv(c, folder),
+                  frozenset({2})) for case in hostile_settings.cases()]
+
+
+TRIAL_SOURCES: list[Callable[[Context], list[Trial]]] = [state_trials, command_line_trials, settings_trials]
 
 
 def run_trial(trial: Trial) -> dict[str, Any]:

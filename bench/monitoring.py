@@ -35,8 +35,11 @@ sys.path.insert(0, str(ROOT))
 from bench.common import RESULTS, bundle_server, cpu_facts, free_port, wait_bundle, write_report  # noqa: E402
 from bench.monitoring_plot import PANELS, RATE_WINDOW, panel_series, plot  # noqa: E402
 from entrypoint.state import StateDir  # noqa: E402
-from tests.integration.conftest import FAST_CPU  # noqa: E402
-from tests.support.processes import engine_core_pid, session_processes  # noqa: E402
+from tests.integration.conftest import (  # noqa: E402
+    FAST_CPU,
+    engine_core_pid,
+    session_processes,
+)
 from tests.support.prometheus import prometheus, query, query_range, wait_for  # noqa: E402
 from tests.support.testbed import COMPILE_CACHE, fixture_weights  # noqa: E402
 

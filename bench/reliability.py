@@ -44,7 +44,7 @@ from verification.runs import machine_facts  # noqa: E402
 
 SUITES = {
     "faults injected": ["tests/integration/test_hub_faults.py", "tests/integration/test_shared_cache.py",
-                        "tests/integration/test_stop_and_crash.py", "tests/integration/test_canary.py",
+                        "tests/integration/test_server_lifecycle.py",
                         "tests/integration/test_startup_failures.py"],
     "bad inputs": ["tests/unit/test_settings.py", "tests/unit/test_settings_fuzz.py", "tests/unit/test_secrets.py"],
     "secrets": ["tests/integration/test_secrets.py"],

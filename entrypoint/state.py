@@ -16,6 +16,7 @@ import json
 import math
 import os
 import stat
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -28,6 +29,7 @@ CANARY_FILE = "canary.json"
 # The supervisor's records are a few hundred bytes; anything near this is not one of them.
 MAX_RECORD_BYTES = 64 * 1024
 _SHOWN_VALUE_CHARS = 60
+PHASE_FILE = "phase.json"
 
 
 class StateProblem(Exception):
@@ -98,8 +100,11 @@ SCHEMAS: dict[str, dict[str, Field]] = {
     CANARY_FILE: {"ok": FLAG, "reason": TEXT, "monotonic": NUMBER, "consecutive_failures": COUNT,
                   "failures_limit": LIMIT, "stale_after": POSITIVE, "seconds": NUMBER.or_null().optional(),
                   "error": TEXT.or_null().optional(), "at": NUMBER.optional(), "interval": NUMBER.optional()},
+    PHASE_FILE: {"phase": TEXT, "since": NUMBER, "pid": PID, "folder": TEXT.optional(),
+                 "total_bytes": COUNT.or_null().optional(), "server_pid": PID.optional()},
 }
-ROLES = {STATE_FILE: "supervisor state", READY_FILE: "ready marker", CANARY_FILE: "canary record"}
+ROLES = {STATE_FILE: "supervisor state", READY_FILE: "ready marker", CANARY_FILE: "canary record",
+         PHASE_FILE: "start phase record"}
 
 
 def _shown(value: Any) -> str:
@@ -196,8 +201,8 @@ def _write_atomic(path: Path, name: str, data: dict[str, Any]) -> None:
 
 
 class StateDir:
-    """The supervisor's state folder: `state.json` from start, `ready` once smoke passed,
-    `canary.json` while the canary runs."""
+    """The supervisor's state folder: `phase.json` and `state.json` from start, `ready` once
+    smoke passed, `canary.json` while the canary runs."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -205,7 +210,7 @@ class StateDir:
     def reset(self) -> None:
         """Forget an earlier run: a stale ready marker must not make a new start look ready."""
         self.root.mkdir(parents=True, exist_ok=True)
-        for name in (READY_FILE, STATE_FILE, CANARY_FILE):
+        for name in (READY_FILE, STATE_FILE, CANARY_FILE, PHASE_FILE):
             (self.root / name).unlink(missing_ok=True)
 
     def write_state(self, **data: Any) -> None:
@@ -230,6 +235,15 @@ class StateDir:
             return self.read(name)
         except StateProblem:
             return None
+
+    def write_phase(self, phase: str, **data: Any) -> None:
+        """Record the phase the start is in and since when (`entrypoint watch` shows it)."""
+        _write_atomic(self.root / PHASE_FILE, PHASE_FILE,
+                      {"phase": phase, "since": time.time(), "pid": os.getpid(), **data})
+
+    def phase(self) -> dict[str, Any] | None:
+        """The start's current phase record, or None before the supervisor wrote one."""
+        return self._read_or_none(PHASE_FILE)
 
     def state(self) -> dict[str, Any] | None:
         """The state file, or None before the supervisor wrote it (or when it is unusable)."""

@@ -17,12 +17,11 @@ import requests
 import yaml
 
 from observability.dashboard import dashboard, queries, substituted
-from tests.integration.test_canary import canary_server
+from tests.integration.conftest import canary_server, engine_core_pid
 from tests.support.net import free_port
-from tests.support.processes import engine_core_pid
 from tests.support.prometheus import RULES, firing, prometheus, query, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.starts_vllm]
 
 
 def load(url: str) -> None:

@@ -35,6 +35,7 @@ def health_server():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server
     server.shutdown()
+    server.server_close()  # else its socket's ResourceWarning lands in a later warnings-as-errors test
 
 
 def write_state(state: StateDir, url: str) -> None:
