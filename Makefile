@@ -191,6 +191,10 @@ K8S_VERSION ?= 1.30.0
 bench-profiles: venv fixture
 	@$(PY) bench/profiles.py
 
+.PHONY: bench-monitoring ## a real Prometheus over a short load and a stopped engine -> bench/results/monitoring.png
+bench-monitoring: venv fixture
+	@$(PY) bench/monitoring.py
+
 .PHONY: bench-reliability ## faults, bad inputs, load with probes (c=32) and a secret scan -> bench/reliability.md
 bench-reliability: venv fixture
 	@$(PY) bench/reliability.py

@@ -150,3 +150,10 @@ def dashboard() -> dict[str, Any]:
 def queries(model: dict[str, Any]) -> list[tuple[str, str]]:
     """(panel title, PromQL) for every target of a dashboard."""
     return [(p["title"], t["expr"]) for p in model["panels"] for t in p["targets"]]
+
+
+def substituted(expr: str, values: dict[str, str] = VARIABLES) -> str:
+    """A panel's PromQL with Grafana's variables replaced (longest name first: $__rate_interval)."""
+    for name, value in sorted(values.items(), key=lambda item: -len(item[0])):
+        expr = expr.replace(name, value)
+    return expr

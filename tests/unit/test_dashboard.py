@@ -8,7 +8,7 @@ import json
 import yaml
 
 from observability import generate
-from observability.dashboard import VARIABLES, dashboard, queries
+from observability.dashboard import dashboard, queries, substituted
 from tests.unit.test_prometheus_rules import RENAMED, promtool
 
 # vLLM's official dashboard (examples/observability/prometheus_grafana/grafana.json).
@@ -18,12 +18,6 @@ OFFICIAL_PANELS = {"E2E Request Latency", "Token Throughput", "Inter Token Laten
 BUNDLE_METRICS = {"ascend_serve_ready", "ascend_serve_startup_phase_seconds",
                   "ascend_serve_canary_consecutive_failures", "ascend_serve_canary_latency_seconds",
                   "ascend_serve_start_time_seconds", "ascend_serve_download_bytes_total", "ascend_serve_build_info"}
-
-
-def substituted(expr: str) -> str:
-    for name, value in sorted(VARIABLES.items(), key=lambda item: -len(item[0])):
-        expr = expr.replace(name, value)
-    return expr
 
 
 def test_generated_files_are_up_to_date():
