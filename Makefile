@@ -14,6 +14,10 @@ ENGINE ?= auto
 TESTBED ?= 0
 # Compose project name: containers, network and cache volume are named after it.
 PROJECT ?= ascend-serve
+# `serve` replicas (Docker only). Above 1, vLLM's router (compose/router.yaml) takes the
+# published port and spreads requests over them by ROUTER_POLICY.
+REPLICAS ?= 1
+ROUTER_POLICY ?= cache_aware
 # The cross-run cache and the native server's state folder: defined in scripts/paths.sh.
 BUNDLE_CACHE := $(shell . scripts/paths.sh && echo "$$BUNDLE_CACHE")
 NATIVE_STATE_DIR := $(shell . scripts/paths.sh && echo "$$NATIVE_STATE_DIR")
@@ -43,7 +47,11 @@ FIXTURE_WEIGHTS = $(shell $(PY) scripts/testbed/build_fixture_model.py --print-p
 COMPOSE = FIXTURE_WEIGHTS=$(FIXTURE_WEIGHTS) RESULTS_DIR=$(abspath $(RESULTS_DIR)) HOST_PORT=$(PORT) HOST_UID=$$(id -u) HOST_GID=$$(id -g) \
 	docker compose -p $(PROJECT) -f compose/compose.yaml -f compose/$(RESOLVED_PLATFORM).yaml \
 	$(if $(filter 1,$(TESTBED)),-f compose/testbed.yaml) $(if $(API_KEY_FILE),-f compose/api-key.yaml) \
-	$(if $(MODELSCOPE_TOKEN_FILE),-f compose/modelscope-token.yaml)
+	$(if $(MODELSCOPE_TOKEN_FILE),-f compose/modelscope-token.yaml) \
+	$(if $(ROUTED),-f compose/router.yaml $(if $(API_KEY_FILE),-f compose/router-api-key.yaml))
+# Non-empty when REPLICAS > 1: the router override is on and `up` waits for the router too.
+ROUTED = $(filter-out 1,$(REPLICAS))
+export REPLICAS ROUTER_POLICY
 # Native runs read the secrets' files directly (the settings' own *_FILE variables).
 export API_KEY_FILE MODELSCOPE_TOKEN_FILE
 # The weights the native server serves (the fixture when it fell back), for the in-process benches.
@@ -71,7 +79,8 @@ build:
 up: venv $(if $(filter 1,$(TESTBED)),fixture)
 ifeq ($(RESOLVED_ENGINE),docker)
 	@if [ "$(RESOLVED_PLATFORM)" = cpu ]; then scripts/cpu-wheels.sh .build/wheels; fi
-	$(COMPOSE) up --detach --build --wait serve
+	$(COMPOSE) up --detach --build --wait serve $(if $(ROUTED),router) \
+		|| { $(if $(ROUTED),$(COMPOSE) logs --no-log-prefix --tail 1 router >&2;) exit 1; }
 	@echo "healthy: http://127.0.0.1:$(PORT)  (try: make smoke; stop: make down; logs: make logs)"
 else
 	@PLATFORM=$(PLATFORM) PORT=$(PORT) scripts/native.sh up
