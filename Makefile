@@ -89,7 +89,7 @@ endif
 .PHONY: down ## stop the server started by `make up`
 down:
 ifeq ($(RESOLVED_ENGINE),docker)
-	$(COMPOSE) down
+	$(COMPOSE) down --remove-orphans
 else
 	@scripts/native.sh down
 endif
@@ -206,8 +206,8 @@ k8s-validate: venv
 lint: venv
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/yamllint -s templates compose deploy observability tests/unit/promtool tests/unit/schemas
-	@$(VENV)/bin/hadolint Dockerfile observability/prometheus/Dockerfile
-	@shellcheck -x scripts/*.sh scripts/testbed/*.sh .ci/run
+	@$(VENV)/bin/hadolint Dockerfile observability/prometheus/Dockerfile compose/router/Dockerfile
+	@shellcheck -x scripts/*.sh scripts/testbed/*.sh compose/router/start.sh .ci/run
 
 .PHONY: docs ## regenerate the README settings table, compose/.env.example and the Kubernetes settings.env
 docs: venv
