@@ -89,6 +89,8 @@ def routed(tmp_path_factory) -> Iterator[Routed]:
     if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
         pytest.fail("no Docker engine answers: run these tests with `make test-container`")
     deployed = Routed(tmp_path_factory.mktemp("router"))
+    # What `make up` does first on the CPU: the torch wheel the image build takes from the context.
+    subprocess.run(["scripts/cpu-wheels.sh", ".build/wheels"], cwd=ROOT, check=True, capture_output=True, timeout=1800)
     up = deployed.compose("up", "--detach", "--build", "--wait", "serve", "router", timeout=UP_TIMEOUT)
     if up.returncode != 0:
         logs = deployed.compose("logs", "--tail", "40").stdout
