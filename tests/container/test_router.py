@@ -22,6 +22,7 @@ import pytest
 from tests.container.conftest import ROOT, UP_TIMEOUT
 from tests.container.test_compose_config import config
 from tests.support.net import free_port
+from tests.support.seed_checks import SERVED_NAME
 
 pytestmark = pytest.mark.container
 REPLICAS = 2
@@ -74,7 +75,7 @@ class Routed:
 
 
 def complete(url: str, prompt: str, key: str | None = API_KEY) -> int:
-    body = json.dumps({"model": "google/gemma-3-270m-it", "prompt": prompt, "max_tokens": 4}).encode()
+    body = json.dumps({"model": SERVED_NAME, "prompt": prompt, "max_tokens": 4}).encode()
     headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
     request = urllib.request.Request(f"{url}/v1/completions", data=body, headers=headers)
     try:
