@@ -1,79 +1,66 @@
 # ascend-serve-bundle image: the supervisor (entrypoint/), the probes (healthcheck/) and
-# the serve templates on top of a vLLM runtime.
+# the serve templates on top of a vLLM runtime. RUNTIME picks the runtime stage; the
+# bundle stage on top of it is the same for every image.
 #
 #   NPU (default):  docker build -t ascend-serve-bundle:npu .
 #                   BASE_IMAGE = the deployment guide's vllm-ascend image
-#   CUDA:           docker build --build-arg BASE_IMAGE=vllm/vllm-openai:v0.18.0 -t ascend-serve-bundle:cuda .
-#   CPU (test bed): docker build --target cpu -t ascend-serve-bundle:cpu \
+#   CUDA:           docker build --build-arg BASE_IMAGE=docker.io/vllm/vllm-openai:v0.18.0 -t ascend-serve-bundle:cuda .
+#   CPU (test bed): docker build --build-arg RUNTIME=cpu -t ascend-serve-bundle:cpu \
 #                     --secret id=cacert,src=/etc/ssl/certs/ca-certificates.crt .
 #                   needs the torch +cpu wheel in .build/wheels (`make build PLATFORM=cpu` puts it there)
 #
+# REGISTRY_MIRROR is put in front of every base image name (e.g. m.daocloud.io/), so
+# base names are fully qualified. PIP_INDEX_URL, when given, is pip's index in the build.
 # Optional build secret `cacert`: an extra CA bundle for pip behind a TLS-inspecting proxy.
+ARG REGISTRY_MIRROR=
 ARG BASE_IMAGE=quay.io/ascend/vllm-ascend:v0.18.0rc1
-ARG CPU_BASE_IMAGE=debian:bookworm-slim
+ARG CPU_BASE_IMAGE=docker.io/library/debian:bookworm-slim
+ARG RUNTIME=accelerator
 
 # ---------------------------------------------------------------------------------------
-# NPU / CUDA: the bundle on an image that already has vLLM (vllm-ascend or vllm-openai).
-FROM ${BASE_IMAGE} AS accelerator
+# tini for every image: Debian's static build runs on any base of the same architecture
+# (the vllm-ascend image is Ubuntu or openEuler).
+FROM ${REGISTRY_MIRROR}${CPU_BASE_IMAGE} AS tini
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends tini \
+    && rm -rf /var/lib/apt/lists/* \
+    && /usr/bin/tini-static --version
+
+# ---------------------------------------------------------------------------------------
+# NPU / CUDA: an image that already has vLLM (vllm-ascend or vllm-openai). Only the
+# bundle's own libraries are added, resolved against the base's serving stack pinned as
+# installed (scripts/install-on-base.py), so nothing vLLM needs moves.
+FROM ${REGISTRY_MIRROR}${BASE_IMAGE} AS accelerator-runtime
 ARG BASE_IMAGE
-ARG VERSION=0.1.0
-ARG SOURCE=unknown
-LABEL org.opencontainers.image.title="ascend-serve-bundle" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.source="${SOURCE}" \
-      org.opencontainers.image.base.name="${BASE_IMAGE}"
-# The base image's Python already has vLLM; only the bundle's own libraries are added,
-# pinned, with pip's cache kept out of the layer.
-COPY requirements/bundle.txt /tmp/bundle.txt
+ARG PIP_INDEX_URL
+LABEL org.opencontainers.image.base.name="${BASE_IMAGE}"
+COPY requirements/bundle.txt scripts/install-on-base.py /tmp/bundle/
 RUN --mount=type=secret,id=cacert \
     if [ -s /run/secrets/cacert ]; then export PIP_CERT=/run/secrets/cacert; fi \
-    && python3 -m pip install --no-cache-dir -r /tmp/bundle.txt \
-    && rm /tmp/bundle.txt \
+    && python3 /tmp/bundle/install-on-base.py /tmp/bundle/bundle.txt \
+    && rm -rf /tmp/bundle \
     && python3 -c "import jinja2, pydantic, tenacity, modelscope, prometheus_client"
-WORKDIR /opt/bundle
-COPY entrypoint ./entrypoint
-COPY healthcheck ./healthcheck
-COPY templates ./templates
-# The deployment guide's verification tools (compose `bench` / `eval`, inference.py).
-COPY verification ./verification
-COPY eval ./eval
-COPY inference.py ./
-# The bundle's metrics report it (ascend_serve_build_info's image_version).
-RUN printf '%s\n' "${VERSION}" > VERSION
 # Runs as root: the Ascend device nodes (/dev/davinci*) and driver mounts are owned by
 # root or HwHiAiUser on the host, and vllm-ascend's own image runs as root.
-ENV PYTHONPATH=/opt/bundle PYTHONUNBUFFERED=1 MODEL_CACHE_DIR=/models MODELSCOPE_CACHE=/models/modelscope
-VOLUME ["/models"]
-# 8000: vLLM's API and /metrics; 9464: the supervisor's own metrics (METRICS_PORT).
-EXPOSE 8000 9464
-# The start period covers a first download and graph warm-up; failures in it don't count.
-HEALTHCHECK --interval=10s --timeout=10s --start-period=1800s --retries=3 \
-    CMD ["python3", "-m", "healthcheck", "ready"]
-# SIGTERM reaches the supervisor (PID 1), which forwards it to vLLM with a grace period.
-STOPSIGNAL SIGTERM
-ENTRYPOINT ["python3", "-m", "entrypoint"]
-CMD ["serve"]
+ENV BUNDLE_USER=root
 
 # ---------------------------------------------------------------------------------------
 # CPU: Debian + vLLM's CPU build, for machines without an accelerator (the test bed).
-FROM ${CPU_BASE_IMAGE} AS cpu
+FROM ${REGISTRY_MIRROR}${CPU_BASE_IMAGE} AS cpu-runtime
 ARG CPU_BASE_IMAGE
-ARG VERSION=0.1.0
-ARG SOURCE=unknown
-LABEL org.opencontainers.image.title="ascend-serve-bundle" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.source="${SOURCE}" \
-      org.opencontainers.image.base.name="${CPU_BASE_IMAGE}"
+ARG PIP_INDEX_URL
+LABEL org.opencontainers.image.base.name="${CPU_BASE_IMAGE}"
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # libnuma1: vLLM CPU's thread binding; g++/libc6-dev/python3-dev: torch inductor
-# compiles kernels at startup; tini reaps vLLM's orphaned workers as PID 1.
+# compiles kernels at startup.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        ca-certificates python3 python3-venv python3-dev g++ libc6-dev libnuma1 tini \
+        ca-certificates python3 python3-venv python3-dev g++ libc6-dev libnuma1 \
     && rm -rf /var/lib/apt/lists/* \
     && python3 --version
-ENV VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
+ENV VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH PLATFORM=cpu
 # Dependencies in their own layer (a code change rebuilds in seconds). The lock is a
 # complete freeze, hence --no-deps; torch's +cpu wheel comes from the build context.
 COPY requirements/lock-runtime.txt /tmp/lock-runtime.txt
@@ -88,8 +75,19 @@ RUN --mount=type=secret,id=cacert \
 # A fixed non-root user; the cache volume is created owned by it, so a named volume
 # starts writable for it.
 RUN useradd --uid 1000 --create-home --shell /usr/sbin/nologin serve \
-    && mkdir -p /models \
+    && mkdir -p /models /opt/bundle \
     && chown serve:serve /models
+ENV BUNDLE_USER=1000:1000
+
+# ---------------------------------------------------------------------------------------
+# The bundle on the chosen runtime: what every image carries.
+FROM ${RUNTIME}-runtime AS bundle
+ARG VERSION=0.1.0
+ARG SOURCE=unknown
+LABEL org.opencontainers.image.title="ascend-serve-bundle" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.source="${SOURCE}"
+COPY --from=tini /usr/bin/tini-static /usr/local/bin/tini
 WORKDIR /opt/bundle
 COPY entrypoint ./entrypoint
 COPY healthcheck ./healthcheck
@@ -100,17 +98,18 @@ COPY eval ./eval
 COPY inference.py ./
 # The bundle's metrics report it (ascend_serve_build_info's image_version).
 RUN printf '%s\n' "${VERSION}" > VERSION
-ENV PYTHONPATH=/opt/bundle PYTHONUNBUFFERED=1 MODEL_CACHE_DIR=/models MODELSCOPE_CACHE=/models/modelscope \
-    PLATFORM=cpu
-USER 1000:1000
+ENV PYTHONPATH=/opt/bundle PYTHONUNBUFFERED=1 MODEL_CACHE_DIR=/models MODELSCOPE_CACHE=/models/modelscope
+# The runtime stage chose the user: root on NPU/CUDA, uid 1000 on CPU.
+# hadolint ignore=DL3066
+USER ${BUNDLE_USER}
 VOLUME ["/models"]
 # 8000: vLLM's API and /metrics; 9464: the supervisor's own metrics (METRICS_PORT).
 EXPOSE 8000 9464
+# The start period covers a first download and graph warm-up; failures in it don't count.
 HEALTHCHECK --interval=10s --timeout=10s --start-period=1800s --retries=3 \
-    CMD ["python", "-m", "healthcheck", "ready"]
+    CMD ["python3", "-m", "healthcheck", "ready"]
+# tini is PID 1 and reaps vLLM's orphaned workers (Kubernetes has no `init: true`);
+# SIGTERM reaches the supervisor, which forwards it to vLLM with a grace period.
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["tini", "--", "python", "-m", "entrypoint"]
+ENTRYPOINT ["tini", "--", "python3", "-m", "entrypoint"]
 CMD ["serve"]
-
-# The default target: the NPU image the deployment guide runs on.
-FROM accelerator AS npu

@@ -33,6 +33,11 @@ RESULTS_DIR ?= perf_results
 # as API_KEY_FILE / MODELSCOPE_TOKEN_FILE (native). Empty: no key, public model.
 API_KEY_FILE ?=
 MODELSCOPE_TOKEN_FILE ?=
+# Image builds: a registry mirror prefix put in front of every base image name (e.g.
+# m.daocloud.io/); PIP_INDEX_URL, BASE_IMAGE, CPU_BASE_IMAGE and CUDA_BASE_IMAGE pass
+# from the environment too. README: Registries and mirrors.
+REGISTRY_MIRROR ?=
+export REGISTRY_MIRROR
 VENV := .venv
 PY := $(VENV)/bin/python
 export BUNDLE_CACHE PROMETHEUS_PORT
@@ -44,14 +49,20 @@ export PYTHONPATH := $(CURDIR)
 RESOLVED_PLATFORM = $(if $(filter auto,$(PLATFORM)),$(shell python3 -c 'from entrypoint.platform_detect import detect_platform; print(detect_platform())'),$(PLATFORM))
 RESOLVED_ENGINE = $(if $(filter auto,$(ENGINE)),$(shell docker info >/dev/null 2>&1 && echo docker || echo native),$(ENGINE))
 FIXTURE_WEIGHTS = $(shell $(PY) scripts/testbed/build_fixture_model.py --print-path 2>/dev/null)
-COMPOSE = FIXTURE_WEIGHTS=$(FIXTURE_WEIGHTS) RESULTS_DIR=$(abspath $(RESULTS_DIR)) HOST_PORT=$(PORT) HOST_UID=$$(id -u) HOST_GID=$$(id -g) \
-	docker compose -p $(PROJECT) -f compose/compose.yaml -f compose/$(RESOLVED_PLATFORM).yaml \
-	$(if $(filter 1,$(TESTBED)),-f compose/testbed.yaml) $(if $(API_KEY_FILE),-f compose/api-key.yaml) \
-	$(if $(MODELSCOPE_TOKEN_FILE),-f compose/modelscope-token.yaml) \
-	$(if $(ROUTED),-f compose/router.yaml $(if $(API_KEY_FILE),-f compose/router-api-key.yaml))
+COMPOSE_FILES = compose/compose.yaml compose/$(RESOLVED_PLATFORM).yaml $(if $(filter 1,$(TESTBED)),compose/testbed.yaml) \
+	$(if $(API_KEY_FILE),compose/api-key.yaml) $(if $(MODELSCOPE_TOKEN_FILE),compose/modelscope-token.yaml) \
+	$(if $(ROUTED),compose/router.yaml $(if $(API_KEY_FILE),compose/router-api-key.yaml))
 # Non-empty when REPLICAS > 1: the router override is on and `up` waits for the router too.
 ROUTED = $(filter-out 1,$(REPLICAS))
 export REPLICAS ROUTER_POLICY
+# The root compose.yaml (scripts/compose-root.sh) names these files and values, so the plain
+# `docker compose run --rm smoke`, `ps`, `logs` and `down` at the checkout root match `make up`.
+COMPOSE = FIXTURE_WEIGHTS=$(FIXTURE_WEIGHTS) RESULTS_DIR=$(abspath $(RESULTS_DIR)) HOST_PORT=$(PORT) HOST_UID=$$(id -u) \
+	HOST_GID=$$(id -g) ROUTER_PROJECT=$(PROJECT) scripts/compose-root.sh $(PROJECT) $(COMPOSE_FILES) && docker compose
+# Before Compose builds: the torch +cpu wheel (CPU) and the base images, present, built
+# locally (Debian) or pulled; else one line naming the image and the setting to change.
+PREPARE_BUILD = if [ "$(RESOLVED_PLATFORM)" = cpu ]; then scripts/cpu-wheels.sh .build/wheels; fi \
+	&& set -o pipefail && $(COMPOSE) config --format json | python3 scripts/ensure-base-images.py $(RESOLVED_PLATFORM)
 # Native runs read the secrets' files directly (the settings' own *_FILE variables).
 export API_KEY_FILE MODELSCOPE_TOKEN_FILE
 # The weights the native server serves (the fixture when it fell back), for the in-process benches.
@@ -72,14 +83,18 @@ fixture: venv
 
 .PHONY: build ## build the image for PLATFORM (cpu: Debian + vLLM CPU; npu: on the vllm-ascend image)
 build:
-	@if [ "$(RESOLVED_PLATFORM)" = cpu ]; then scripts/cpu-wheels.sh .build/wheels; fi
+	@$(PREPARE_BUILD)
 	$(COMPOSE) build serve
 
 .PHONY: up ## serve the default model and return once it is healthy (Docker if an engine answers, else native)
 up: venv $(if $(filter 1,$(TESTBED)),fixture)
 ifeq ($(RESOLVED_ENGINE),docker)
-	@if [ "$(RESOLVED_PLATFORM)" = cpu ]; then scripts/cpu-wheels.sh .build/wheels; fi
-	$(COMPOSE) up --detach --build --wait serve $(if $(ROUTED),router) \
+	@$(PREPARE_BUILD)
+	$(COMPOSE) up --detach --build serve
+	@# The start's phases live (plain lines when not on a terminal); Docker's health decides below,
+	@# on the same container (an image rebuilt meanwhile must not replace a started server).
+	@$(COMPOSE) exec $$([ -t 1 ] || echo -T) serve python3 -m entrypoint watch || true
+	$(COMPOSE) up --detach --wait --no-recreate serve $(if $(ROUTED),router) \
 		|| { $(if $(ROUTED),$(COMPOSE) logs --no-log-prefix --tail 1 router >&2;) exit 1; }
 	@echo "healthy: http://127.0.0.1:$(PORT)  (try: make smoke; stop: make down; logs: make logs)"
 else

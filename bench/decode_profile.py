@@ -29,6 +29,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from entrypoint.engine_flags import kwargs_from_flags  # noqa: E402
+
 GROUPS = (  # first match wins; names are torch/oneDNN/vLLM operator names, lower-cased
     ("gemm", ("mm", "linear", "gemm", "matmul", "onednn", "brgemm", "dnnl")),
     ("attention", ("attention", "attn", "paged", "reshape_and_cache", "flash")),
@@ -44,32 +46,9 @@ def group_of(name: str) -> str:
 
 
 def engine_kwargs(flags: list[str]) -> dict[str, Any]:
-    """`--max-model-len 4096 --no-enable-prefix-caching --trust-remote-code` -> LLM keyword arguments."""
-    kwargs: dict[str, Any] = {}
-    index = 0
-    while index < len(flags):
-        flag = flags[index].lstrip("-")
-        following = flags[index + 1] if index + 1 < len(flags) else None
-        if "=" in flag:
-            flag, value = flag.split("=", 1)
-            kwargs[flag.replace("-", "_")] = _typed(value)
-        elif following is None or following.startswith("--"):
-            negated = flag.startswith("no-")
-            kwargs[(flag[3:] if negated else flag).replace("-", "_")] = not negated
-        else:
-            kwargs[flag.replace("-", "_")] = _typed(following)
-            index += 1
-        index += 1
-    return kwargs
-
-
-def _typed(value: str) -> Any:
-    if value.lstrip("-").isdigit():
-        return int(value)
-    try:
-        return float(value)
-    except ValueError:
-        return value
+    """`--max-model-len 4096 --no-enable-prefix-caching --trust-remote-code` -> LLM keyword arguments,
+    read with the server's own flag table (entrypoint.engine_flags)."""
+    return kwargs_from_flags(flags)
 
 
 def kernel_floor(model_dir: Path, dtype: str, seconds: float = 5.0) -> dict[str, Any]:

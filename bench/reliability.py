@@ -8,14 +8,18 @@ under load with probe failures and latency, secrets scanned for.
    `healthcheck ready` and `live` run every second.
 3. Greps everything an outsider could read for the two secrets: the serve log, the
    state folder, `render` and `settings` output, and every server process's command line.
+4. Runs the hostile-input table (bench/hostile.py): corrupt state folders and bad command
+   lines, each in a fresh process, with the worst wall time and peak memory per kind.
 
 Writes bench/reliability.{json,md}. Usage:
     python bench/reliability.py [--prompts 160] [--concurrency 32] [--skip-tests | --junit-dir .run/junit]
+    python bench/reliability.py --hostile-only   # just step 4, into the existing report
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import subprocess
@@ -30,6 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import hostile  # noqa: E402
 from bench.common import bundle_server, free_port, wait_bundle, write_report  # noqa: E402
 from entrypoint.child import ChildProcess  # noqa: E402
 from entrypoint.settings import load_settings  # noqa: E402
@@ -39,7 +44,7 @@ from verification.runs import machine_facts  # noqa: E402
 
 SUITES = {
     "faults injected": ["tests/integration/test_hub_faults.py", "tests/integration/test_shared_cache.py",
-                        "tests/integration/test_stop_and_crash.py", "tests/integration/test_canary.py",
+                        "tests/integration/test_server_lifecycle.py",
                         "tests/integration/test_startup_failures.py"],
     "bad inputs": ["tests/unit/test_settings.py", "tests/unit/test_settings_fuzz.py", "tests/unit/test_secrets.py"],
     "secrets": ["tests/integration/test_secrets.py"],
@@ -162,7 +167,29 @@ def markdown(result: dict[str, Any]) -> str:
         out.append(f"\n## Secrets scanned\n\nAn API key and a hub token (random values) were set; found "
                    f"**{scan['total']}** times in total ({scan['processes_scanned']} process command lines):\n")
         out += [f"- {place}: {count}" for place, count in scan["places"].items()]
+    if "hostile" in result:
+        out.append("\n" + hostile.markdown(result["hostile"]))
     return "\n".join(out) + "\n"
+
+
+def commit_id() -> str:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def hostile_section() -> dict[str, Any]:
+    print("reliability: the hostile-input table", file=sys.stderr)
+    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": commit_id(),
+            **hostile.run_hostile()}
+
+
+def hostile_only() -> None:
+    """Rerun only the hostile-input table and put it into the existing report."""
+    report = ROOT / "bench" / "reliability.json"
+    result = json.loads(report.read_text()) if report.exists() else {
+        "date": "-", "commit": commit_id(), "machine": machine_facts(), "suites": {}}
+    result["hostile"] = hostile_section()
+    write_report("reliability", result, markdown(result), folder=ROOT / "bench")
 
 
 def main() -> None:
@@ -176,10 +203,13 @@ def main() -> None:
     parser.add_argument("--junit-dir", type=Path, help="take the test outcomes from the JUnit XML files a "
                         "`make test` left there (e.g. .run/junit) instead of running the tests again")
     parser.add_argument("--skip-load", action="store_true", help="only the tests")
+    parser.add_argument("--hostile-only", action="store_true",
+                        help="only the hostile-input table, written into the existing report")
     args = parser.parse_args()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
-    result: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": commit,
+    if args.hostile_only:
+        hostile_only()
+        return
+    result: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": commit_id(),
                               "machine": machine_facts(), "suites": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for suite, files in ({} if args.skip_tests else SUITES).items():
@@ -192,6 +222,7 @@ def main() -> None:
     if not args.skip_load:
         print("reliability: load with probes, then the secret scan", file=sys.stderr)
         result["load"] = load_and_scan(args)
+    result["hostile"] = hostile_section()
     write_report("reliability", result, markdown(result), folder=ROOT / "bench")
 
 

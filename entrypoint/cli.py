@@ -1,4 +1,4 @@
-"""Command line: `python -m entrypoint [serve|render|download|smoke|settings]`.
+"""Command line: `python -m entrypoint [serve|render|download|doctor|smoke|settings|watch]`.
 
 Every command validates all settings first; a user mistake prints one line per
 problem and exits 2, a failure exits 1, never with a traceback.
@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from entrypoint.errors import SettingsError, UserError
+from entrypoint.doctor import Host, failures, report, run_checks
+from entrypoint.errors import SettingsError, run_cli
 from entrypoint.pipes import ClosedPipeSafe
 from entrypoint.resolver import Resolved
 from entrypoint.settings import Settings, resolve_settings
@@ -31,6 +33,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     render.add_argument("--format", choices=("shell", "json"), default="shell")
     render.add_argument("--model-path", help="weights folder to show (default: where the cache would hold it)")
     commands.add_parser("download", help="fetch the weights into MODEL_CACHE_DIR and exit")
+    doctor = commands.add_parser("doctor", help="check the host for the platform's known failure classes")
+    doctor.add_argument("--json", action="store_true", help="print the findings as JSON")
+    doctor.add_argument("--root", type=Path, default=Path("/"), help="the host's root folder (default: /)")
+    watch = commands.add_parser("watch", help="show a start's phase, time in it and download progress until ready")
+    watch.add_argument("--pid", type=int, help="stop when this process (the supervisor) is gone")
+    watch.add_argument("--timeout", type=float, help="seconds to wait (default: STARTUP_TIMEOUT)")
+    watch.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
     smoke = commands.add_parser("smoke", help="run the seed's smoke checks against a running server")
     smoke.add_argument("--url", help="server base URL (default: from HOST and PORT)")
     smoke.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -97,9 +106,43 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
         return 0
     if args.command == "smoke":
         return _smoke(settings, args)
+    if args.command == "doctor":
+        return _doctor(settings, args, environ)
+    if args.command == "watch":
+        return _watch(settings, args)
+    _doctor_gate(settings, environ)
     from entrypoint.supervisor import serve
 
     return serve(settings)
+
+
+def _doctor_host(environ: Mapping[str, str] | None, root: Path = Path("/")) -> Host:
+    # The CLI edge hands the process environment to the checks (visible devices, HCCL_*).
+    return Host(root=root, environ=os.environ if environ is None else environ)
+
+
+def _doctor(settings: Settings, args: argparse.Namespace, environ: Mapping[str, str] | None) -> int:
+    findings = run_checks(settings, _doctor_host(environ, args.root))
+    print(report(findings, args.json))
+    return 2 if failures(findings) else 0
+
+
+def _doctor_gate(settings: Settings, environ: Mapping[str, str] | None) -> None:
+    """Before `serve` spawns vLLM: a FAIL stops it (exit 2, one line each), a WARN is logged."""
+    findings = run_checks(settings, _doctor_host(environ))
+    for finding in findings:
+        if finding.status == "WARN":
+            log.warning("doctor: %s", finding.line())
+    if failures(findings):
+        raise SettingsError([f"doctor: {f.line()}" for f in failures(findings)])
+
+
+def _watch(settings: Settings, args: argparse.Namespace) -> int:
+    from entrypoint.state import StateDir
+    from entrypoint.watch import Watcher
+
+    watcher = Watcher(StateDir(settings.state_dir), sys.stdout, live=sys.stdout.isatty() and not args.plain)
+    return watcher.run(args.timeout or settings.startup_timeout, args.pid)
 
 
 def _render(settings: Settings, args: argparse.Namespace) -> int:
@@ -132,11 +175,4 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[entrypoint] %(message)s", stream=sys.stderr)
     sys.stdout = ClosedPipeSafe(sys.stdout)  # type: ignore[assignment]
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        return run(args)
-    except UserError as exc:
-        for line in exc.message.splitlines():
-            print(f"error: {line}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
+    return run_cli(lambda: run(args))

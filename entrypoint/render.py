@@ -1,13 +1,15 @@
-"""Settings -> the serve command: argv and environment, rendered from Jinja templates.
+"""Settings -> the serve command: argv and environment.
 
-`templates/serve/base.argv.j2` and `base.env.j2` hold the command (a platform's own
-`<platform>.argv.j2` or `.env.j2` extends them where it differs); this
-module only renders them, splits the words and appends EXTRA_ARGS last, so an extra
-flag overrides a rendered one (argparse keeps the last occurrence).
+`templates/serve/base.argv.j2` holds the launcher (`vllm serve PATH`) and `base.env.j2`
+the environment; a platform's own `<platform>.argv.j2` or `.env.j2` extends them where
+it differs (the API server module on CPU). The flags come from the one table in
+`engine_flags` that the in-process engine reads too. EXTRA_ARGS is appended last; it
+may not set a flag the bundle manages (settings refuse that).
 
 Secrets (API_KEY) reach vLLM through its environment, never argv, which any user can
 read in /proc/<pid>/cmdline and `ps`. `env` holds the real values for the child; the
-printed forms (`to_shell`, `to_json`, the supervisor's log) show them as ***.
+printed forms (`to_shell`, `to_json`, the supervisor's log) mask them by position: the
+value of a secret-bearing variable or flag, never another word that happens to be equal.
 """
 
 from __future__ import annotations
@@ -21,9 +23,39 @@ from pathlib import Path
 import jinja2
 
 from entrypoint.default_layers import TEMPLATES_DIR
-from entrypoint.settings import Settings, secret_values
+from entrypoint.engine_flags import SECRET_FLAGS, managed_match, serve_flags
+from entrypoint.settings import Settings
 
 MASK = "***"
+# Variables whose value is a secret: VLLM_API_KEY is rendered; the hub tokens are masked
+# too should a template or a caller's env ever carry them.
+SECRET_ENV = frozenset({"VLLM_API_KEY", "MODELSCOPE_API_TOKEN", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"})
+
+
+def masked_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` as printed: the values of secret-bearing variables masked."""
+    return {key: MASK if key in SECRET_ENV else value for key, value in env.items()}
+
+
+def masked_argv(argv: list[str]) -> list[str]:
+    """`argv` as printed: the values of secret-bearing flags masked (`--api-key K`, `--api-key=K`;
+    --api-key takes several keys), every other word as it is."""
+    shown: list[str] = []
+    masking = False
+    for word in argv:
+        secret = managed_match(word, SECRET_FLAGS)
+        if secret and "=" in word:
+            shown.append(f"{word.split('=', 1)[0]}={MASK}")
+            masking = False
+        elif secret:
+            shown.append(word)
+            masking = True
+        elif masking and not word.startswith("-"):
+            shown.append(MASK)
+        else:
+            shown.append(word)
+            masking = False
+    return shown
 
 
 @dataclass(frozen=True)
@@ -32,18 +64,17 @@ class ServeCommand:
 
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
-    secrets: frozenset[str] = field(default=frozenset(), repr=False)  # values printed as ***
 
     def __repr__(self) -> str:
         return f"ServeCommand(argv={self.shown_argv()!r}, env={self.shown_env()!r})"
 
     def shown_env(self) -> dict[str, str]:
         """`env` as printed: secret values masked."""
-        return {key: MASK if value in self.secrets else value for key, value in self.env.items()}
+        return masked_env(self.env)
 
     def shown_argv(self) -> list[str]:
-        """`argv` as printed: a secret passed as a word (EXTRA_ARGS) masked."""
-        return [MASK if word in self.secrets else word for word in self.argv]
+        """`argv` as printed: secret flag values masked."""
+        return masked_argv(self.argv)
 
     def to_json(self) -> str:
         """The machine-readable form of `render --format json` (secrets masked)."""
@@ -64,24 +95,11 @@ class ServeCommand:
         return "\n".join(exports + ([""] if exports else []) + [" \\\n  ".join(lines)])
 
 
-def _fraction(value: float) -> str:
-    """0.9 -> "0.90": at least two decimals, as the seed writes it."""
-    text = f"{value:.2f}"
-    return text if float(text) == value else repr(value)
-
-
-def _switch(value: bool | None, flag: str) -> str:
-    """A vLLM boolean flag: --flag, --no-flag, or nothing when unset."""
-    if value is None:
-        return ""
-    return f"--{flag}" if value else f"--no-{flag}"
-
-
 def environment(templates_dir: Path) -> jinja2.Environment:
     """The Jinja environment with the bundle's filters; unknown names are errors, not blanks."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(templates_dir / "serve"),
                              undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
-    env.filters.update(q=shlex.quote, fraction=_fraction, switch=_switch)
+    env.filters.update(q=shlex.quote)
     return env
 
 
@@ -97,7 +115,6 @@ def render_command(settings: Settings, model_path: str | Path, templates_dir: Pa
     env = environment(templates_dir)
     context = {"s": settings, "model_path": str(model_path), "python": python}
     # A platform without its own template (<platform>.argv.j2) gets the base one.
-    argv_text = env.select_template([f"{settings.platform}.argv.j2", "base.argv.j2"]).render(context)
+    launcher = shlex.split(env.select_template([f"{settings.platform}.argv.j2", "base.argv.j2"]).render(context))
     env_text = env.select_template([f"{settings.platform}.env.j2", "base.env.j2"]).render(context)
-    return ServeCommand(argv=shlex.split(argv_text) + settings.extra_argv, env=parse_env_lines(env_text),
-                        secrets=frozenset(secret_values(settings)))
+    return ServeCommand(argv=launcher + serve_flags(settings) + settings.extra_argv, env=parse_env_lines(env_text))

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 
-from entrypoint import value_grammar
+from entrypoint import engine_flags, value_grammar
 from entrypoint.bounded_read import Unreadable, read_bounded
 from entrypoint.startup_errors import KUBERNETES_TERMINATION_LOG
 from entrypoint.state import DEFAULT_STATE_DIR
@@ -124,8 +124,10 @@ class Settings(BaseModel):
     shutdown_timeout: int | None = setting(None, "--shutdown-timeout: seconds vLLM drains accepted requests after "
                                            "SIGTERM (newer vLLM only; unset: vLLM's default, which aborts them).",
                                            "an integer >= 0, below STOP_GRACE_PERIOD", alias="SHUTDOWN_TIMEOUT", ge=0)
-    extra_args: str = setting("", "More vllm serve flags, shell-split and appended last (last one wins).",
-                              "shell words with balanced quotes", alias="EXTRA_ARGS")
+    extra_args: str = setting("", "More vllm serve flags, shell-split and appended last. Flags the bundle "
+                              "manages are refused: those a setting renders (set the setting), --host, --port, "
+                              "--model, --served-model-name, --api-key (use API_KEY_FILE), --uds, --ssl-*, --config.",
+                              "shell words with balanced quotes, no managed flag", alias="EXTRA_ARGS")
 
     # --- runtime environment of the server (platform defaults in templates/platforms) ---
     vllm_use_modelscope: bool | None = setting(None, "Exported to vLLM.", BOOLEAN, alias="VLLM_USE_MODELSCOPE")
@@ -215,7 +217,7 @@ class Settings(BaseModel):
                                     f"a number of seconds > 0 and <= {HOUR}", alias="CANARY_TIMEOUT", gt=0,
                                     le=HOUR)
     canary_failures: int = setting(3, "Consecutive canary failures that make `healthcheck live` fail.",
-                                   "an integer >= 1", alias="CANARY_FAILURES", ge=1)
+                                   "an integer from 1 to 100", alias="CANARY_FAILURES", ge=1, le=100)
     metrics_port: int = setting(9464, "Port of the supervisor's own Prometheus metrics (startup phases, "
                                 "readiness, canary, download, vLLM starts); vLLM's stay on PORT (0: none).",
                                 "an integer from 0 to 65535", alias="METRICS_PORT", ge=0, le=65535)
@@ -386,6 +388,7 @@ def cross_field_errors(settings: Settings) -> list[str]:
     if settings.fallback_model_dir and not has_config(settings.fallback_model_dir):
         errors.append(f"FALLBACK_MODEL_DIR={str(settings.fallback_model_dir)!r}: no config.json there; allowed: an "
                       "existing model folder")
+    errors += engine_flags.managed_flag_errors(settings.extra_argv)
     return errors
 
 
@@ -412,12 +415,6 @@ def read_secret_file(name: str, path: Path) -> tuple[str | None, str | None]:
         return None, f"{where}: the file's content has spaces, control or non-ASCII characters; allowed: " \
                      f"{SECRET_ALLOWED}"
     return text, None
-
-
-def secret_values(settings: Settings) -> list[str]:
-    """The secrets' values, for the few places that must hide them in text (render output)."""
-    values = (getattr(settings, key) for key, f in Settings.model_fields.items() if f.alias in SECRET_FIELDS)
-    return [value.get_secret_value() for value in values if value is not None]
 
 
 def allowed_values(field: FieldInfo) -> str:

@@ -57,12 +57,15 @@ def install_signal_handlers() -> None:
 def start_server(settings: Settings, state: StateDir) -> tuple[ChildProcess, Weights]:
     """Fetch weights, render the command and start vLLM."""
     began = time.monotonic()
-    weights = ensure_weights(settings)
+    state.write_phase("weights")
+    weights = ensure_weights(settings, lambda folder, total: state.write_phase("download", folder=str(folder),
+                                                                              total_bytes=total))
     metrics.phase_done("weights", time.monotonic() - began)
     command = render_command(settings, weights.path)
     log.info("starting vLLM:\n%s", command.to_shell())
     child = ChildProcess(command.argv, {**inherited_environment(), **command.env})
     metrics.vllm_started()
+    state.write_phase("vllm", server_pid=child.pid)
     state.write_state(url=settings.base_url, served_model_name=settings.served_model_name,
                       supervisor_pid=os.getpid(), server_pid=child.pid, model_path=str(weights.path),
                       fallback=weights.fallback, server_started_at=time.time())
@@ -84,6 +87,7 @@ def become_ready(settings: Settings, child: ChildProcess, weights: Weights, stat
     log.info("vLLM answers after %.1f s", took)
     metrics.phase_done("server_start", took)
     answered_at = time.time()
+    state.write_phase("smoke")
     if settings.smoke_on_start:
         result = run_smoke(settings.base_url, settings.served_model_name, settings.smoke_prompt,
                            smoke_expectation(settings.smoke_expect, weights.fallback), settings.smoke_max_tokens,

@@ -25,6 +25,7 @@ SERVED_NAME_MAX = 128
 INTEGER = re.compile(r"[+-]?[0-9]{1,18}")  # fits 64 bits; no `2_0`, no `1e3`
 DECIMAL = re.compile(r"[+-]?([0-9]{1,15}(\.[0-9]{0,15})?|\.[0-9]{1,15})")  # no `inf`, `nan`, `1e10`
 URL_CREDENTIALS = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)?[^\s]*@")
+URL_CREDENTIALS_IN_TEXT = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^\s/@]+@")
 
 
 def model_id(value: str) -> str:
@@ -82,6 +83,11 @@ def http_url(value: str) -> str:
 def mask_url(value: str) -> str:
     """A URL as printed: `user:password@` shown as `***@`."""
     return URL_CREDENTIALS.sub(lambda m: f"{m.group(1) or ''}***@", value)
+
+
+def mask_urls_in(text: str) -> str:
+    """Free text (a client's error) with the credentials of every URL in it shown as `***@`."""
+    return URL_CREDENTIALS_IN_TEXT.sub(lambda m: f"{m.group(1)}***@", text)
 
 
 def inside(path: Path, root: Path) -> bool:

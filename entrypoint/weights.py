@@ -27,7 +27,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from filelock import FileLock, Timeout
 from entrypoint import metrics
 from entrypoint.errors import SettingsError, UserError
 from entrypoint.settings import Settings
-from entrypoint.value_grammar import inside, mask_url
+from entrypoint.value_grammar import inside, mask_url, mask_urls_in
 
 log = logging.getLogger("entrypoint.weights")
 MARKER = ".bundle-complete.json"
@@ -137,9 +137,10 @@ def describe(settings: Settings) -> str:
 
 
 def headline(exc: BaseException) -> str:
-    """The first line of an error: the client's errors append request details on further lines."""
+    """The first line of an error, URL credentials masked: the client's errors append request
+    details on further lines and quote the URLs they tried."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return mask_urls_in(text.splitlines()[0]) if text else type(exc).__name__
 
 
 def disk_error_of(exc: BaseException) -> OSError | None:
@@ -332,7 +333,11 @@ def download(settings: Settings, files: list[RemoteFile], folder: Path) -> None:
                         f"{describe(settings)}: {_reason(exc)}") from None
 
 
-def fetch_from_hub(settings: Settings) -> Path:
+# Told the folder and the listing's total bytes when a download begins (the start's progress).
+OnDownload = Callable[[Path, int], None]
+
+
+def fetch_from_hub(settings: Settings, on_download: OnDownload | None = None) -> Path:
     """The complete cache folder for MODEL_ID, downloading under a lock if needed."""
     folder = cache_folder(settings)
     if is_complete(folder):
@@ -344,16 +349,18 @@ def fetch_from_hub(settings: Settings) -> Path:
             if is_complete(folder):  # another process finished while we waited
                 log.info("weights completed by another process in %s", folder)
                 return folder
-            _fetch(settings, folder)
+            _fetch(settings, folder, on_download)
     except OSError as exc:  # the folder, its lock or a partial-file cleanup: the disk's fault, not the hub's
         raise disk_error(settings, exc, 0) from None
     log.info("weights complete and verified in %s", folder)
     return folder
 
 
-def _fetch(settings: Settings, folder: Path) -> None:
+def _fetch(settings: Settings, folder: Path, on_download: OnDownload | None = None) -> None:
     """List, check the room, download, verify, then mark complete; the caller holds the lock."""
     files = list_remote(settings)
+    if on_download is not None:
+        on_download(folder, sum(f.size for f in files))
     log.info("downloading %s@%s: %d files, %.1f MB into %s", settings.model_id, settings.model_revision,
              len(files), sum(f.size for f in files) / 1e6, folder)
     check_free_space(settings, folder, files)
@@ -387,12 +394,12 @@ class Weights:
     fallback: bool = False
 
 
-def ensure_weights(settings: Settings) -> Weights:
+def ensure_weights(settings: Settings, on_download: OnDownload | None = None) -> Weights:
     """The folder to serve: MODEL_SOURCE's path, the hub cache, or (loudly) the fallback."""
     if settings.model_source != "modelscope":
         return Weights(Path(settings.model_source))
     try:
-        return Weights(fetch_from_hub(settings))
+        return Weights(fetch_from_hub(settings, on_download))
     except HubUnreachable as exc:
         if settings.fallback_model_dir is None:
             raise

@@ -17,11 +17,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from entrypoint.state import StateDir
+from entrypoint.state import CANARY_FILE, READY_FILE, STATE_FILE, StateDir, StateProblem
+
+# A record more than this far ahead of the clock was not written by this boot's supervisor.
+FUTURE_TOLERANCE_SECONDS = 1.0
 
 
 def health_status(base_url: str, timeout: float) -> int:
-    """HTTP status of GET /health; raises OSError when nothing answers in time."""
+    """HTTP status of GET /health; raises OSError or HTTPException when nothing sane answers in
+    time. `base_url` holds a literal address (the state schema), so no name lookup blocks."""
     parts = urlsplit(base_url)
     connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=timeout)
     try:
@@ -31,63 +35,73 @@ def health_status(base_url: str, timeout: float) -> int:
         connection.close()
 
 
-def _health_verdict(base_url: str, timeout: float) -> tuple[bool, str]:
+def _health_verdict(base_url: str, deadline: float) -> tuple[bool, str]:
+    # Each socket step gets what is left; the caller's watchdog bounds the sum.
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return False, f"{base_url}/health: no time left to ask"
     try:
-        status = health_status(base_url, timeout)
-    except OSError as exc:
+        status = health_status(base_url, remaining)
+    except (OSError, http.client.HTTPException) as exc:
         return False, f"{base_url}/health did not answer: {exc.__class__.__name__}: {exc}"
     return status == 200, f"{base_url}/health -> {status}"
 
 
-def startup(state: StateDir, timeout: float) -> tuple[bool, str]:
+def startup(state: StateDir, deadline: float) -> tuple[bool, str]:
     """Passed once the supervisor marked the server ready."""
-    marker = state.ready()
+    marker = state.read(READY_FILE)
     if marker is None:
         return False, f"not ready yet: no ready marker in {state.root}"
-    return True, f"started: {marker.get('served_model_name')} at {marker.get('url')}"
+    return True, f"started: {marker['served_model_name']} at {marker['url']}"
 
 
-def ready(state: StateDir, timeout: float) -> tuple[bool, str]:
+def ready(state: StateDir, deadline: float) -> tuple[bool, str]:
     """Marker present and /health 200."""
-    marker = state.ready()
+    marker = state.read(READY_FILE)
     if marker is None:
         return False, f"not ready: no ready marker in {state.root}"
-    return _health_verdict(str(marker.get("url")), timeout)
+    return _health_verdict(marker["url"], deadline)
 
 
 def canary_verdict(record: dict[str, Any] | None, now: float | None = None) -> tuple[bool, str]:
-    """Judge the canary's last record; no record (disabled, or not ready yet) passes."""
+    """Judge the canary's last record (checked against its schema); no record (disabled, or
+    not ready yet) passes."""
     if record is None:
         return True, "no canary record"
     now = time.monotonic() if now is None else now
-    age = now - float(record.get("monotonic", now))
-    failures, limit = int(record.get("consecutive_failures", 0)), int(record.get("failures_limit", 1))
-    stale_after = float(record.get("stale_after", float("inf")))
-    last = f"{record.get('reason')}" + (f": {record['error']}" if record.get("error") else "")
+    age = now - record["monotonic"]
+    failures, limit, stale_after = record["consecutive_failures"], record["failures_limit"], record["stale_after"]
+    last = f"{record['reason']}" + (f": {record['error']}" if record.get("error") else "")
     if failures >= limit:
         return False, f"engine canary failed {failures} times in a row (last: {last})"
+    if age < -FUTURE_TOLERANCE_SECONDS:
+        return False, f"engine canary record is {-age:.0f} s in the future: not written by this boot's supervisor"
     if age > stale_after:
         # The supervisor stopped looking: hung itself, so nothing watches vLLM any more.
         return False, f"engine canary record is {age:.0f} s old (stale after {stale_after:.0f} s)"
-    return True, f"canary {age:.0f} s ago: {last}" + (f" ({failures} failures in a row)" if failures else "")
+    return True, f"canary {max(age, 0):.0f} s ago: {last}" + (f" ({failures} failures in a row)" if failures else "")
 
 
-def live(state: StateDir, timeout: float) -> tuple[bool, str]:
+def live(state: StateDir, deadline: float) -> tuple[bool, str]:
     """/health answers 200 (the URL comes from the state file the supervisor writes at start)
     and the engine canary does not say the engine stopped answering."""
-    current = state.state()
+    current = state.read(STATE_FILE)
     if current is None:
         return False, f"not live: no supervisor state in {state.root}"
-    canary_ok, canary_message = canary_verdict(state.canary())
+    canary_ok, canary_message = canary_verdict(state.read(CANARY_FILE))
     if not canary_ok:
         return False, canary_message
-    health_ok, health_message = _health_verdict(str(current.get("url")), timeout)
+    health_ok, health_message = _health_verdict(current["url"], deadline)
     return health_ok, f"{health_message}; {canary_message}" if health_ok else health_message
 
 
 PROBES = {"startup": startup, "ready": ready, "live": live}
 
 
-def run_probe(name: str, state_dir: Path, timeout: float) -> tuple[bool, str]:
-    """Run one probe by name."""
-    return PROBES[name](StateDir(state_dir), timeout)
+def run_probe(name: str, state_dir: Path, deadline: float) -> tuple[bool, str]:
+    """Run one probe by name until the monotonic `deadline`; a state file the supervisor could
+    not have written fails it with the reason."""
+    try:
+        return PROBES[name](StateDir(state_dir), deadline)
+    except StateProblem as problem:
+        return False, str(problem)

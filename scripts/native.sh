@@ -28,6 +28,7 @@ up() {
   STATE_DIR=$state FALLBACK_MODEL_DIR=$fallback nohup "$py" -m entrypoint "${env_file[@]}" serve >"$log" 2>&1 &
   echo $! >"$pidfile"
   echo "starting (pid $!, log $log); waiting until healthy, a first start takes minutes..."
+  STATE_DIR=$state "$py" -m entrypoint "${env_file[@]}" watch --pid "$!" || true
   until "$py" -m healthcheck startup --state-dir "$state" >/dev/null; do
     if ! running; then
       echo "server exited before it was ready; last lines of $log:" >&2

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from entrypoint.engine_flags import engine_kwargs
 from entrypoint.render import render_command
 from entrypoint.settings import Settings
 
@@ -22,12 +23,11 @@ def export_runtime_env(settings: Settings, model: Path) -> None:
 
 
 def llm_kwargs(settings: Settings, model: Path, dtype: str | None = None, **extra: Any) -> dict[str, Any]:
-    """`vllm.LLM(...)` arguments matching the server's flags; `dtype` overrides DTYPE."""
-    kwargs: dict[str, Any] = {"model": str(model), "dtype": dtype or settings.dtype or "auto",
-                              "max_model_len": settings.max_model_len, "seed": settings.seed,
-                              "max_num_batched_tokens": settings.max_num_batched_tokens}
-    if settings.enforce_eager is not None:
-        kwargs["enforce_eager"] = settings.enforce_eager
+    """`vllm.LLM(...)` arguments equal to the server's flags (one table: entrypoint.engine_flags);
+    `dtype` overrides DTYPE."""
+    kwargs = engine_kwargs(settings, str(model))
+    if dtype:
+        kwargs["dtype"] = dtype
     return {**kwargs, **extra}
 
 

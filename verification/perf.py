@@ -30,13 +30,12 @@ from typing import Any
 
 import numpy as np
 
+from entrypoint.engine_flags import server_only_options
 from entrypoint.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 VLLM_CLI = [sys.executable, "-m", "verification.vllm_cli"]
 WORKLOADS = ("throughput", "online", "latency", "sweep")
-# serve-only flags of the rendered server command (and their values) that the in-process benches reject
-SERVE_ONLY_FLAGS = {"--model": 1, "--host": 1, "--port": 1, "--served-model-name": 1, "--api-key": 1}
 
 
 @dataclass(frozen=True)
@@ -98,22 +97,19 @@ class BenchFailed(UserError):
 def engine_args(serve_argv: list[str]) -> list[str]:
     """The engine flags of the rendered server command, for the in-process benches.
 
-    Drops the interpreter and module words and the serve-only flags, so the offline
-    engine runs with the server's dtype, max-model-len, eager mode, batch budget, seed...
+    Drops the launcher (everything before the first flag) and the flags only the API
+    server reads, with their values (entrypoint.engine_flags), so the offline engine runs
+    with the server's dtype, max-model-len, eager mode, batch budget, seed...
     """
-    words = serve_argv[serve_argv.index("vllm.entrypoints.openai.api_server") + 1:] \
-        if "vllm.entrypoints.openai.api_server" in serve_argv else list(serve_argv)
+    server_only = server_only_options()
+    first = next((i for i, word in enumerate(serve_argv) if word.startswith("--")), len(serve_argv))
     kept: list[str] = []
-    skip = 0
-    for word in words:
-        if skip:
-            skip -= 1
-            continue
-        flag = word.split("=", 1)[0]
-        if flag in SERVE_ONLY_FLAGS:
-            skip = 0 if "=" in word else SERVE_ONLY_FLAGS[flag]
-            continue
-        kept.append(word)
+    dropping = False
+    for word in serve_argv[first:]:
+        if word.startswith("-"):
+            dropping = word.split("=", 1)[0] in server_only
+        if not dropping:
+            kept.append(word)
     return kept
 
 

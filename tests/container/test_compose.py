@@ -23,6 +23,27 @@ def test_compose_smoke_service_passes(deployment):
     assert "smoke OK" in done.stdout
 
 
+def test_plain_docker_compose_at_the_checkout_root_reaches_the_deployment(deployment):
+    # The design's commands as typed, after `make up`: no -f, no -p, no variables.
+    compose = {"cwd": ROOT, "capture_output": True, "text": True, "timeout": 600,
+               "env": {k: v for k, v in os.environ.items() if k not in ("PLATFORM", "PORT", "COMPOSE_FILE")}}
+    before = deployment.inspect()["Id"]
+    smoke = subprocess.run(["docker", "compose", "run", "--rm", "smoke"], **compose)
+    assert smoke.returncode == 0, smoke.stdout + smoke.stderr
+    assert "smoke OK" in smoke.stdout
+    assert deployment.inspect()["Id"] == before  # the running server was used, not recreated
+    ps = subprocess.run(["docker", "compose", "ps", "--format", "{{.Service}} {{.Health}}"], **compose)
+    assert "serve healthy" in ps.stdout, ps.stdout + ps.stderr
+    logs = subprocess.run(["docker", "compose", "logs", "--no-color", "serve"], **compose)
+    assert "effective settings {" in logs.stdout + logs.stderr
+
+
+def test_make_up_showed_the_start_phases(deployment):
+    # Not a terminal here: plain `[phase] ...` lines from `entrypoint watch`, then Docker's health.
+    out = deployment.up_result.stdout
+    assert "[vllm] vLLM loading and compiling" in out and "[ready] " in out, out[-3000:]
+
+
 def test_seed_smoke_requests_on_the_published_port(deployment):
     assert_seed_smoke_requests(deployment.url)
 
@@ -66,10 +87,13 @@ def test_cache_owned_by_another_user_is_one_clear_line(deployment, tmp_path):
 
 def test_compose_bench_and_eval_services_write_their_reports(deployment):
     # The guide's tools in their own containers against `serve`, quick presets; reports on the host.
+    # The bench's in-process engines run eager: what is tested is the tool in its container, not
+    # torch.compile, which `serve` already did on this volume.
     run = f"container-{deployment.project}"
     folder = ROOT / "perf_results" / run
     try:
-        bench = make("bench", *deployment.vars, f"BENCH_ARGS=--preset quick --run-name {run}", timeout=1800)
+        bench = make("bench", *deployment.vars,
+                     f"BENCH_ARGS=--preset quick --run-name {run} --engine-args=--enforce-eager", timeout=1800)
         assert bench.returncode == 0, bench.stdout[-3000:] + bench.stderr[-3000:]
         perf = json.loads((folder / "perf.json").read_text())
         assert perf["results"]["online"]["output_throughput"] > 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -75,3 +76,21 @@ def test_monitoring_profile_builds_prometheus_and_leaves_serve_alone():
     assert prometheus["build"]["dockerfile"] == "prometheus/Dockerfile"
     assert [(p["target"], p["published"], p["host_ip"]) for p in prometheus["ports"]] == [(9090, "9090", "127.0.0.1")]
     assert "prometheus" not in config("cpu")["services"]  # `make up` starts no Prometheus
+
+
+@pytest.mark.parametrize("platform", ["npu", "cpu", "cuda"])
+def test_root_file_written_by_make_equals_the_explicit_files(platform, tmp_path):
+    # A copy of the checkout's compose files and the script, so the real root stays untouched.
+    shutil.copytree(ROOT / "compose", tmp_path / "compose")
+    (tmp_path / "scripts").mkdir()
+    shutil.copy2(ROOT / "scripts" / "compose-root.sh", tmp_path / "scripts")
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ["HOME"], "HOST_PORT": "8123", "NPU_DEVICE": "2"}
+    subprocess.run([tmp_path / "scripts" / "compose-root.sh", "proj-x", "compose/compose.yaml",
+                    f"compose/{platform}.yaml"], check=True, env=env, timeout=60)
+    plain = subprocess.run(["docker", "compose", "--profile", "tools", "config", "--format", "json"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=60, env={k: env[k] for k in ("PATH", "HOME")})
+    assert plain.returncode == 0, plain.stderr
+    written = json.loads(plain.stdout)
+    explicit = config(platform, HOST_PORT="8123", NPU_DEVICE="2")
+    assert written["name"] == "proj-x"
+    assert written["services"] == json.loads(json.dumps(explicit["services"]).replace(str(ROOT), str(tmp_path)))

@@ -1,12 +1,15 @@
 """Real vLLM on the CPU, the fixture Gemma 3 weights and a loopback ModelScope hub.
 
 Starting vLLM takes minutes here, so one server (`shared_server`) serves every test
-that only talks to it; lifecycle tests start their own. Every process gets the
-network guard, so nothing leaves the machine.
+that only talks to it; lifecycle tests start their own. The shared server starts as the
+session begins, and the tests that start no vLLM run first, beside its start (CI's time
+budget: bench/results/ci-time.md). Every process gets the network guard, so nothing
+leaves the machine.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -27,6 +30,7 @@ ROOT = Path(__file__).parents[2]
 NETGUARD = ROOT / "tests" / "support" / "netguard"
 MODEL_ID = "google/gemma-3-270m-it"
 STARTUP_SECONDS = 1200  # a cold CPU start is minutes; this only bounds a hang
+LAST_SHARED_SERVER_TEST = pytest.StashKey[bool]()
 
 # The fixture profile: float32 (fast on CPUs without native bf16), eager mode and a small
 # batch budget keep a start near a minute; the serve path is the same as the default's.
@@ -34,7 +38,14 @@ FAST_CPU = {
     "PLATFORM": "cpu", "MODEL_PROFILE": "gemma-3-270m-fixture", "DTYPE": "float32", "ENFORCE_EAGER": "true",
     "MAX_MODEL_LEN": "4096", "MAX_NUM_BATCHED_TOKENS": "512", "VLLM_CPU_KVCACHE_SPACE": "1", "STOP_GRACE_PERIOD": "30",
 }
-
+# A canary that looks every 2 s and fails after two missed 3 s answers: a verdict in seconds.
+FAST_CANARY = {"CANARY_INTERVAL": "2", "CANARY_TIMEOUT": "3", "CANARY_FAILURES": "2"}
+# For the tools' own in-process engines (perf's `bench throughput`/`bench latency`, accuracy's
+# pooling runner): the engine core in the tool's process saves spawning a second interpreter that
+# imports torch and vLLM again. Their subject is the tools' results, not vLLM's process layout;
+# the operator's layout (engine core in its own process) runs in `test_offline_mode_answers` and
+# in the container layer's `make bench` / `make eval`.
+IN_PROCESS_ENGINE = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
 
 
 def child_env(**settings: str) -> dict[str, str]:
@@ -55,6 +66,7 @@ class Server:
     probes_at_start: dict[str, int] = field(default_factory=dict)
     hub_counts_at_ready: dict[str, int] = field(default_factory=dict)
     model_cache: Path | None = None
+    hub: LoopbackHub | None = None
 
     @property
     def state(self) -> StateDir:
@@ -136,15 +148,101 @@ def warm_cache(model_cache: Path, hub: LoopbackHub) -> Path:
     return model_cache
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """This layer's tests that start no vLLM first (they run beside the shared server's start),
+    then the shared server's, then those that start vLLM themselves; the order within each is
+    kept, and so are the places of other layers' tests (the hook sees the whole session)."""
+    def group(item: pytest.Item) -> int:
+        if "shared_server" in getattr(item, "fixturenames", ()):
+            return 1
+        return 2 if item.get_closest_marker("starts_vllm") else 0
+
+    here = Path(__file__).parent
+    places = [index for index, item in enumerate(items) if item.path.is_relative_to(here)]
+    for index, item in zip(places, sorted((items[i] for i in places), key=group), strict=True):
+        items[index] = item
+    users = [item for item in items if "shared_server" in getattr(item, "fixturenames", ())]
+    if users:
+        users[-1].stash[LAST_SHARED_SERVER_TEST] = True
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """Stop the shared server after its last test: the tests after it start their own servers,
+    and one server takes about 6 GB here (a third beside two would crowd a 24 GB machine)."""
+    server = getattr(item, "funcargs", {}).get("shared_server")
+    if item.stash.get(LAST_SHARED_SERVER_TEST, False) and server is not None:
+        server.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_server_start(request: pytest.FixtureRequest,
+                        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server | None]:
+    """The shared server, started (not waited for) as the session begins, if a test will use it.
+
+    It has a hub of its own, so the counts its tests read are its own whatever runs beside it.
+    """
+    if not any("shared_server" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        yield None
+        return
+    with LoopbackHub(models={MODEL_ID: request.getfixturevalue("fixture_model")}) as own_hub:
+        cache = tmp_path_factory.mktemp("shared-cache")
+        server = start_server(tmp_path_factory.mktemp("shared"), own_hub, cache)
+        server.model_cache = cache
+        server.hub = own_hub
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
 @pytest.fixture(scope="session")
-def shared_server(tmp_path_factory: pytest.TempPathFactory, hub: LoopbackHub) -> Iterator[Server]:
+def shared_server(shared_server_start: Server | None) -> Server:
     """The server most tests talk to, for the whole session: started from nothing (a cache
-    of its own), weights through the hub; the hub's counts at ready are kept for the tests."""
-    hub.reset()
-    cache = tmp_path_factory.mktemp("shared-cache")
-    server = start_server(tmp_path_factory.mktemp("shared"), hub, cache)
+    of its own), weights through its hub; the hub's counts at ready are kept for the tests."""
+    assert shared_server_start is not None  # started for every session with a test that asks for it
+    server = shared_server_start
     server.wait_ready()
-    server.hub_counts_at_ready = {kind: hub.count(kind) for kind in ("listing", "file")}
-    server.model_cache = cache
-    yield server
+    if not server.hub_counts_at_ready:
+        server.hub_counts_at_ready = {kind: server.hub.count(kind) for kind in ("listing", "file")}
+    return server
+
+
+def session_processes(sid: int) -> dict[int, str]:
+    """pid -> command line of the live processes in vLLM's session."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            found[int(stat.parent.name)] = cmdline.strip()
+    return found
+
+
+def engine_core_pid(server_pid: int) -> int:
+    """The EngineCore process (vLLM titles it VLLM::EngineCore)."""
+    cores = [pid for pid, cmdline in session_processes(server_pid).items() if "EngineCore" in cmdline]
+    assert len(cores) == 1, session_processes(server_pid)
+    return cores[0]
+
+
+@contextlib.contextmanager
+def canary_server(tmp: Path, hub: LoopbackHub, cache: Path, **overrides: str) -> Iterator[Server]:
+    """A ready server with the fast canary; nothing of it stays stopped or running afterwards."""
+    server = start_server(tmp, hub, cache, **{**FAST_CANARY, **overrides})
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        resume_and_stop(server)
+
+
+def resume_and_stop(server: Server) -> None:
+    """SIGCONT every process of vLLM's session (a frozen one would never see SIGTERM), then stop."""
+    pid = (server.state.state() or {}).get("server_pid")
+    for member in session_processes(pid) if pid else []:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(member, signal.SIGCONT)
     server.stop()

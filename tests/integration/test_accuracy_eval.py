@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import FAST_CPU, ROOT, Server, child_env
+from tests.integration.conftest import FAST_CPU, IN_PROCESS_ENGINE, ROOT, Server, child_env
 from tests.support.net import free_port
 
 pytestmark = pytest.mark.integration
@@ -17,7 +17,8 @@ pytestmark = pytest.mark.integration
 
 def accuracy_eval(*args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "eval" / "accuracy_eval.py"), *args], cwd=ROOT,
-                          env=child_env(**FAST_CPU), capture_output=True, text=True, timeout=timeout)
+                          env=child_env(**FAST_CPU, **IN_PROCESS_ENGINE), capture_output=True, text=True,
+                          timeout=timeout)
 
 
 @pytest.fixture(scope="module")

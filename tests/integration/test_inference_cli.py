@@ -47,6 +47,7 @@ def test_chat_streams_in_pieces(shared_server: Server):
     assert len(pieces) > 1  # token by token, not one block
 
 
+@pytest.mark.starts_vllm
 def test_offline_mode_answers(fixture_model: Path):
     done = inference("--mode", "offline", "--model", str(fixture_model), "--prompt", PROMPT,
                      "--max-tokens", "8", "--json", timeout=900)

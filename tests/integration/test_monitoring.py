@@ -22,12 +22,12 @@ import requests
 import yaml
 
 from observability.dashboard import dashboard, queries
-from tests.integration.test_canary import canary_server, engine_core_pid
+from tests.integration.conftest import canary_server, engine_core_pid
 from tests.support.net import free_port
 from tests.unit.test_dashboard import substituted
 from tests.unit.test_prometheus_rules import RULES
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.starts_vllm]
 WAIT_SECONDS = 300  # bounds a hang only: data needs a few scrapes, the alert its `for: 1m`
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import FAST_CPU, ROOT, Server, child_env
+from tests.integration.conftest import FAST_CPU, IN_PROCESS_ENGINE, ROOT, Server, child_env
 
 pytestmark = pytest.mark.integration
 RUN_SECONDS = 1800  # two in-process engine starts and ~30 short requests; this only bounds a hang
@@ -22,8 +22,8 @@ def quick_run(shared_server: Server, fixture_model: Path, tmp_path_factory: pyte
     results = tmp_path_factory.mktemp("perf")
     port = shared_server.url.rsplit(":", 1)[1]
     # the server's own settings, so the in-process engine runs with its flags
-    env = child_env(**FAST_CPU, HOST="127.0.0.1", PORT=port, STATE_DIR=str(shared_server.state_dir),
-                    MODEL_CACHE_DIR=str(results / "cache"))
+    env = child_env(**FAST_CPU, **IN_PROCESS_ENGINE, HOST="127.0.0.1", PORT=port,
+                    STATE_DIR=str(shared_server.state_dir), MODEL_CACHE_DIR=str(results / "cache"))
     done = subprocess.run([sys.executable, "eval/perf_eval.py", "--preset", "quick", "--model", str(fixture_model),
                            "--results", str(results), "--run-name", "quick", "--bandwidth-seconds", "0.5"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=RUN_SECONDS)

@@ -21,7 +21,7 @@ import requests
 from tests.integration.conftest import FAST_CPU, MODEL_ID, ROOT, Server, child_env, start_server
 from tests.support.modelscope_hub import LoopbackHub
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.starts_vllm]
 
 KEY = "sk-test-7f3a9c"
 TOKEN = "ms-test-4b1e0d"

@@ -48,7 +48,8 @@ def test_a_server_that_dies_first_is_one_line_naming_its_log(tmp_path: Path):
 
 def test_the_bundle_is_ready_when_its_ready_marker_is(tmp_path: Path):
     marks = "import time; from entrypoint.state import StateDir; import pathlib, sys; time.sleep(0.3); " \
-            "s = StateDir(pathlib.Path(sys.argv[1])); s.reset(); s.mark_ready(at=1); time.sleep(60)"
+            "s = StateDir(pathlib.Path(sys.argv[1])); s.reset(); " \
+            "s.mark_ready(url='http://127.0.0.1:1', served_model_name='m', at=1); time.sleep(60)"
     log = tmp_path / "bundle.log"
     env = {"PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     with server([sys.executable, "-c", marks, str(tmp_path / "state")], env, log) as child:

@@ -1,5 +1,5 @@
 """The canary's judgement against a loopback stand-in for vLLM's /metrics and /v1/completions
-(the real engine, stopped and busy, is in tests/integration/test_canary.py)."""
+(the real engine, stopped and busy, is in tests/integration/test_server_lifecycle.py)."""
 
 from __future__ import annotations
 
@@ -163,8 +163,8 @@ def test_interval_zero_disables_the_canary(tmp_path):
     ("CANARY_INTERVAL", "-1", "seconds >= 0"),
     ("CANARY_INTERVAL", "often", "seconds >= 0"),
     ("CANARY_TIMEOUT", "0", "seconds > 0"),
-    ("CANARY_FAILURES", "0", "integer >= 1"),
-    ("CANARY_FAILURES", "2.5", "integer >= 1"),
+    ("CANARY_FAILURES", "0", "integer from 1 to 100"),
+    ("CANARY_FAILURES", "2.5", "integer from 1 to 100"),
 ])
 def test_bad_canary_settings_name_variable_value_and_allowed(name, value, allowed):
     with pytest.raises(SettingsError) as caught:

@@ -276,3 +276,10 @@ def test_cli_warns_once_on_a_near_miss_and_still_runs():
     assert [line for line in done.stderr.splitlines() if "PROT" in line] == [
         "[entrypoint] PROT is not a setting of the bundle and is ignored; did you mean PORT?"]
     assert json.loads(done.stdout)["PORT"] == 8000
+
+
+def test_credentials_in_a_clients_error_text_are_masked():
+    from entrypoint.weights import headline
+
+    error = Exception("Max retries exceeded with url: http://user:pw@hub:99/api/v1/models (also https://t@h/x)")
+    assert headline(error) == "Max retries exceeded with url: http://***@hub:99/api/v1/models (also https://***@h/x)"

@@ -21,15 +21,17 @@ def sample(name: str) -> dict:
 
 # --- commands ----------------------------------------------------------------------------------
 
-def test_engine_args_are_the_servers_without_serve_only_flags() -> None:
-    settings = load_settings({"PLATFORM": "cpu", "DTYPE": "float32", "ENFORCE_EAGER": "true", "MAX_MODEL_LEN": "4096",
-                              "EXTRA_ARGS": "--api-key=secret --max-num-seqs 16"})
+@pytest.mark.parametrize("platform", ["cpu", "npu"])
+def test_engine_args_are_the_servers_without_launcher_and_serve_only_flags(platform: str) -> None:
+    settings = load_settings({"PLATFORM": platform, "DTYPE": "float32", "ENFORCE_EAGER": "true",
+                              "MAX_MODEL_LEN": "4096", "EXTRA_ARGS": "--long-prefill-token-threshold 2"})
     engine = perf.engine_args(render_command(settings, "/models/m").argv)
-    for serve_only in ("--model", "/models/m", "--host", "--port", "--served-model-name", "--api-key=secret"):
+    assert engine[0].startswith("--")
+    for serve_only in ("--model", "/models/m", "--host", "--port", "--served-model-name", "0.0.0.0", "8000"):
         assert serve_only not in engine
     text = " ".join(engine)
     assert "--dtype float32" in text and "--max-model-len 4096" in text and "--enforce-eager" in text
-    assert "--seed 1024" in text and text.endswith("--max-num-seqs 16")  # EXTRA_ARGS stay last
+    assert "--seed 1024" in text and text.endswith("--long-prefill-token-threshold 2")  # EXTRA_ARGS stay last
 
 
 @pytest.mark.parametrize(("platform", "server_share", "expected"), [

@@ -66,9 +66,9 @@ def test_cpu_has_no_npu_only_flags():
 
 
 def test_extra_args_come_last_and_split_like_a_shell():
-    extra = "--max-num-seqs 8 --chat-template '/a b.jinja'"
+    extra = "--long-prefill-token-threshold 8 --chat-template '/a b.jinja'"
     argv = render_command(load_settings({"PLATFORM": "npu", "EXTRA_ARGS": extra}), "/m").argv
-    assert argv[-4:] == ["--max-num-seqs", "8", "--chat-template", "/a b.jinja"]
+    assert argv[-4:] == ["--long-prefill-token-threshold", "8", "--chat-template", "/a b.jinja"]
 
 
 def test_optional_flags_render_only_when_set():

@@ -17,7 +17,7 @@ import pytest
 from entrypoint.errors import SettingsError, UserError
 from entrypoint.http import bearer
 from entrypoint.readiness import probe
-from entrypoint.render import render_command
+from entrypoint.render import ServeCommand, render_command
 from entrypoint.settings import SECRET_FIELDS, Settings, error_line, load_settings
 from entrypoint.settings_docs import configmap_env, env_example
 from entrypoint.smoke import run_smoke
@@ -139,9 +139,29 @@ def test_no_key_no_vllm_api_key():
     assert "VLLM_API_KEY" not in render_command(load_settings(CPU), "/models/m").env
 
 
-def test_a_secret_in_extra_args_is_masked_in_the_printed_command():
-    settings = load_settings({**CPU, "API_KEY": KEY, "EXTRA_ARGS": f"--api-key {KEY}"})
-    assert KEY not in render_command(settings, "/models/m").to_shell()
+@pytest.mark.parametrize("extra", [f"--api-key {KEY}", f"--api-key={KEY}", f"--api_key {KEY}", f"--api-k {KEY}"])
+def test_a_key_in_extra_args_is_refused_with_a_pointer_to_the_file_setting(extra):
+    (line,) = errors_for({**CPU, "EXTRA_ARGS": extra})
+    assert line.startswith("EXTRA_ARGS=") and "API_KEY_FILE" in line
+    assert KEY not in line
+
+
+@pytest.mark.parametrize("key", ["1", "8000", "0.0.0.0", "cpu", "--port"])
+def test_masking_is_by_position_never_by_value(key):
+    """A key equal to another word (a TP size, the port) hides only itself."""
+    command = render_command(load_settings({**CPU, "API_KEY": key}), "/models/m")
+    assert command.shown_argv() == command.argv
+    assert command.shown_env() == {**command.env, "VLLM_API_KEY": "***"}
+
+
+@pytest.mark.parametrize(("argv", "shown"), [
+    (["vllm", "--api-key", KEY, "--port", "1"], ["vllm", "--api-key", "***", "--port", "1"]),
+    (["vllm", f"--api-key={KEY}", KEY], ["vllm", "--api-key=***", KEY]),
+    (["vllm", "--api-key", KEY, "k2", "-tp", "1"], ["vllm", "--api-key", "***", "***", "-tp", "1"]),
+    (["vllm", "--hf_token", KEY], ["vllm", "--hf_token", "***"]),
+])
+def test_secret_flags_are_masked_where_they_appear(argv, shown):
+    assert ServeCommand(argv=argv).shown_argv() == shown
 
 
 def test_bearer_header():

@@ -6,6 +6,8 @@ deeply nested text, shell quotes, over-long paths, NUL bytes and undecodable byt
 process, `load_settings` and the `render`/`settings` commands must succeed or raise
 SettingsError whose every line names one variable; a few environments also go through
 `python -m entrypoint render`, which must exit 0 or 2 with only `error:` lines.
+Values shaped like each setting's type (tests/support/setting_values.py) reach the
+render often: every environment of them renders a command or is refused line by line.
 Random draws rarely put a rare value on the one variable it breaks, so every edge
 value is also tried on every variable. Warnings count as failures: they are stray
 stderr lines too.
@@ -27,11 +29,13 @@ from hypothesis import strategies as st
 
 from entrypoint.cli import parse_args, run
 from entrypoint.errors import SettingsError
+from entrypoint.render import render_command
 from entrypoint.settings import load_settings, setting_names
+from tests.support.setting_values import ALL_SETTINGS, assert_one_line_per_problem
+from tests.support.setting_values import environments as shaped_environments
 
 ROOT = Path(__file__).parents[2]
 NAMES = sorted(setting_names())
-KNOWN_NAMES = setting_names() | {"MODEL_PROFILE"}
 EDGE_VALUES = [
     "", " ", "\t", "0", "-0", "1", "-1", "1.5", "1e3", "1e999", "nan", "inf", "-inf", "0x10", "1_000", "٣",
     "9" * 400, "true", "False", "yes", "null", "None", "auto", "npu", "cuda", "cpu", "{}", "[]", '{"a": 1e999}',
@@ -49,15 +53,6 @@ values = st.one_of(
                  max_leaves=8).map(json.dumps),
 )
 environments = st.dictionaries(st.sampled_from([*NAMES, "NOT_A_SETTING"]), values, max_size=8)
-
-
-def assert_one_line_per_problem(error: SettingsError) -> None:
-    """Each line is one line, names a known variable first, and no line repeats."""
-    assert error.lines, "a SettingsError without lines"
-    for line in error.lines:
-        assert "\n" not in line and "\r" not in line, line
-        assert line.split("=", 1)[0] in KNOWN_NAMES, line
-    assert len(set(error.lines)) == len(error.lines), error.lines
 
 
 def run_command(argv: list[str], environ: dict[str, str]) -> None:
@@ -101,3 +96,15 @@ def test_the_command_line_exits_0_or_2_without_a_traceback(environ: dict[str, st
     if done.returncode == 2:
         lines = stderr.splitlines()
         assert lines and all(line.startswith("error: ") for line in lines), stderr
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(shaped_environments(ALL_SETTINGS))
+def test_shaped_values_render_a_command_or_one_line_per_problem(environ: dict[str, str]) -> None:
+    try:
+        command = render_command(load_settings(environ), "/models/m")
+    except SettingsError as error:
+        assert_one_line_per_problem(error)
+        return
+    assert command.argv and all(isinstance(word, str) for word in command.argv)
+    assert json.loads(command.to_json())["argv"] == command.shown_argv() and command.to_shell()

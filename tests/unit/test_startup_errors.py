@@ -15,6 +15,12 @@ CASES = [
     ("badflag.log", "vLLM does not know --no-such-flag: fix or remove it in EXTRA_ARGS"),
     ("noweights.log", "no weight files in /tmp/fail/noweights: MODEL_SOURCE points at an incomplete model folder"),
     ("badarch.log", "this vLLM cannot serve the architecture 'FooBarForCausalLM' of MODEL_ID"),
+    # vllm-ascend's run-time failures, recorded from its FAQ and issues
+    ("npu-oom.log", "NPU 0 ran out of memory (tried to allocate 3.47 GiB): lower GPU_MEMORY_UTILIZATION"),
+    ("graph-capture-207008.log", "ACL graph capture ran out of NPU stream resources (error 207008)"),
+    ("hccl-timeout.log", "an HCCL ALLREDUCE waited 3600000 ms and timed out"),
+    ("hccl-socket.log", "HCCL ranks could not connect (EI0006)"),
+    ("shm-broadcast.log", "vLLM's workers stopped answering its broadcast queue for 60 s or more"),
 ]
 
 
@@ -43,3 +49,13 @@ def test_termination_message_is_written_and_unwritable_is_ignored(tmp_path):
     write_termination_message(str(path), "x" * 5000)
     assert len(path.read_text()) == 4001
     write_termination_message(str(tmp_path / "missing" / "log"), "ignored")  # no exception
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("The error from device(chipId:0, dieId:0), serial number is 12, hccl fftsplus task timeout occurred during "
+     "task execution, stream_id:9, sq_id:9, task_id:51052, stuck notify num:1, timeout=1836s.",
+     "an HCCL task hung for 1836 s (HCCL_EXEC_TIMEOUT)"),
+    ("[rank3]: Communication_Error_Get_Socket(EI0006)", "HCCL ranks could not connect (EI0006)"),
+])
+def test_hccl_one_line_failures(line, expected):
+    assert (classify([line]) or "").startswith(expected)

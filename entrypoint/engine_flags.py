@@ -1,0 +1,217 @@
+"""Settings -> vLLM engine arguments: one table, read both ways.
+
+Each row ties a setting to the `vllm serve` flag that carries it and the EngineArgs
+field that flag fills. The server's argv (`serve_flags`), the in-process engine's
+keyword arguments (`engine_kwargs`: offline inference, the decode profile) and the
+reverse reading of a rendered argv (`kwargs_from_flags`) all come from it, so the
+server and the in-process engine cannot disagree. The rows are in the seed's order:
+the NPU command is the seed's, flag for flag.
+
+The same table says which flags EXTRA_ARGS may not set (`managed_flag_errors`):
+every flag a row renders, and the flags the supervisor, probes and smoke check rely
+on (where vLLM listens, the model path, the API key).
+
+Kinds of rows:
+  value     `--flag VALUE`, always rendered
+  optional  `--flag VALUE`, left to vLLM's default when the setting is unset
+  json      `--flag '{...}'` (optional); the engine gets the parsed object
+  switch    `--flag` / `--no-flag`, or nothing when unset
+  present   `--flag` when true, nothing when false (vLLM's default is false)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from entrypoint.settings import Settings
+
+Kind = Literal["value", "optional", "json", "switch", "present"]
+ALL_PLATFORMS = frozenset({"npu", "cuda", "cpu"})
+# vLLM's CPU build sizes its KV cache with VLLM_CPU_KVCACHE_SPACE and ignores this flag.
+ACCELERATORS = frozenset({"npu", "cuda"})
+
+
+def fraction(value: float) -> str:
+    """0.9 -> "0.90": at least two decimals, as the seed writes it."""
+    text = f"{value:.2f}"
+    return text if float(text) == value else repr(value)
+
+
+@dataclass(frozen=True)
+class EngineFlag:
+    """One setting as a vLLM flag and an EngineArgs field."""
+
+    setting: str  # the environment variable; the Settings field is its lower-case name
+    flag: str
+    kind: Kind
+    field: str | None  # the EngineArgs field; None: only the API server reads it
+    aliases: tuple[str, ...] = ()  # other spellings vLLM's parser accepts
+    platforms: frozenset[str] = ALL_PLATFORMS
+    text: Callable[[Any], str] = str
+
+    @property
+    def attribute(self) -> str:
+        return self.setting.lower()
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """Every option string vLLM knows this flag by, `--no-` forms included."""
+        negated = (f"--no-{self.flag[2:]}",) if self.kind in ("switch", "present") else ()
+        return (self.flag, *negated, *self.aliases)
+
+    def words(self, value: Any) -> list[str]:
+        """The argv words for a setting's value."""
+        if self.kind in ("switch", "present"):
+            if value is None or (self.kind == "present" and not value):
+                return []
+            return [self.flag if value else f"--no-{self.flag[2:]}"]
+        return [] if value is None else [self.flag, self.text(value)]
+
+    def kwarg(self, value: Any) -> Any:
+        """The EngineArgs value for a setting's value (None: leave vLLM's default)."""
+        return json.loads(value) if self.kind == "json" and value is not None else value
+
+
+FLAGS: tuple[EngineFlag, ...] = (
+    EngineFlag("HOST", "--host", "value", None),
+    EngineFlag("PORT", "--port", "value", None),
+    EngineFlag("DATA_PARALLEL_SIZE", "--data-parallel-size", "value", "data_parallel_size", ("-dp",)),
+    EngineFlag("TENSOR_PARALLEL_SIZE", "--tensor-parallel-size", "value", "tensor_parallel_size", ("-tp",)),
+    EngineFlag("SEED", "--seed", "value", "seed"),
+    # The name clients ask for: the API server's business, not the engine's.
+    EngineFlag("SERVED_MODEL_NAME", "--served-model-name", "value", None),
+    EngineFlag("MAX_NUM_SEQS", "--max-num-seqs", "value", "max_num_seqs"),
+    EngineFlag("MAX_MODEL_LEN", "--max-model-len", "value", "max_model_len"),
+    EngineFlag("MAX_NUM_BATCHED_TOKENS", "--max-num-batched-tokens", "value", "max_num_batched_tokens"),
+    EngineFlag("TRUST_REMOTE_CODE", "--trust-remote-code", "present", "trust_remote_code"),
+    EngineFlag("GPU_MEMORY_UTILIZATION", "--gpu-memory-utilization", "value", "gpu_memory_utilization",
+               ("--device-memory-utilization",), ACCELERATORS, fraction),
+    EngineFlag("ENABLE_PREFIX_CACHING", "--enable-prefix-caching", "switch", "enable_prefix_caching"),
+    EngineFlag("COMPILATION_CONFIG", "--compilation-config", "json", "compilation_config", ("-cc",)),
+    EngineFlag("ADDITIONAL_CONFIG", "--additional-config", "json", "additional_config"),
+    EngineFlag("DTYPE", "--dtype", "optional", "dtype"),
+    EngineFlag("ENFORCE_EAGER", "--enforce-eager", "switch", "enforce_eager"),
+    EngineFlag("ENABLE_CHUNKED_PREFILL", "--enable-chunked-prefill", "switch", "enable_chunked_prefill"),
+    EngineFlag("SHUTDOWN_TIMEOUT", "--shutdown-timeout", "optional", "shutdown_timeout"),
+)
+
+# Flags no setting renders that the bundle still owns: the supervisor, the probes and the
+# smoke check reach vLLM over plain HTTP on HOST:PORT, by SERVED_MODEL_NAME, with API_KEY.
+LISTEN = "the supervisor, probes and smoke check reach vLLM over plain HTTP on HOST:PORT; set those"
+TLS = "the supervisor, probes and smoke check speak plain HTTP to vLLM; terminate TLS in front of it"
+SUPERVISOR_FLAGS: dict[str, str] = {
+    "--model": "the model path is managed by MODEL_ID and MODEL_SOURCE; set those instead",
+    "--api-key": "a key on the command line is readable by every user of the host; set API_KEY_FILE instead",
+    "--hf-token": "vLLM runs offline on weights fetched beforehand; for a private model set "
+                  "MODELSCOPE_TOKEN_FILE instead",
+    "--uds": f"{LISTEN} instead",
+    "--headless": "the supervisor waits for vLLM's API server, which --headless does not start",
+    "--config": "a config file can set flags the bundle manages; put its flags in EXTRA_ARGS or their settings",
+    **{flag: TLS for flag in ("--ssl-keyfile", "--ssl-certfile", "--ssl-ca-certs", "--ssl-cert-reqs",
+                              "--ssl-ciphers", "--enable-ssl-refresh", "--no-enable-ssl-refresh")},
+}
+# Flags whose value is a secret: printed as *** wherever a command is shown.
+SECRET_FLAGS = ("--api-key", "--hf-token")
+
+
+def rows(platform: str) -> list[EngineFlag]:
+    """The table's rows that apply on this platform."""
+    return [row for row in FLAGS if platform in row.platforms]
+
+
+def serve_flags(settings: Settings) -> list[str]:
+    """The server's flags for these settings (the launcher and EXTRA_ARGS go around them)."""
+    return [word for row in rows(settings.platform) for word in row.words(getattr(settings, row.attribute))]
+
+
+def engine_kwargs(settings: Settings, model: str) -> dict[str, Any]:
+    """EngineArgs / `vllm.LLM` keyword arguments equal to what the server's flags give vLLM."""
+    kwargs: dict[str, Any] = {"model": model}
+    for row in rows(settings.platform):
+        value = row.kwarg(getattr(settings, row.attribute))
+        if row.field is not None and value is not None:
+            kwargs[row.field] = value
+    return kwargs
+
+
+def server_only_options() -> frozenset[str]:
+    """Option strings the engine does not take (where the server listens, what it answers to)."""
+    return frozenset({"--model", *SECRET_FLAGS,
+                      *(option for row in FLAGS if row.field is None for option in row.options)})
+
+
+def kwargs_from_flags(words: list[str]) -> dict[str, Any]:
+    """The engine keyword arguments of rendered flags (the server's, minus the launcher):
+    the table read backwards, each value validated as its setting validates it."""
+    from pydantic import TypeAdapter
+
+    from entrypoint.settings import Settings
+
+    by_option = {option: row for row in FLAGS for option in row.options}
+    kwargs: dict[str, Any] = {}
+    index = 0
+    while index < len(words):
+        option, has_value, text = words[index].partition("=")
+        row = by_option.get(option)
+        if row is None:
+            raise ValueError(f"{words[index]!r} is not a flag the bundle renders")
+        index += 1
+        if row.kind in ("switch", "present"):
+            value: Any = not option.startswith("--no-")
+        else:
+            if not has_value:
+                text, index = words[index], index + 1
+            value = TypeAdapter(Settings.model_fields[row.attribute].annotation).validate_python(text)
+        if row.field is not None:
+            kwargs[row.field] = row.kwarg(value)
+    return kwargs
+
+
+# --- EXTRA_ARGS may not set what the bundle manages ------------------------------------------
+
+def managed_options() -> dict[str, str]:
+    """Each managed option string -> why it is refused and what to set instead."""
+    reasons = {option: f"managed by {row.setting}; set that instead" for row in FLAGS for option in row.options}
+    return {**reasons, **SUPERVISOR_FLAGS}
+
+
+def option_key(word: str) -> str:
+    """The option a command-line word names, as vLLM's parser reads it: before any `=` value
+    and any `.key` of a JSON flag, with underscores in a long option read as dashes."""
+    key = word.split("=", 1)[0].split(".", 1)[0]
+    return key.replace("_", "-") if key.startswith("--") else key
+
+
+def managed_match(word: str, managed: Iterable[str]) -> str | None:
+    """The managed option this word sets, exactly or as an abbreviation argparse would take."""
+    if not word.startswith("-") or word in ("-", "--") or word[1:2].isdigit():
+        return None
+    key = option_key(word)
+    options = sorted(managed)
+    if key in options:
+        return key
+    return next((option for option in options
+                 if option.startswith(key) and option[:2].count("-") == key[:2].count("-")), None)
+
+
+def managed_flag_errors(words: list[str]) -> list[str]:
+    """One line per EXTRA_ARGS word that sets something the bundle manages (never quoting values)."""
+    reasons = managed_options()
+    errors: list[str] = []
+    if words and (words[0] == "-" or not words[0].startswith("-")):
+        errors.append(f"EXTRA_ARGS={words[0]!r}: a positional argument is vLLM's model path, which is managed "
+                      "by MODEL_ID and MODEL_SOURCE; set those instead")
+    for word in words:
+        option = managed_match(word, reasons)
+        if option is None:
+            continue
+        key = option_key(word)
+        named = repr(key) if key == option else f"{key!r} (abbreviates {option})"
+        line = f"EXTRA_ARGS={named}: {reasons[option]}"
+        if line not in errors:
+            errors.append(line)
+    return errors

@@ -1,0 +1,114 @@
+"""`entrypoint watch`: follow a start from the supervisor's phase records until it is ready.
+
+A first start spends minutes in the download, vLLM's load and compilation and the smoke
+check. On a terminal one line is redrawn every second (`[download] 42% 120 MB/280 MB 35 s`);
+elsewhere (a log, CI) a plain line is printed when the phase changes and every
+`every` seconds within it. The records come from the state folder (entrypoint/state.py);
+the download's bytes are what has landed in its folder so far.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from entrypoint.state import StateDir
+
+POLL_SECONDS = 1.0
+PLAIN_EVERY = 30.0
+LABELS = {"weights": "weights", "download": "download", "vllm": "vLLM loading and compiling", "smoke": "smoke check"}
+
+
+def folder_bytes(folder: Path) -> int:
+    """Bytes under `folder` so far, partial files included."""
+    total = 0
+    for path in folder.rglob("*"):
+        try:
+            if path.is_file():
+                total += path.stat().st_size
+        except OSError:  # a partial file renamed under us
+            continue
+    return total
+
+
+def megabytes(size: float) -> str:
+    return f"{size / 1e6:.0f} MB"
+
+
+def describe(record: dict[str, Any], now: float) -> str:
+    """`[phase] progress seconds` for one phase record."""
+    phase = str(record.get("phase", "?"))
+    parts = [f"[{phase}] {LABELS.get(phase, phase)}"]
+    if phase == "download" and record.get("folder"):
+        done, total = folder_bytes(Path(record["folder"])), int(record.get("total_bytes") or 0)
+        if total:
+            parts.append(f"{min(100, 100 * done // total)}% {megabytes(done)}/{megabytes(total)}")
+        else:
+            parts.append(megabytes(done))
+    parts.append(f"{now - float(record.get('since', now)):.0f} s")
+    return " ".join(parts)
+
+
+def alive(pid: int | None) -> bool:
+    """Whether the process still runs (True when unknown)."""
+    if not pid:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class Watcher:
+    """Polls the state folder and writes what it sees to `out`."""
+
+    state: StateDir
+    out: TextIO
+    live: bool
+    every: float = PLAIN_EVERY
+    clock: Callable[[], float] = time.time
+    _last_phase: str | None = None
+    _last_plain: float = 0.0
+
+    def show(self, record: dict[str, Any]) -> None:
+        now = self.clock()
+        line, changed = describe(record, now), record.get("phase") != self._last_phase
+        if self.live:
+            if changed and self._last_phase is not None:
+                self.out.write("\n")
+            self.out.write(f"\r\x1b[2K{line}")
+        elif changed or now - self._last_plain >= self.every:
+            self.out.write(line + "\n")
+            self._last_plain = now
+        self._last_phase = str(record.get("phase"))
+        self.out.flush()
+
+    def finish(self, message: str) -> None:
+        self.out.write(("\n" if self.live and self._last_phase else "") + message + "\n")
+        self.out.flush()
+
+    def run(self, timeout: float, pid: int | None = None) -> int:
+        """0 once the ready marker is there; 1 when the supervisor is gone or the timeout passes."""
+        began = self.clock()
+        while self.clock() - began < timeout:
+            ready = self.state.ready()
+            if ready is not None:
+                self.finish(f"[ready] {ready.get('url', '')} after {self.clock() - began:.0f} s of watching")
+                return 0
+            record = self.state.phase()
+            if not alive(pid or (record or {}).get("pid")):
+                self.finish("the server stopped before it was ready; see its log (make logs)")
+                return 1
+            if record is not None:
+                self.show(record)
+            time.sleep(POLL_SECONDS)
+        self.finish(f"not ready after {timeout:.0f} s of watching")
+        return 1

@@ -1,0 +1,41 @@
+"""Every case of the hostile settings table (tests/support/hostile_settings.py, which
+bench/reliability.md counts) ends as the CLI promises: exit 2, one line, no traceback, no
+blocking on a FIFO, nothing written outside the case's folder."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.support import hostile_settings, hostile_state
+
+CASES = hostile_settings.cases()
+
+
+def run(case: hostile_settings.SettingsCase, folder: Path) -> hostile_state.Run:
+    return hostile_state.run_command(hostile_settings.render_argv(case, folder), guard=60)
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory) -> dict[str, tuple[hostile_state.Run, Path]]:
+    folders = {f"{c.kind}: {c.name}": tmp_path_factory.mktemp("case") for c in CASES}
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        runs = pool.map(lambda c: run(c, folders[f"{c.kind}: {c.name}"]), CASES)
+        return {key: (result, folders[key]) for key, result in zip(folders, runs, strict=True)}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c.kind}: {c.name}" for c in CASES])
+def test_refused_with_one_line(case, outcomes):
+    result, folder = outcomes[f"{case.kind}: {case.name}"]
+    assert result.code == 2, result.stdout + result.stderr
+    assert len(result.lines) == 1 and result.lines[0].startswith("error: "), result.lines
+    assert "Traceback" not in result.stderr
+    assert not (folder / "cache").exists()  # nothing created, not even the cache
+
+
+def test_every_kind_of_the_issue_is_in_the_table():
+    assert set(hostile_settings.KINDS) >= {"env file", "numbers", "names that become paths or flags", "URLs",
+                                           "managed flags in EXTRA_ARGS", "secrets"}
+    assert len(CASES) >= 50
