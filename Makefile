@@ -14,6 +14,10 @@ ENGINE ?= auto
 TESTBED ?= 0
 # Compose project name: containers, network and cache volume are named after it.
 PROJECT ?= ascend-serve
+# `serve` replicas (Docker only). Above 1, vLLM's router (compose/router.yaml) takes the
+# published port and spreads requests over them by ROUTER_POLICY.
+REPLICAS ?= 1
+ROUTER_POLICY ?= cache_aware
 # The cross-run cache and the native server's state folder: defined in scripts/paths.sh.
 BUNDLE_CACHE := $(shell . scripts/paths.sh && echo "$$BUNDLE_CACHE")
 NATIVE_STATE_DIR := $(shell . scripts/paths.sh && echo "$$NATIVE_STATE_DIR")
@@ -46,11 +50,15 @@ RESOLVED_PLATFORM = $(if $(filter auto,$(PLATFORM)),$(shell python3 -c 'from ent
 RESOLVED_ENGINE = $(if $(filter auto,$(ENGINE)),$(shell docker info >/dev/null 2>&1 && echo docker || echo native),$(ENGINE))
 FIXTURE_WEIGHTS = $(shell $(PY) scripts/testbed/build_fixture_model.py --print-path 2>/dev/null)
 COMPOSE_FILES = compose/compose.yaml compose/$(RESOLVED_PLATFORM).yaml $(if $(filter 1,$(TESTBED)),compose/testbed.yaml) \
-	$(if $(API_KEY_FILE),compose/api-key.yaml) $(if $(MODELSCOPE_TOKEN_FILE),compose/modelscope-token.yaml)
+	$(if $(API_KEY_FILE),compose/api-key.yaml) $(if $(MODELSCOPE_TOKEN_FILE),compose/modelscope-token.yaml) \
+	$(if $(ROUTED),compose/router.yaml $(if $(API_KEY_FILE),compose/router-api-key.yaml))
+# Non-empty when REPLICAS > 1: the router override is on and `up` waits for the router too.
+ROUTED = $(filter-out 1,$(REPLICAS))
+export REPLICAS ROUTER_POLICY
 # The root compose.yaml (scripts/compose-root.sh) names these files and values, so the plain
 # `docker compose run --rm smoke`, `ps`, `logs` and `down` at the checkout root match `make up`.
 COMPOSE = FIXTURE_WEIGHTS=$(FIXTURE_WEIGHTS) RESULTS_DIR=$(abspath $(RESULTS_DIR)) HOST_PORT=$(PORT) HOST_UID=$$(id -u) \
-	HOST_GID=$$(id -g) scripts/compose-root.sh $(PROJECT) $(COMPOSE_FILES) && docker compose
+	HOST_GID=$$(id -g) ROUTER_PROJECT=$(PROJECT) scripts/compose-root.sh $(PROJECT) $(COMPOSE_FILES) && docker compose
 # Before Compose builds: the torch +cpu wheel (CPU) and the base images, present, built
 # locally (Debian) or pulled; else one line naming the image and the setting to change.
 PREPARE_BUILD = if [ "$(RESOLVED_PLATFORM)" = cpu ]; then scripts/cpu-wheels.sh .build/wheels; fi \
@@ -86,7 +94,8 @@ ifeq ($(RESOLVED_ENGINE),docker)
 	@# The start's phases live (plain lines when not on a terminal); Docker's health decides below,
 	@# on the same container (an image rebuilt meanwhile must not replace a started server).
 	@$(COMPOSE) exec $$([ -t 1 ] || echo -T) serve python3 -m entrypoint watch || true
-	$(COMPOSE) up --detach --wait --no-recreate serve
+	$(COMPOSE) up --detach --wait --no-recreate serve $(if $(ROUTED),router) \
+		|| { $(if $(ROUTED),$(COMPOSE) logs --no-log-prefix --tail 1 router >&2;) exit 1; }
 	@echo "healthy: http://127.0.0.1:$(PORT)  (try: make smoke; stop: make down; logs: make logs)"
 else
 	@PLATFORM=$(PLATFORM) PORT=$(PORT) scripts/native.sh up
@@ -95,7 +104,7 @@ endif
 .PHONY: down ## stop the server started by `make up`
 down:
 ifeq ($(RESOLVED_ENGINE),docker)
-	$(COMPOSE) down
+	$(COMPOSE) down --remove-orphans
 else
 	@scripts/native.sh down
 endif
@@ -216,8 +225,8 @@ k8s-validate: venv
 lint: venv
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/yamllint -s templates compose deploy observability tests/unit/promtool tests/unit/schemas
-	@$(VENV)/bin/hadolint Dockerfile observability/prometheus/Dockerfile
-	@shellcheck -x scripts/*.sh scripts/testbed/*.sh .ci/run
+	@$(VENV)/bin/hadolint Dockerfile observability/prometheus/Dockerfile compose/router/Dockerfile
+	@shellcheck -x scripts/*.sh scripts/testbed/*.sh compose/router/start.sh .ci/run
 
 .PHONY: docs ## regenerate the README settings table, compose/.env.example and the Kubernetes settings.env
 docs: venv

@@ -1,0 +1,149 @@
+"""Two eager `serve` replicas behind vLLM's router (compose/router.yaml) on a real Docker engine.
+
+One Compose project of its own: the CPU and test-bed overrides as `make up TESTBED=1` uses
+them, the router override, the API-key override, and a file of the fixture's fast settings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.container.conftest import ROOT, UP_TIMEOUT
+from tests.container.test_compose_config import config
+from tests.support.net import free_port
+from tests.support.seed_checks import SERVED_NAME
+
+pytestmark = pytest.mark.container
+REPLICAS = 2
+REQUESTS = 32
+API_KEY = "sk-router-test-7c1f"
+# The integration layer's FAST_CPU start (eager, small KV cache) for each replica.
+FAST_SERVE = """services:
+  serve:
+    environment:
+      DTYPE: float32
+      ENFORCE_EAGER: "true"
+      MAX_MODEL_LEN: "4096"
+      MAX_NUM_BATCHED_TOKENS: "512"
+      VLLM_CPU_KVCACHE_SPACE: "1"
+"""
+SUCCESS = re.compile(r'^vllm:request_success_total\{.*\} ([0-9.e+]+)$', re.MULTILINE)
+
+
+class Routed:
+    """The routed Compose project: `docker compose` with the same files `make up REPLICAS=2` uses."""
+
+    def __init__(self, folder: Path) -> None:
+        self.port = free_port()
+        self.project = f"ascend-serve-router-test-{os.getpid()}"
+        key = folder / "api_key"
+        key.write_text(API_KEY + "\n")
+        key.chmod(0o644)  # the containers' uid 1000 reads it
+        fast = folder / "fast.yaml"
+        fast.write_text(FAST_SERVE)
+        files = ["compose.yaml", "cpu.yaml", "testbed.yaml", "api-key.yaml", "router.yaml", "router-api-key.yaml",
+                 str(fast)]
+        self.args = ["docker", "compose", "-p", self.project,
+                     *(arg for f in files for arg in ("-f", str(ROOT / "compose" / f)))]
+        weights = subprocess.run([sys.executable, "scripts/testbed/build_fixture_model.py",
+                                  "--print-path"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        self.env = {**os.environ, "FIXTURE_WEIGHTS": weights, "HOST_PORT": str(self.port), "REPLICAS": str(REPLICAS),
+                    "API_KEY_FILE": str(key), "COMPOSE_BAKE": "false"}
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def compose(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        return subprocess.run([*self.args, *args], cwd=ROOT, env=self.env, capture_output=True, text=True,
+                              timeout=timeout)
+
+    def successes(self, index: int) -> float:
+        """vLLM's request_success_total on replica `index`, read inside its container."""
+        done = self.compose("exec", "--index", str(index), "serve", "python", "-c",
+                            "import urllib.request as u; print(u.urlopen('http://127.0.0.1:8000/metrics').read().decode())")
+        assert done.returncode == 0, done.stderr
+        return sum(float(value) for value in SUCCESS.findall(done.stdout))
+
+
+def complete(url: str, prompt: str, key: str | None = API_KEY) -> int:
+    body = json.dumps({"model": SERVED_NAME, "prompt": prompt, "max_tokens": 4}).encode()
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+    request = urllib.request.Request(f"{url}/v1/completions", data=body, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=300) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+@pytest.fixture(scope="module")
+def routed(tmp_path_factory) -> Iterator[Routed]:
+    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        pytest.fail("no Docker engine answers: run these tests with `make test-container`")
+    deployed = Routed(tmp_path_factory.mktemp("router"))
+    # What `make up` does first on the CPU: the torch wheel the image build takes from the context.
+    subprocess.run(["scripts/cpu-wheels.sh", ".build/wheels"], cwd=ROOT, check=True, capture_output=True, timeout=1800)
+    up = deployed.compose("up", "--detach", "--build", "--wait", "serve", "router", timeout=UP_TIMEOUT)
+    if up.returncode != 0:
+        logs = deployed.compose("logs", "--tail", "40").stdout
+        deployed.compose("down", "--volumes")
+        pytest.fail(f"compose up failed ({up.returncode}):\n{up.stderr[-3000:]}\n{logs[-6000:]}")
+    yield deployed
+    deployed.compose("down", "--volumes")
+
+
+def test_router_config_replaces_the_published_port_and_lists_every_replica():
+    services = config("cpu", "compose/router.yaml", REPLICAS="3", COMPOSE_PROJECT_NAME="demo")["services"]
+    assert services["serve"]["deploy"]["replicas"] == 3 and not services["serve"].get("ports")
+    router = services["router"]
+    assert router["environment"]["REPLICAS"] == "3" and router["environment"]["ROUTER_PROJECT"] == "demo"
+    assert router["environment"]["ROUTER_POLICY"] == "cache_aware"
+    assert [p["target"] for p in router["ports"]] == [8000]
+    assert router["depends_on"]["serve"]["condition"] == "service_healthy"
+    assert services["smoke"]["command"] == ["smoke", "--url", "http://router:8000"]
+    assert list(services["smoke"]["depends_on"]) == ["router"]
+
+
+def test_requests_through_the_router_reach_every_replica(routed):
+    before = [routed.successes(i) for i in range(1, REPLICAS + 1)]
+    # Prompts that share no prefix, so cache-aware routing falls back to balancing the load.
+    prompts = [f"{n * 7919} {chr(97 + n % 26) * 8} tell me about number {n}" for n in range(REQUESTS)]
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda prompt: complete(routed.url, prompt), prompts))
+    assert statuses == [200] * REQUESTS
+    served = [routed.successes(i) - before[i - 1] for i in range(1, REPLICAS + 1)]
+    assert sum(served) >= REQUESTS and all(count > 0 for count in served), served
+
+
+def test_compose_smoke_goes_through_the_router_with_the_key(routed):
+    done = routed.compose("--profile", "tools", "run", "--rm", "smoke", timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "smoke OK" in done.stdout + done.stderr
+
+
+def test_the_clients_key_passes_through_to_the_replicas(routed):
+    # The router checks no key itself: it forwards the client's Authorization header, and vLLM decides.
+    assert complete(routed.url, "an unkeyed request", key=None) == 401
+    assert complete(routed.url, "a wrongly keyed request", key="sk-wrong") == 401
+    direct = routed.compose("exec", "--index", "1", "serve", "python", "-c",
+                            "import urllib.request as u, urllib.error as e\n"
+                            "try: u.urlopen('http://127.0.0.1:8000/v1/models')\n"
+                            "except e.HTTPError as x: print(x.code)")
+    assert direct.stdout.strip() == "401"
+
+
+def test_bad_policy_is_one_line_from_the_router():
+    done = subprocess.run(["docker", "run", "--rm", "-e", "ROUTER_PROJECT=p", "-e", "ROUTER_POLICY=fastest",
+                           "ascend-serve-router:local"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "router: ROUTER_POLICY=fastest is not allowed: one of random, round_robin, cache_aware, power_of_two"]
