@@ -120,7 +120,7 @@ endif
 .PHONY: monitor ## start Prometheus (Compose profile `monitoring`) scraping the server, with the bundle's rules; print its URL
 monitor:
 ifeq ($(RESOLVED_ENGINE),docker)
-	@scripts/base-image.sh debian:bookworm-slim
+	@scripts/testbed/base-image.sh debian:bookworm-slim
 	$(COMPOSE) --profile monitoring up --detach --build prometheus
 	@echo "Prometheus: http://127.0.0.1:$(PROMETHEUS_PORT)  (alerts: /alerts, rules: /rules; dashboard for Grafana: observability/dashboards/ascend-serve.json)"
 else
