@@ -104,7 +104,7 @@ endif
 .PHONY: down ## stop the server started by `make up`
 down:
 ifeq ($(RESOLVED_ENGINE),docker)
-	$(COMPOSE) down --remove-orphans
+	$(COMPOSE) --profile monitoring down --remove-orphans
 else
 	@scripts/native.sh down
 endif
