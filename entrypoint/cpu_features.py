@@ -90,7 +90,7 @@ def parse_cpuinfo(text: str) -> CpuFeatures:
     first = processors[0]
     # x86 calls them flags, arm64 Features; a VM may leave out the topology keys (then one core each).
     flags = frozenset((first.get("flags") or first.get("Features") or "").split())
-    topology = tuple((plain_int(p["processor"]) if plain_int(p["processor"]) is not None else index,
+    topology = tuple((index if (number := plain_int(p["processor"])) is None else number,
                       f"{p.get('physical id', '0')}/{p.get('core id', p['processor'])}")
                      for index, p in enumerate(processors))
     return CpuFeatures(model=first.get("model name", ""), flags=flags, topology=topology)

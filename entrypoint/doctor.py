@@ -357,7 +357,8 @@ def hccl_network(settings: Settings, host: Host) -> list[Finding]:
     found = []
     for name, (low, high) in HCCL_TIMEOUTS.items():
         value = host.environ.get(name, "").strip()
-        if value and not (plain_int(value) is not None and low <= int(value) <= high):
+        seconds = plain_int(value)
+        if value and not (seconds is not None and low <= seconds <= high):
             found.append(Finding("hccl", "FAIL", f"{name}={value!r} is not whole seconds from {low} to {high}",
                                  f"set {name} within {low}-{high}, or unset it for HCCL's default"))
     for name in SOCKET_IFNAMES:

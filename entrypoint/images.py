@@ -3,6 +3,7 @@ its base image name, and its layer of defaults."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,9 @@ class Image:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
+@functools.cache
 def _catalogue(templates_dir: Path) -> dict[str, Any]:
+    # Read once per process: every settings resolution and base_image() consult it.
     return yaml.safe_load((templates_dir / "images.yaml").read_text())
 
 
