@@ -49,7 +49,12 @@ export PYTHONPATH := $(CURDIR)
 RESOLVED_PLATFORM = $(if $(filter auto,$(PLATFORM)),$(shell python3 -c 'from entrypoint.platform_detect import detect_platform; print(detect_platform())'),$(PLATFORM))
 RESOLVED_ENGINE = $(if $(filter auto,$(ENGINE)),$(shell docker info >/dev/null 2>&1 && echo docker || echo native),$(ENGINE))
 FIXTURE_WEIGHTS = $(shell $(PY) scripts/testbed/build_fixture_model.py --print-path 2>/dev/null)
-COMPOSE_FILES = compose/compose.yaml compose/$(RESOLVED_PLATFORM).yaml $(if $(filter 1,$(TESTBED)),compose/testbed.yaml) \
+# TESTBED=1: vLLM's compile cache in a host folder that outlives the runs' cache volumes
+# (compose/testbed-compile-cache.yaml), keyed by the image's runtime and its lock.
+TESTBED_COMPILE_CACHE = $(BUNDLE_CACHE)/container-compile/$(or $(RUNTIME),cpu)-$(shell \
+	sha256sum requirements/lock-runtime.txt | cut -c1-16)
+COMPOSE_FILES = compose/compose.yaml compose/$(RESOLVED_PLATFORM).yaml \
+	$(if $(filter 1,$(TESTBED)),compose/testbed.yaml compose/testbed-compile-cache.yaml) \
 	$(if $(API_KEY_FILE),compose/api-key.yaml) $(if $(MODELSCOPE_TOKEN_FILE),compose/modelscope-token.yaml) \
 	$(if $(ROUTED),compose/router.yaml $(if $(API_KEY_FILE),compose/router-api-key.yaml))
 # Non-empty when REPLICAS > 1: the router override is on and `up` waits for the router too.
@@ -57,7 +62,8 @@ ROUTED = $(filter-out 1,$(REPLICAS))
 export REPLICAS ROUTER_POLICY
 # The root compose.yaml (scripts/compose-root.sh) names these files and values, so the plain
 # `docker compose run --rm smoke`, `ps`, `logs` and `down` at the checkout root match `make up`.
-COMPOSE = FIXTURE_WEIGHTS=$(FIXTURE_WEIGHTS) RESULTS_DIR=$(abspath $(RESULTS_DIR)) HOST_PORT=$(PORT) HOST_UID=$$(id -u) \
+COMPOSE = FIXTURE_WEIGHTS=$(FIXTURE_WEIGHTS) TESTBED_COMPILE_CACHE=$(TESTBED_COMPILE_CACHE) \
+	RESULTS_DIR=$(abspath $(RESULTS_DIR)) HOST_PORT=$(PORT) HOST_UID=$$(id -u) \
 	HOST_GID=$$(id -g) ROUTER_PROJECT=$(PROJECT) scripts/compose-root.sh $(PROJECT) $(COMPOSE_FILES) && docker compose
 # Before Compose builds: the torch +cpu wheel (CPU) and the base images, present, built
 # locally (Debian) or pulled; else one line naming the image and the setting to change.
@@ -90,6 +96,7 @@ build:
 up: venv $(if $(filter 1,$(TESTBED)),fixture)
 ifeq ($(RESOLVED_ENGINE),docker)
 	@$(PREPARE_BUILD)
+	@$(if $(filter 1,$(TESTBED)),scripts/testbed/compile-cache-dir.sh $(TESTBED_COMPILE_CACHE))
 	$(COMPOSE) up --detach --build serve
 	@# The start's phases live (plain lines when not on a terminal); Docker's health decides below,
 	@# on the same container (an image rebuilt meanwhile must not replace a started server).
