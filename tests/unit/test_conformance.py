@@ -34,7 +34,7 @@ ACCELERATORS = ("npu", "cuda")
 MODEL_PATH = "/models/weights/gemma-3-270m-it"
 # One model over two LeaderWorkerSet nodes: TP within each node, PP across them
 # (deploy/kubernetes/examples/gemma-3-27b-npu-lws), as the leader and a worker render it.
-LWS_GROUP = {"LWS_GROUP_SIZE": "2", "LWS_LEADER_ADDRESS": "gemma-0.gemma.serving", "TENSOR_PARALLEL_SIZE": "8",
+LWS_GROUP = {"LWS_GROUP_SIZE": "2", "LWS_LEADER_ADDRESS": "gemma-0.gemma.serving", "TENSOR_PARALLEL_SIZE": "2",
              "PIPELINE_PARALLEL_SIZE": "2", "MULTI_NODE_PORT": "29501"}
 LWS_ROLES = {"leader": "0", "worker": "1"}
 
