@@ -41,6 +41,19 @@ def test_npu_carries_every_device_and_mount():
     assert serve["environment"]["ASCEND_VISIBLE_DEVICES"] == serve["environment"]["ASCEND_RT_VISIBLE_DEVICES"] == "3"
 
 
+def test_npu_with_several_cards_maps_each_and_lists_them_in_both_variables(tmp_path):
+    # As `make up NPU_DEVICES=4,5` runs it: the override scripts/npu-devices.py writes, and
+    # compose/npu.yaml's own card set to the first one.
+    cards = tmp_path / "npu-devices.yaml"
+    done = subprocess.run(["python3", "scripts/npu-devices.py", str(cards)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, env={"PATH": os.environ["PATH"], "NPU_DEVICES": "4,5"})
+    assert done.returncode == 0, done.stderr
+    serve = config("npu", str(cards), NPU_DEVICE=done.stdout.strip())["services"]["serve"]
+    assert {d["source"] for d in serve["devices"]} == (NPU_DEVICES - {"/dev/davinci0"}) | {"/dev/davinci4",
+                                                                                          "/dev/davinci5"}
+    assert serve["environment"]["ASCEND_VISIBLE_DEVICES"] == serve["environment"]["ASCEND_RT_VISIBLE_DEVICES"] == "4,5"
+
+
 @pytest.mark.parametrize("platform", ["npu", "cpu", "cuda"])
 def test_bench_and_eval_run_the_guides_tools_against_serve(platform):
     services = config(platform)["services"]
