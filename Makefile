@@ -38,6 +38,10 @@ MODELSCOPE_TOKEN_FILE ?=
 # from the environment too. README: Registries and mirrors.
 REGISTRY_MIRROR ?=
 export REGISTRY_MIRROR
+# The Ascend hardware an NPU image is built for: a2 (Atlas 800 A2, 910B), a3 or 310p; it picks
+# the vllm-ascend base image's tag suffix for IMAGE_VERSION (templates/images.yaml).
+NPU_HARDWARE ?= a2
+export NPU_HARDWARE
 VENV := .venv
 PY := $(VENV)/bin/python
 export BUNDLE_CACHE PROMETHEUS_PORT
@@ -63,9 +67,11 @@ export REPLICAS ROUTER_POLICY
 # writes; NPU_DEVICE becomes the first card, the one compose/npu.yaml maps itself.
 NPU = $(filter npu,$(RESOLVED_PLATFORM))
 NPU_CARDS_FILE = .run/npu-devices.yaml
-NPU_CARDS = $(if $(NPU),NPU_DEVICE=$$($(if $(wildcard $(PY)),$(PY),python3) scripts/npu-devices.py $(NPU_CARDS_FILE)) \
-	&& export NPU_DEVICE &&)
-COMPOSE = $(NPU_CARDS) FIXTURE_WEIGHTS=$(FIXTURE_WEIGHTS) RESULTS_DIR=$(abspath $(RESULTS_DIR)) HOST_PORT=$(PORT) HOST_UID=$$(id -u) \
+# Also the base image for IMAGE_VERSION (the setting) on NPU_HARDWARE, and IMAGE_VERSION as a
+# build argument the image keeps as ENV (scripts/base-image.py; a BASE_IMAGE you set wins).
+NPU_PREP = $(if $(NPU),base=$$($(PY) scripts/base-image.py) && eval "$$base" \
+	&& NPU_DEVICE=$$($(PY) scripts/npu-devices.py $(NPU_CARDS_FILE)) && export NPU_DEVICE &&)
+COMPOSE = $(NPU_PREP) FIXTURE_WEIGHTS=$(FIXTURE_WEIGHTS) RESULTS_DIR=$(abspath $(RESULTS_DIR)) HOST_PORT=$(PORT) HOST_UID=$$(id -u) \
 	HOST_GID=$$(id -g) ROUTER_PROJECT=$(PROJECT) scripts/compose-root.sh $(PROJECT) $(COMPOSE_FILES) && docker compose
 # Before Compose builds: the torch +cpu wheel (CPU) and the base images, present, built
 # locally (Debian) or pulled; else one line naming the image and the setting to change.
@@ -90,7 +96,7 @@ fixture: venv
 	@$(PY) scripts/testbed/build_fixture_model.py
 
 .PHONY: build ## build the image for PLATFORM (cpu: Debian + vLLM CPU; npu: on the vllm-ascend image)
-build:
+build: venv
 	@$(PREPARE_BUILD)
 	$(COMPOSE) build serve
 

@@ -54,6 +54,13 @@ def test_npu_with_several_cards_maps_each_and_lists_them_in_both_variables(tmp_p
     assert serve["environment"]["ASCEND_VISIBLE_DEVICES"] == serve["environment"]["ASCEND_RT_VISIBLE_DEVICES"] == "4,5"
 
 
+def test_the_npu_build_gets_the_base_and_the_image_version_make_chose():
+    build = config("npu", BASE_IMAGE="quay.io/ascend/vllm-ascend:v0.23.0-a3",
+                   IMAGE_VERSION="v0.23.0")["services"]["serve"]["build"]
+    assert build["args"]["BASE_IMAGE"] == "quay.io/ascend/vllm-ascend:v0.23.0-a3"
+    assert build["args"]["IMAGE_VERSION"] == "v0.23.0"
+
+
 @pytest.mark.parametrize("platform", ["npu", "cpu", "cuda"])
 def test_bench_and_eval_run_the_guides_tools_against_serve(platform):
     services = config(platform)["services"]
