@@ -196,9 +196,10 @@ test-unit: venv target-vllm
 test-integration: venv fixture
 	@scripts/testbed/pytest-layer.sh integration $(PYTEST_ARGS)
 
-.PHONY: test-engine ## the integration layer's core on the guide's vLLM 0.18.0 instead of the venv's (about 4 GB of wheels the first time)
-test-engine: venv fixture
-	@mkdir -p .run/junit && PATH="$$(scripts/testbed/engine-venv.sh):$$PATH" $(PY) -m pytest $(ENGINE_CORE_TESTS) \
+.PHONY: test-engine ## the integration layer's core on the guide's vLLM 0.18.0, in a venv built as the accelerator image is (4 GB of wheels the first time)
+test-engine: fixture
+	@mkdir -p .run/junit && engine=$$(scripts/testbed/engine-venv.sh) \
+		&& LD_PRELOAD="$$(echo "$$engine" | sed -n 2p)" "$$(echo "$$engine" | sed -n 1p)" -m pytest $(ENGINE_CORE_TESTS) \
 		--junitxml=.run/junit/engine-0.18.0.xml $(PYTEST_ARGS)
 
 .PHONY: test-container ## real Docker engine: build the CPU image, make up, compose smoke (starts the engine)

