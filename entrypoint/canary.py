@@ -116,7 +116,7 @@ class Canary:
     def stale_after(self) -> float:
         """Seconds after which a record means the supervisor stopped looking: as many
         longest-possible looks as it takes failures to fail live."""
-        longest_look = max(self.interval, self.retry) + self.timeout + 2 * self.metrics_timeout
+        longest_look = self.interval + self.timeout + 2 * self.metrics_timeout
         return self.failures * longest_look
 
     def load(self) -> Load | None:
