@@ -182,7 +182,8 @@ def cmdline(pid):
         return open(f"/proc/{pid}/cmdline", "rb").read()
     except OSError:
         return b""
-cores = [int(p) for p in os.listdir("/proc") if p.isdigit() and b"EngineCore" in cmdline(p)]
+cores = [int(p) for p in os.listdir("/proc")
+         if p.isdigit() and int(p) != os.getpid() and b"EngineCore" in cmdline(p)]
 assert len(cores) == 1, cores
 os.kill(cores[0], signal.SIGSTOP)
 """
