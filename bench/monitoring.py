@@ -53,7 +53,8 @@ def settings(workdir: Path, weights: str, port: int, metrics_port: int) -> dict[
     return {**FAST_CPU, "HOST": "127.0.0.1", "PORT": str(port), "METRICS_PORT": str(metrics_port),
             "MODEL_SOURCE": weights, "MODEL_CACHE_DIR": str(workdir / "cache"),
             "COMPILE_CACHE_DIR": str(COMPILE_CACHE), "STATE_DIR": str(workdir / "state"),
-            "CANARY_INTERVAL": "5", "CANARY_TIMEOUT": "5", "CANARY_FAILURES": "3"}
+            "CANARY_INTERVAL": "5", "CANARY_TIMEOUT": "5", "CANARY_FAILURES": "3",
+            "CANARY_ACTION": "report"}
 
 
 def chat(url: str, n: int) -> bool:

@@ -10,14 +10,17 @@ So every CANARY_INTERVAL seconds the supervisor takes one look:
    CANARY_TIMEOUT. An answer is a success. No answer is a failure, unless the token
    counters advanced meanwhile: a canary queued behind real load is not a hung engine.
 
-Each look is written to STATE_DIR/canary.json with the count of consecutive failures,
-the limit (CANARY_FAILURES) and the age after which the record itself is stale (the
-supervisor stopped looking). The healthcheck judges from that file; it never generates.
+After a failed look the next one comes within RETRY_SECONDS, not a whole interval: a hang
+is confirmed (or dismissed) in seconds. Each look is written to STATE_DIR/canary.json with
+the count of consecutive failures, the limit (CANARY_FAILURES) and the age after which the
+record itself is stale (the supervisor stopped looking). The healthcheck judges from that
+file; it never generates. At the limit, `verdict` holds the reason, which the supervisor
+acts on (CANARY_ACTION=restart).
 
-A hung engine fails live after about CANARY_FAILURES x (CANARY_INTERVAL + CANARY_TIMEOUT)
-seconds. That span must exceed the longest stretch in which a healthy engine finishes
-no step for anyone (one huge prefill with nothing else running): the counters move only
-when a step produces tokens.
+A hung engine reaches the limit within about CANARY_INTERVAL + CANARY_FAILURES x
+(CANARY_TIMEOUT + RETRY_SECONDS) seconds. That span must exceed the longest stretch in
+which a healthy engine finishes no step for anyone (one huge prefill with nothing else
+running): the counters move only when a step produces tokens.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from entrypoint.settings import Settings
 from entrypoint.state import StateDir
 
 log = logging.getLogger("entrypoint.canary")
+RETRY_SECONDS = 2.0  # after a failed look: long enough not to hammer a struggling server
 METRICS_TIMEOUT_SECONDS = 5.0  # a /metrics read is cheap; longer means the API server itself is stuck
 CANARY_PROMPT = "Hello"
 # Counters that move whenever the engine finishes a step for someone (vLLM's Prometheus names).
@@ -97,10 +101,16 @@ class Canary:
         self._headers = bearer(api_key or None)
         self.metrics_timeout = min(timeout, METRICS_TIMEOUT_SECONDS)
         self.consecutive_failures = 0
+        self.verdict: str | None = None  # why the engine counts as hung, once the failures reach the limit
         self._last: Load | None = None
         self._stop = threading.Event()
         self._writing = threading.Lock()  # stop() waits out a write, so none lands after the state reset
         self._thread: threading.Thread | None = None
+
+    @property
+    def retry(self) -> float:
+        """Seconds before the look after a failed one."""
+        return min(self.interval, RETRY_SECONDS)
 
     @property
     def stale_after(self) -> float:
@@ -154,10 +164,13 @@ class Canary:
             if self.consecutive_failures:
                 log.info("canary: the engine answers again (%s)", look.reason)
             self.consecutive_failures = 0
+            self.verdict = None
         else:
             self.consecutive_failures += 1
             log.warning("canary failed (%d of %d in a row): %s%s", self.consecutive_failures, self.failures,
                         look.reason, f": {look.error}" if look.error else "")
+            if self.consecutive_failures >= self.failures:
+                self.verdict = f"the engine canary failed {self.consecutive_failures} times in a row ({look.reason})"
         metrics.canary_looked(look.ok, look.seconds, self.consecutive_failures)
         # `monotonic` is the system-wide CLOCK_MONOTONIC the healthcheck compares with (a
         # wall-clock jump must not make a record stale); `at` is for people.
@@ -167,7 +180,7 @@ class Canary:
 
     def _run(self) -> None:
         self._last = self.load()
-        while not self._stop.wait(self.interval):
+        while not self._stop.wait(self.retry if self.consecutive_failures else self.interval):
             try:
                 look = self.look()
             except Exception as exc:  # a bug here must show in the probe's line, not kill the thread silently
@@ -197,5 +210,6 @@ def start_canary(settings: Settings, state: StateDir) -> Canary | None:
                     settings.canary_timeout, settings.canary_failures, state, settings.api_key_value)
     canary.start()
     log.info("canary: a look every %g s, a 1-token completion when idle (timeout %g s); live fails after %d "
-             "failures in a row", settings.canary_interval, settings.canary_timeout, settings.canary_failures)
+             "failures in a row%s", settings.canary_interval, settings.canary_timeout, settings.canary_failures,
+             ", then the supervisor stops vLLM and exits" if settings.canary_action == "restart" else "")
     return canary

@@ -230,9 +230,10 @@ class Settings(BaseModel):
     request_timeout: float = setting(60.0, "Seconds one smoke or readiness request may take.",
                                      f"a number of seconds > 0 and <= {HOUR}", alias="REQUEST_TIMEOUT", gt=0,
                                      le=HOUR)
-    canary_interval: float = setting(30.0, "Seconds between the canary's looks at a ready server: a 1-token "
-                                     "completion when idle, the token counters when busy (0: no canary; "
-                                     "`healthcheck live` then only asks /health).",
+    canary_interval: float = setting(10.0, "Seconds between the canary's looks at a ready server: a 1-token "
+                                     "completion when idle, the token counters when busy; after a failed look "
+                                     "it looks again within 2 s (0: no canary; `healthcheck live` then only "
+                                     "asks /health).",
                                      f"a number of seconds >= 0 and <= {DAY}", alias="CANARY_INTERVAL", ge=0,
                                      le=DAY)
     canary_timeout: float = setting(10.0, "Seconds the canary's 1-token completion may take before it counts "
@@ -241,6 +242,11 @@ class Settings(BaseModel):
                                     le=HOUR)
     canary_failures: int = setting(3, "Consecutive canary failures that make `healthcheck live` fail.",
                                    "an integer from 1 to 100", alias="CANARY_FAILURES", ge=1, le=100)
+    canary_action: Literal["restart", "report"] = setting(
+        "restart", "What CANARY_FAILURES failures in a row do besides failing `healthcheck live`: restart (the "
+        "supervisor kills vLLM's process group and exits non-zero with the reason, so the restart policy starts "
+        "it again and a router stops sending to it) or report (only the probe and the metrics say so).",
+        "restart or report", alias="CANARY_ACTION")
     metrics_port: int = setting(9464, "Port of the supervisor's own Prometheus metrics (startup phases, "
                                 "readiness, canary, download, vLLM starts); vLLM's stay on PORT (0: none).",
                                 "an integer from 0 to 65535", alias="METRICS_PORT", ge=0, le=65535)

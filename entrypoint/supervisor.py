@@ -4,7 +4,10 @@ Signals: SIGTERM/SIGINT at any point stop the start; once vLLM runs they are
 forwarded to it, it gets STOP_GRACE_PERIOD seconds, then its whole process group is
 killed, and the supervisor exits with vLLM's status. If vLLM dies on its own, the
 supervisor exits non-zero at once, quoting vLLM's last lines. While vLLM runs ready,
-the canary (entrypoint/canary.py) checks that its engine still generates.
+the canary (entrypoint/canary.py) checks that its engine still generates; when it calls
+the engine hung (and CANARY_ACTION is restart), the supervisor kills vLLM's process group
+and exits non-zero with the reason, so the restart policy starts it again and a router,
+whose /health polls a hung vLLM would still pass, finds the port closed.
 
 A LeaderWorkerSet worker (`Settings.node_role`) runs vLLM headless: no API, so no smoke
 check and no canary; it marks itself ready once its leader serves, which vLLM's leader
@@ -21,7 +24,7 @@ import time
 from types import FrameType
 
 from entrypoint import metrics
-from entrypoint.canary import start_canary
+from entrypoint.canary import Canary, start_canary
 from entrypoint.child import ChildProcess, exit_status
 from entrypoint.errors import UserError
 from entrypoint.http import bearer
@@ -123,9 +126,11 @@ def become_ready(settings: Settings, child: ChildProcess, weights: Weights, stat
     log.info("ready: %s serves %r", settings.base_url, settings.served_model_name)
 
 
-def watch(child: ChildProcess, termination_log: str) -> int:
-    """Block while vLLM runs; if it dies on its own, say so and return non-zero."""
+def watch(child: ChildProcess, termination_log: str, canary: Canary | None) -> int:
+    """Block while vLLM runs; if it dies on its own, or `canary` calls it hung, say so and return non-zero."""
     while (status := child.poll()) is None:
+        if canary is not None and canary.verdict is not None:
+            return end_hung(child, canary.verdict, termination_log)
         time.sleep(WATCH_SECONDS)
     child.reap()
     log.error("vLLM exited unexpectedly with status %s; its last lines:\n%s", status, "\n".join(child.last_lines()))
@@ -133,6 +138,15 @@ def watch(child: ChildProcess, termination_log: str) -> int:
     write_termination_message(termination_log, f"vLLM exited unexpectedly with status {status}"
                               + (f": {reason}" if reason else ""))
     return exit_status(status) or 1
+
+
+def end_hung(child: ChildProcess, verdict: str, termination_log: str) -> int:
+    """Kill the hung server's whole group at once (a hung engine drains nothing) and return non-zero."""
+    child.reap()
+    message = f"{verdict}; vLLM was killed so that the restart policy starts it again"
+    log.error(message)
+    write_termination_message(termination_log, message)
+    return 1
 
 
 def serve(settings: Settings) -> int:
@@ -154,7 +168,7 @@ def serve(settings: Settings) -> int:
         metrics.phase_done("ready", time.monotonic() - began)
         canary = start_canary(settings, state) if settings.node_role != "worker" else None
         try:
-            return watch(child, settings.termination_log)
+            return watch(child, settings.termination_log, canary if settings.canary_action == "restart" else None)
         finally:
             # Before vLLM is stopped: a draining server is not a hung one.
             if canary is not None:

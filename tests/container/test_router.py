@@ -2,6 +2,9 @@
 
 One Compose project of its own: the CPU and test-bed overrides as `make up TESTBED=1` uses
 them, the router override, the API-key override, and a file of the fixture's fast settings.
+`make monitor` adds the monitoring profile's Prometheus to it, scraping every replica and the
+router; its rules and dashboard are checked against a short load, and a replica whose engine
+core is stopped fires the hung-engine alert, leaves the router's rotation and comes back.
 """
 
 from __future__ import annotations
@@ -11,17 +14,23 @@ import os
 import re
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
+import yaml
 
-from tests.container.conftest import ROOT, UP_TIMEOUT
+from observability.dashboard import dashboard, queries, substituted
+from tests.container.conftest import ROOT, UP_TIMEOUT, make
 from tests.container.test_compose_config import config
 from tests.support.net import free_port
+from tests.support.prometheus import RULES, firing, query, query_range, wait_for
 from tests.support.seed_checks import SERVED_NAME
 
 pytestmark = pytest.mark.container
@@ -37,6 +46,7 @@ FAST_SERVE = """services:
       MAX_MODEL_LEN: "4096"
       MAX_NUM_BATCHED_TOKENS: "512"
       VLLM_CPU_KVCACHE_SPACE: "1"
+      ENABLE_PREFIX_CACHING: "true"
 """
 SUCCESS = re.compile(r'^vllm:request_success_total\{.*\} ([0-9.e+]+)$', re.MULTILINE)
 
@@ -58,9 +68,13 @@ class Routed:
                      *(arg for f in files for arg in ("-f", str(ROOT / "compose" / f)))]
         weights = subprocess.run([sys.executable, "scripts/testbed/build_fixture_model.py",
                                   "--print-path"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        self.prometheus_port = free_port()
         self.env = {**os.environ, "FIXTURE_WEIGHTS": weights, "HOST_PORT": str(self.port), "REPLICAS": str(REPLICAS),
-                    "API_KEY_FILE": str(key), "COMPOSE_BAKE": "false"}
+                    "API_KEY_FILE": str(key), "COMPOSE_BAKE": "false", "PROMETHEUS_PORT": str(self.prometheus_port)}
         self.url = f"http://127.0.0.1:{self.port}"
+        # What `make` needs to address this project as `make up REPLICAS=2 TESTBED=1` would.
+        self.make_vars = ["ENGINE=docker", "PLATFORM=cpu", "TESTBED=1", f"PORT={self.port}", f"PROJECT={self.project}",
+                          f"REPLICAS={REPLICAS}", f"API_KEY_FILE={key}", f"PROMETHEUS_PORT={self.prometheus_port}"]
 
     def compose(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
         return subprocess.run([*self.args, *args], cwd=ROOT, env=self.env, capture_output=True, text=True,
@@ -72,6 +86,16 @@ class Routed:
                             "import urllib.request as u; print(u.urlopen('http://127.0.0.1:8000/metrics').read().decode())")
         assert done.returncode == 0, done.stderr
         return sum(float(value) for value in SUCCESS.findall(done.stdout))
+
+    def python(self, index: int, code: str) -> subprocess.CompletedProcess:
+        """Python code run inside replica `index`."""
+        return self.compose("exec", "--index", str(index), "serve", "python3", "-c", code, timeout=120)
+
+    def replica(self, index: int) -> dict:
+        """`docker inspect` of replica `index`."""
+        done = subprocess.run(["docker", "inspect", f"{self.project}-serve-{index}"], capture_output=True, text=True,
+                              timeout=60, check=True)
+        return json.loads(done.stdout)[0]
 
 
 def complete(url: str, prompt: str, key: str | None = API_KEY) -> int:
@@ -95,10 +119,10 @@ def routed(tmp_path_factory) -> Iterator[Routed]:
     up = deployed.compose("up", "--detach", "--build", "--wait", "serve", "router", timeout=UP_TIMEOUT)
     if up.returncode != 0:
         logs = deployed.compose("logs", "--tail", "40").stdout
-        deployed.compose("down", "--volumes")
+        deployed.compose("--profile", "monitoring", "down", "--volumes")
         pytest.fail(f"compose up failed ({up.returncode}):\n{up.stderr[-3000:]}\n{logs[-6000:]}")
     yield deployed
-    deployed.compose("down", "--volumes")
+    deployed.compose("--profile", "monitoring", "down", "--volumes")
 
 
 def test_router_config_replaces_the_published_port_and_lists_every_replica():
@@ -147,3 +171,149 @@ def test_bad_policy_is_one_line_from_the_router():
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "router: ROUTER_POLICY=fastest is not allowed: one of random, round_robin, cache_aware, power_of_two"]
+
+
+# --- monitoring: `make monitor` on this project, then the same Prometheus scraping every second ---
+
+# Inside a replica: SIGSTOP the engine core (vLLM titles it VLLM::EngineCore); /health stays 200.
+STOP_ENGINE_CORE = """import os, signal
+def cmdline(pid):
+    try:
+        return open(f"/proc/{pid}/cmdline", "rb").read()
+    except OSError:
+        return b""
+cores = [int(p) for p in os.listdir("/proc")
+         if p.isdigit() and int(p) != os.getpid() and b"EngineCore" in cmdline(p)]
+assert len(cores) == 1, cores
+os.kill(cores[0], signal.SIGSTOP)
+"""
+RESUME_ALL = """import os, signal
+for p in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        os.kill(int(p), signal.SIGCONT)
+    except OSError:
+        pass
+"""
+HUNG_REASON = "the engine canary failed 3 times in a row"
+RESTART_SECONDS = 900  # bounds a hang only: a canary verdict, then a warm eager start
+
+
+@dataclass
+class Monitored:
+    """Prometheus of the `monitoring` profile on the routed project, and what `make monitor` printed."""
+
+    url: str
+    made: subprocess.CompletedProcess
+
+
+def fast_scrapes(folder: Path) -> Path:
+    """A Compose override giving Prometheus the image's routed config at a 1 s scrape and evaluation."""
+    config = yaml.safe_load((ROOT / "observability" / "prometheus" / "routed.yml").read_text())
+    config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    for job in config["scrape_configs"]:
+        for discovery in job.get("dns_sd_configs", []):
+            discovery["refresh_interval"] = "1s"
+    path = folder / "routed.yml"
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o644)  # Prometheus's own user reads it
+    override = folder / "prometheus-fast.yaml"
+    override.write_text(yaml.safe_dump({"services": {"prometheus": {"volumes": [
+        f"{path}:/etc/prometheus/routed.yml:ro"]}}}))
+    return override
+
+
+@pytest.fixture(scope="module")
+def monitored(routed, tmp_path_factory) -> Iterator[Monitored]:
+    made = make("monitor", *routed.make_vars, timeout=UP_TIMEOUT)
+    if made.returncode != 0:
+        pytest.fail(f"make monitor failed ({made.returncode}):\n{made.stdout[-3000:]}\n{made.stderr[-3000:]}")
+    url = f"http://127.0.0.1:{routed.prometheus_port}"
+    monitored = Monitored(url, made)
+    try:
+        wait_for(lambda: ready(url) and jobs(url) == ["ascend-serve"] * REPLICAS + ["router"] + ["vllm"] * REPLICAS,
+                 "every replica and the router among make monitor's targets")
+        # The same service, recreated with a 1 s scrape so the checks below take seconds.
+        fast = routed.compose("-f", str(fast_scrapes(tmp_path_factory.mktemp("prometheus"))), "--profile",
+                              "monitoring", "up", "--detach", "--no-deps", "prometheus")
+        assert fast.returncode == 0, fast.stderr
+        wait_for(lambda: ready(url) and len(query(url, "up == 1")) == 2 * REPLICAS + 1, "scrape of every target")
+        yield monitored
+    finally:
+        routed.compose("--profile", "monitoring", "rm", "--stop", "--force", "prometheus")
+
+
+def ready(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/-/ready", timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def jobs(url: str) -> list[str]:
+    """The job of every target Prometheus discovered, sorted."""
+    targets = requests.get(f"{url}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+    return sorted(target["labels"]["job"] for target in targets)
+
+
+def load(url: str) -> None:
+    """Completions through the router: half sharing a long prefix (prefix-cache hits), half not."""
+    prompts = [("The capital of France is Paris. " * 8 if n % 2 else f"{n * 7919} ") + f"number {n}" for n in range(16)]
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(lambda prompt: complete(url, prompt), prompts)) == [200] * len(prompts)
+
+
+def test_make_monitor_prints_the_url_of_its_prometheus(routed, monitored):
+    assert f"Prometheus: http://127.0.0.1:{routed.prometheus_port}" in monitored.made.stdout, monitored.made.stdout
+
+
+def test_every_recording_rule_and_dashboard_query_returns_data_under_load(routed, monitored):
+    load(routed.url)
+    time.sleep(5)  # a few more scrapes after the load, for every rate() window
+    load(routed.url)
+    records = sorted({rule["record"] for group in yaml.safe_load((RULES / "recording.yaml").read_text())["groups"]
+                      for rule in group["rules"]})
+    wait_for(lambda: all(query(monitored.url, record) for record in records), "data for every recording rule")
+    empty = [(title, expr) for title, expr in queries(dashboard()) if not query(monitored.url, substituted(expr))]
+    assert empty == [], empty
+    assert not firing(monitored.url, "AscendServeEngineHung")
+
+
+def in_rotation(url: str, worker: str) -> list[float]:
+    """vllm_router_worker_health of one replica as Prometheus last scraped it (empty before a scrape)."""
+    return [float(r["value"][1]) for r in query(url, f'vllm_router_worker_health{{worker="{worker}"}}')]
+
+
+def restarted_healthy(replica: dict, restarts: int) -> bool:
+    return replica["RestartCount"] > restarts and replica["State"].get("Health", {}).get("Status") == "healthy"
+
+
+def test_a_hung_replica_fires_the_alert_leaves_the_rotation_and_comes_back(routed, monitored):
+    url, worker = monitored.url, f"http://{routed.project}-serve-1:8000"
+    assert in_rotation(url, worker) == [1.0]
+    restarts = routed.replica(1)["RestartCount"]
+    stopped_at = time.time()
+    done = routed.python(1, STOP_ENGINE_CORE)
+    assert done.returncode == 0, done.stdout + done.stderr
+    try:
+        wait_for(lambda: in_rotation(url, worker) == [0.0], "replica 1 out of the router's rotation")
+        # The first scrape that saw it out, to the scrape interval (1 s).
+        health = query_range(url, f'vllm_router_worker_health{{worker="{worker}"}}', stopped_at, time.time(), 1)
+        ejected_at = min(t for t, value in health[0]["values"] if float(value) == 0)
+        print(f"\nhung replica out of the router's rotation {ejected_at - stopped_at:.0f} s after its engine core "
+              "was stopped")
+        wait_for(lambda: firing(url, "AscendServeEngineHung"), "AscendServeEngineHung firing")
+        logs = routed.compose("logs", "--no-log-prefix", "serve")
+        assert HUNG_REASON in logs.stdout + logs.stderr, logs.stdout[-3000:]
+    finally:
+        if routed.replica(1)["RestartCount"] == restarts:  # the supervisor did not act: leave nothing stopped
+            routed.python(1, RESUME_ALL)
+    # Docker restarted the exited container; its start is warm, and the router takes it back.
+    deadline = time.monotonic() + RESTART_SECONDS
+    while not restarted_healthy(replica := routed.replica(1), restarts):
+        assert time.monotonic() < deadline, replica["State"]
+        time.sleep(2)
+    assert replica["RestartCount"] == restarts + 1
+    wait_for(lambda: in_rotation(url, worker) == [1.0], "replica 1 back in the router's rotation")
+    before = routed.successes(1)
+    load(routed.url)
+    assert routed.successes(1) > before

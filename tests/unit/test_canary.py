@@ -10,10 +10,12 @@ import time
 
 import pytest
 
-from entrypoint.canary import Canary, Load, parse_load, start_canary
+from entrypoint.canary import RETRY_SECONDS, Canary, Load, parse_load, start_canary
+from entrypoint.child import ChildProcess
 from entrypoint.errors import SettingsError
 from entrypoint.settings import load_settings
 from entrypoint.state import StateDir
+from entrypoint.supervisor import watch
 
 # The shape of vLLM 0.32's /metrics: labelled samples, HELP/TYPE comments, histogram series.
 METRICS = """\
@@ -171,3 +173,89 @@ def test_bad_canary_settings_name_variable_value_and_allowed(name, value, allowe
         load_settings({"PLATFORM": "cpu", name: value})
     line = next(line for line in caught.value.lines if line.startswith(f"{name}="))
     assert value in line and allowed in line
+
+
+def test_the_limit_gives_a_verdict_that_a_success_takes_back(vllm, tmp_path):
+    canary = canary_for(vllm, tmp_path, failures=2)
+    vllm.delay = 2.0
+    canary.record(canary.look())
+    assert canary.verdict is None
+    canary.record(canary.look())
+    assert canary.verdict == "the engine canary failed 2 times in a row (no answer to the 1-token completion)"
+    vllm.delay = 0.0
+    canary.record(canary.look())
+    assert canary.verdict is None
+
+
+class Waits:
+    """A stop event that records how long each wait would have been, and stops after `looks` waits."""
+
+    def __init__(self, looks: int) -> None:
+        self.looks, self.seconds = looks, []
+
+    def wait(self, seconds: float) -> bool:
+        self.seconds.append(seconds)
+        return len(self.seconds) > self.looks
+
+    def is_set(self) -> bool:
+        return False
+
+
+def test_a_failed_look_is_retried_sooner_than_an_interval(vllm, tmp_path):
+    canary = canary_for(vllm, tmp_path, interval=30.0, failures=5)
+    canary._stop = Waits(looks=3)  # type: ignore[assignment]
+    vllm.delay = 2.0
+    canary._run()
+    assert canary._stop.seconds == [30.0, RETRY_SECONDS, RETRY_SECONDS, RETRY_SECONDS]  # type: ignore[attr-defined]
+    assert canary.consecutive_failures == 3
+
+
+def test_a_short_interval_is_not_lengthened_by_the_retry(vllm, tmp_path):
+    canary = canary_for(vllm, tmp_path, interval=0.5)
+    assert canary.retry == 0.5
+    assert canary.stale_after == 2 * (0.5 + 0.5 + 2 * 0.5)
+
+
+def test_canary_action_is_restart_by_default_and_report_on_request():
+    assert load_settings({"PLATFORM": "cpu"}).canary_action == "restart"
+    assert load_settings({"PLATFORM": "cpu", "CANARY_ACTION": "report"}).canary_action == "report"
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"PLATFORM": "cpu", "CANARY_ACTION": "reboot"})
+    line = next(line for line in caught.value.lines if line.startswith("CANARY_ACTION="))
+    assert "reboot" in line and "restart or report" in line
+
+
+class Judged:
+    """What watch() reads of a canary."""
+
+    def __init__(self, verdict: str | None) -> None:
+        self.verdict = verdict
+
+
+HUNG = "the engine canary failed 3 times in a row (no answer to the 1-token completion)"
+
+
+def test_a_hung_verdict_kills_the_whole_group_and_leaves_the_reason(tmp_path):
+    # A server with a worker under it, as vLLM's API server has its engine core.
+    child = ChildProcess(["sh", "-c", "sleep 300 & echo worker $!; wait"], {"PATH": "/usr/bin:/bin"})
+    while not child.tail:
+        time.sleep(0.05)
+    worker = int(child.tail[0].split()[1])
+    termination = tmp_path / "termination-log"
+    assert watch(child, str(termination), Judged(HUNG)) == 1  # type: ignore[arg-type]
+    assert child.poll() is not None and gone(worker)
+    assert termination.read_text() == f"{HUNG}; vLLM was killed so that the restart policy starts it again\n"
+
+
+def gone(pid: int) -> bool:
+    """No such process, or only its zombie (its parent, killed too, never reaped it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_no_verdict_watches_until_the_server_exits(tmp_path):
+    child = ChildProcess(["sh", "-c", "exit 3"], {"PATH": "/usr/bin:/bin"})
+    assert watch(child, str(tmp_path / "termination-log"), Judged(None)) == 3  # type: ignore[arg-type]

@@ -4,6 +4,8 @@ neighbour, recording rules on both of vLLM's metric names."""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -84,3 +86,26 @@ def test_compose_prometheus_config_loads_the_rules(tmp_path):
     assert done.returncode == 0 and "SUCCESS: 2 rule files found" in done.stdout, done.stdout + done.stderr
     assert {job["job_name"]: job["dns_sd_configs"][0]["port"] for job in config["scrape_configs"]} == \
         {"vllm": 8000, "ascend-serve": Settings.model_fields["metrics_port"].default}
+
+
+def test_routed_config_is_the_plain_one_plus_the_router():
+    folder = ROOT / "observability" / "prometheus"
+    plain, routed = (yaml.safe_load((folder / name).read_text()) for name in ("prometheus.yml", "routed.yml"))
+    router = routed["scrape_configs"].pop()
+    assert routed == plain
+    assert router == {"job_name": "router", "static_configs": [{"targets": ["router:29000"]}]}
+    # compose/router.yaml selects it with the image's own flags otherwise.
+    command = yaml.load((ROOT / "compose" / "router.yaml").read_text(), ComposeLoader)["services"]["prometheus"]
+    cmd = re.search(r"^CMD (\[.*?\])", (folder / "Dockerfile").read_text(), re.MULTILINE | re.DOTALL)
+    assert cmd is not None
+    image_flags = json.loads(cmd.group(1).replace("\\\n", ""))
+    assert command["command"] == [flag.replace("prometheus.yml", "routed.yml") for flag in image_flags]
+
+
+class ComposeLoader(yaml.SafeLoader):
+    """YAML with Compose's merge tags (!reset, !override) read as plain values."""
+
+
+ComposeLoader.add_multi_constructor("!", lambda loader, _tag, node: loader.construct_scalar(node) if isinstance(
+    node, yaml.ScalarNode) else (loader.construct_sequence(node) if isinstance(node, yaml.SequenceNode)
+                                 else loader.construct_mapping(node)))
