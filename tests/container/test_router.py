@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -147,3 +148,53 @@ def test_bad_policy_is_one_line_from_the_router():
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "router: ROUTER_POLICY=fastest is not allowed: one of random, round_robin, cache_aware, power_of_two"]
+
+
+class Load:
+    """Clients sending completions through the router back to back until stopped; their statuses."""
+
+    def __init__(self, url: str, clients: int) -> None:
+        self.url, self.statuses, self.running = url, [], threading.Event()
+        self.pool = ThreadPoolExecutor(clients)
+        self.running.set()
+        self.futures = [self.pool.submit(self.client, n) for n in range(clients)]
+
+    def client(self, worker: int) -> None:
+        n = 0
+        while self.running.is_set():
+            self.statuses.append(complete(self.url, f"rollout client {worker} request {n}"))
+            n += 1
+
+    def stop(self) -> list[int]:
+        self.running.clear()
+        for future in self.futures:
+            future.result()
+        self.pool.shutdown()
+        return self.statuses
+
+
+def test_rollout_under_load_fails_no_request_and_brings_every_replica_back(routed):
+    load = Load(routed.url, clients=2)
+    try:
+        done = subprocess.run([sys.executable, "scripts/rollout.py", "--", *routed.args[2:]], cwd=ROOT,
+                              env=routed.env, capture_output=True, text=True, timeout=UP_TIMEOUT)
+    finally:
+        statuses = load.stop()
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count("back in the router") == REPLICAS, done.stdout
+    assert statuses and set(statuses) == {200}, sorted(set(statuses))
+    # The replacements kept the names the router addresses, and both serve again.
+    names = routed.compose("ps", "--format", "{{.Name}} {{.Health}}", "serve").stdout.split("\n")
+    assert sorted(line for line in names if line) == [f"{routed.project}-serve-{i} healthy"
+                                                      for i in range(1, REPLICAS + 1)]
+    test_requests_through_the_router_reach_every_replica(routed)
+
+
+def test_rollout_refuses_one_replica_in_one_line():
+    done = subprocess.run([sys.executable, "scripts/rollout.py", "--", "-p", "ascend-serve-no-router-test",
+                           "-f", str(ROOT / "compose" / "compose.yaml"), "-f", str(ROOT / "compose" / "cpu.yaml")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "rollout: REPLICAS=1 is not allowed: make rollout replaces replicas behind the router, so it needs "
+        "REPLICAS=2 or more (make up REPLICAS=2); one server is replaced with make down && make up"]
