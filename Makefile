@@ -205,6 +205,11 @@ bench-image: venv fixture
 	@eval "$$(scripts/testbed/docker-engine.sh start)" && scripts/testbed/base-image.sh debian:bookworm-slim \
 		&& scripts/cpu-wheels.sh .build/wheels && $(PY) bench/image.py
 
+.PHONY: bench-scale ## two replicas behind the router vs one direct, a killed, hung and rolled-out replica under load (starts the engine)
+bench-scale: venv fixture
+	@eval "$$(scripts/testbed/docker-engine.sh start)" && scripts/testbed/base-image.sh debian:bookworm-slim \
+		&& $(PY) bench/scale.py
+
 # Kubernetes: the overlay for PLATFORM; auto means npu, the default platform (the cluster decides, not this machine).
 K8S_OVERLAY = deploy/kubernetes/overlays/$(if $(filter auto,$(PLATFORM)),npu,$(PLATFORM))
 K8S_VERSION ?= 1.30.0
