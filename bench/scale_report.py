@@ -42,7 +42,7 @@ def verdict(runs: dict[str, Any]) -> tuple[dict[str, float], list[str]]:
              f"- Added p50 end-to-end at c=1 (completions): {number(added['p50_e2e_ms_c1'], 1)} ms; "
              "on 2 shared cores this difference sits within the run-to-run noise of the generation itself.",
              f"- Throughput at c=8 through the router with the same one replica: "
-             f"{100 * added['throughput_loss_c8']:+.1f} % lost "
+             f"{100 * added['throughput_loss_c8']:.1f} % lost "
              f"({'under' if added['throughput_loss_c8'] < ROUTER_THROUGHPUT_LIMIT else 'over'} the 3 % goal)."]
     return added, lines
 

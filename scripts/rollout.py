@@ -75,8 +75,8 @@ class Deployment:
             routers = []  # no router service in this deployment's files
         if not routers:
             raise BadInput("REPLICAS=1 is not allowed: make rollout replaces replicas behind the router, "
-                             "so it needs REPLICAS=2 or more (make up REPLICAS=2); one server is replaced "
-                             "with make down && make up")
+                           "so it needs REPLICAS=2 or more (make up REPLICAS=2); one server is replaced "
+                           "with make down && make up")
         return routers[0]
 
     def admin(self, router: str, path: str, method: str = "POST") -> str:
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         names = deployment.containers("serve")
         if len(names) < 2:
             raise BadInput(f"REPLICAS={len(names)} is not allowed: make rollout needs 2 or more "
-                             "`serve` replicas behind the router (make up REPLICAS=2)")
+                           "`serve` replicas behind the router (make up REPLICAS=2)")
         log(f"{len(names)} replicas behind {router}, one at a time")
         for name in names:
             replace(deployment, router, name, len(names), args)
