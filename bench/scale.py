@@ -8,7 +8,7 @@ CPU replicas, the router, the API key), then:
 - the router's own latency on a request vLLM answers at once (GET /v1/models), direct and routed;
 - load spread: each replica's `vllm:request_success_total` over the routed c=8 run;
 - one replica SIGKILLed under c=8 load: failed requests, and the time until the router's
-  health checks mark it down (the router's /get_loads leaves it out... see `router_sees`);
+  health checks mark it down (`vllm_router_worker_health` on the router's metrics port);
 - `scripts/rollout.py` (what `make rollout` runs) under c=8 load: failed requests;
 - one replica's engine core SIGSTOPped under load: the time until the router stops routing
   to it, bounded by --hang-seconds (vLLM's /health answers 200 throughout unless the
@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 from bench.common import cpu_facts, write_report  # noqa: E402
 from bench.scale_report import markdown  # noqa: E402
 from tests.container.conftest import UP_TIMEOUT  # noqa: E402
-from tests.container.test_router import API_KEY, Routed, complete  # noqa: E402
+from tests.container.test_router import API_KEY, Routed, complete, successes  # noqa: E402
 from tests.support.seed_checks import SERVED_NAME  # noqa: E402
 from tests.support.testbed import fixture_weights  # noqa: E402
 from verification.perf import Load, _read_json, bench_env, parse_serve, run_bench, serve_command  # noqa: E402
@@ -83,7 +83,7 @@ class Stack:
         return listed - down
 
     def successes(self) -> list[float]:
-        return [self.routed.successes(i) for i in (1, 2)]
+        return [successes(name) for name in self.names]
 
 
 def healthy_lines(metrics: str) -> str:
@@ -188,12 +188,14 @@ def wait_back(stack: Stack, name: str, bound: float = 900) -> float | None:
 
 
 def killed(stack: Stack) -> dict[str, Any]:
-    """Replica 2's container SIGKILLed under c=8 (Docker's restart policy brings it back)."""
+    """Replica 2's container init SIGKILLed under c=8 (Docker's restart policy brings it back)."""
     name = stack.names[1]
     traffic = Traffic(stack.routed.url, 8)
     time.sleep(10)
     since = time.monotonic()
-    subprocess.run(["docker", "kill", "--signal", "KILL", name], check=True, capture_output=True)
+    init = subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", name], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    os.kill(int(init), signal.SIGKILL)  # a crash, not `docker kill`: the restart policy applies
     out = wait_out_of_rotation(stack, name, since, 120)
     time.sleep(10)
     result = {"out_of_rotation_s": out, **failures(traffic.stop(), since)}

@@ -184,10 +184,22 @@ def test_rollout_under_load_fails_no_request_and_brings_every_replica_back(route
     assert done.stdout.count("back in the router") == REPLICAS, done.stdout
     assert statuses and set(statuses) == {200}, sorted(set(statuses))
     # The replacements kept the names the router addresses, and both serve again.
-    names = routed.compose("ps", "--format", "{{.Name}} {{.Health}}", "serve").stdout.split("\n")
-    assert sorted(line for line in names if line) == [f"{routed.project}-serve-{i} healthy"
-                                                      for i in range(1, REPLICAS + 1)]
-    test_requests_through_the_router_reach_every_replica(routed)
+    names = [f"{routed.project}-serve-{i}" for i in range(1, REPLICAS + 1)]
+    listed = routed.compose("ps", "--format", "{{.Name}} {{.Health}}", "serve").stdout.split("\n")
+    assert sorted(line for line in listed if line) == [f"{name} healthy" for name in names]
+    statuses = [complete(routed.url, f"{n * 7919} after the rollout, number {n}") for n in range(REQUESTS)]
+    assert statuses == [200] * REQUESTS
+    assert all(successes(name) > 0 for name in names)
+
+
+def successes(container: str) -> float:
+    """vLLM's request_success_total in one replica container, by name (a replacement keeps the name,
+    not Compose's index)."""
+    done = subprocess.run(["docker", "exec", container, "python3", "-c",
+                           "import urllib.request as u; print(u.urlopen('http://127.0.0.1:8000/metrics').read().decode())"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return sum(float(value) for value in SUCCESS.findall(done.stdout))
 
 
 def test_rollout_refuses_one_replica_in_one_line():
