@@ -79,16 +79,17 @@ def fault_lines(result: dict[str, Any]) -> list[str]:
     hang_out = f"{hung['out_of_rotation_s']} s" if hung["out_of_rotation_s"] is not None \
         else f"not within {hung['bound_s']:g} s"
     return ["## Faults under load", "",
-            "| scenario | requests | failed | statuses of the failed | out of rotation after | back after |",
-            "|---|---|---|---|---|---|",
+            "| scenario | requests | failed | statuses of the failed | slowest request | out of rotation after "
+            "| back after |",
+            "|---|---|---|---|---|---|---|",
             f"| replica 2 SIGKILLed (c=8) | {killed['requests']} | {killed['failed']} | "
-            f"{killed['failed_statuses'] or '–'} | {number(killed['out_of_rotation_s'])} s | "
+            f"{killed['failed_statuses'] or '–'} | {killed['slowest_s']} s | {number(killed['out_of_rotation_s'])} s | "
             f"{number(killed['back_in_rotation_s'])} s |",
             f"| `make rollout` (c=8), {rollout['seconds']} s, exit {rollout['exit']} | {rollout['requests']} | "
-            f"{rollout['failed']} | {rollout['failed_statuses'] or '–'} | (by the router's admin API) | – |",
+            f"{rollout['failed']} | {rollout['failed_statuses'] or '–'} | {rollout['slowest_s']} s | "
+            "(by the router's admin API) | – |",
             f"| replica 1's engine core SIGSTOPped (c=2) | {hung['requests']} | {hung['failed']} | "
-            f"{hung['failed_statuses'] or '–'} | "
-            f"{hang_out} | "
+            f"{hung['failed_statuses'] or '–'} | {hung['slowest_s']} s | {hang_out} | "
             f"{number(hung['back_in_rotation_s'])} s |", "",
             "Out of rotation: the router lists the replica no more or its health checks "
             "(every ROUTER_HEALTH_INTERVAL = 5 s, 2 failures) mark it down, polled every 0.5 s. A SIGSTOPped "

@@ -36,7 +36,7 @@ def test_scale_report_says_whether_the_router_meets_its_goals():
             "direct c=8": run(4.0, 2000.0), "router, 1 replica c=8": run(3.8, 2100.0),
             "router, 2 replicas c=8": run(4.4, 1900.0), "spread c=1": [8, 8], "spread c=8": [30, 34]}
     fault = {"requests": 10, "failed": 0, "failed_statuses": [], "out_of_rotation_s": None, "bound_s": 150,
-             "back_in_rotation_s": 3.0}
+             "back_in_rotation_s": 3.0, "slowest_s": 2.0}
     result = {"machine": {"cpu_model": "test", "cores": 2}, "load_average": [1.0], "load_average_end": [2.0],
               "input_len": 128, "output_len": 32, "policy": "cache_aware", "overhead": runs, "killed": fault,
               "rollout": {**fault, "exit": 0, "seconds": 99.0, "log": ["rollout: done"]}, "hung": fault}
