@@ -274,16 +274,15 @@ def main() -> None:
                                       "input_len": INPUT_LEN, "output_len": OUTPUT_LEN,
                                       "policy": routed.env.get("ROUTER_POLICY", "cache_aware")}
             result["overhead"] = overhead(stack, args, folder)
-            print("scale: SIGKILL", file=sys.stderr)
-            result["killed"] = killed(stack)
-            print("scale: rollout", file=sys.stderr)
-            result["rollout"] = rollout(stack)
-            print("scale: SIGSTOP", file=sys.stderr)
-            result["hung"] = hung(stack, args.hang_seconds)
-            result["load_average_end"] = os.getloadavg()
+            # The report is rewritten after each scenario, so a run cut short keeps what it measured.
+            for key, scenario in (("rollout", lambda: rollout(stack)), ("hung", lambda: hung(stack, args.hang_seconds)),
+                                  ("killed", lambda: killed(stack))):
+                print(f"scale: {key}", file=sys.stderr)
+                result[key] = scenario()
+                result["load_average_end"] = os.getloadavg()
+                write_report("scale", result, markdown(result))
         finally:
             routed.compose("down", "--volumes")
-    write_report("scale", result, markdown(result))
 
 
 if __name__ == "__main__":

@@ -74,27 +74,36 @@ def capacity_plan(router_ms: float) -> list[str]:
     return lines
 
 
+def fault_rows(result: dict[str, Any]) -> list[str]:
+    """One table row per fault scenario the run got to."""
+    rows = []
+    if killed := result.get("killed"):
+        rows.append(f"| replica 2 SIGKILLed (c=8) | {killed['requests']} | {killed['failed']} | "
+                    f"{killed['failed_statuses'] or '–'} | {killed['slowest_s']} s | "
+                    f"{number(killed['out_of_rotation_s'])} s | {number(killed['back_in_rotation_s'])} s |")
+    if rollout := result.get("rollout"):
+        rows.append(f"| `make rollout` (c=8), {rollout['seconds']} s, exit {rollout['exit']} | {rollout['requests']} | "
+                    f"{rollout['failed']} | {rollout['failed_statuses'] or '–'} | {rollout['slowest_s']} s | "
+                    "(by the router's admin API) | – |")
+    if hung := result.get("hung"):
+        hang_out = f"{hung['out_of_rotation_s']} s" if hung["out_of_rotation_s"] is not None \
+            else f"not within {hung['bound_s']:g} s"
+        rows.append(f"| replica 1's engine core SIGSTOPped (c=2) | {hung['requests']} | {hung['failed']} | "
+                    f"{hung['failed_statuses'] or '–'} | {hung['slowest_s']} s | {hang_out} | "
+                    f"{number(hung['back_in_rotation_s'])} s |")
+    return rows
+
+
 def fault_lines(result: dict[str, Any]) -> list[str]:
-    killed, rollout, hung = result["killed"], result["rollout"], result["hung"]
-    hang_out = f"{hung['out_of_rotation_s']} s" if hung["out_of_rotation_s"] is not None \
-        else f"not within {hung['bound_s']:g} s"
+    log = result.get("rollout", {}).get("log", [])
     return ["## Faults under load", "",
             "| scenario | requests | failed | statuses of the failed | slowest request | out of rotation after "
             "| back after |",
-            "|---|---|---|---|---|---|---|",
-            f"| replica 2 SIGKILLed (c=8) | {killed['requests']} | {killed['failed']} | "
-            f"{killed['failed_statuses'] or '–'} | {killed['slowest_s']} s | {number(killed['out_of_rotation_s'])} s | "
-            f"{number(killed['back_in_rotation_s'])} s |",
-            f"| `make rollout` (c=8), {rollout['seconds']} s, exit {rollout['exit']} | {rollout['requests']} | "
-            f"{rollout['failed']} | {rollout['failed_statuses'] or '–'} | {rollout['slowest_s']} s | "
-            "(by the router's admin API) | – |",
-            f"| replica 1's engine core SIGSTOPped (c=2) | {hung['requests']} | {hung['failed']} | "
-            f"{hung['failed_statuses'] or '–'} | {hung['slowest_s']} s | {hang_out} | "
-            f"{number(hung['back_in_rotation_s'])} s |", "",
+            "|---|---|---|---|---|---|---|", *fault_rows(result), "",
             "Out of rotation: the router lists the replica no more or its health checks "
             "(every ROUTER_HEALTH_INTERVAL = 5 s, 2 failures) mark it down, polled every 0.5 s. A SIGSTOPped "
             "engine core leaves vLLM's /health answering 200, so the router keeps it unless the supervisor takes "
-            "a hung vLLM down (its canary); the rollout log:", "", "```", *rollout["log"], "```", ""]
+            "a hung vLLM down (its canary). The rollout's own lines:", "", "```", *log, "```", ""]
 
 
 def markdown(result: dict[str, Any]) -> str:

@@ -49,3 +49,16 @@ def test_scale_report_says_whether_the_router_meets_its_goals():
 def test_capacity_plan_keeps_one_spare_replica():
     # 0.34 req/s per card planned at 70 %: 0.238 req/s a replica; 1 req/s needs 5, plus one spare.
     assert "| 1 | 6 | 6 |" in "\n".join(capacity_plan(0.5))
+
+
+def test_scale_report_of_a_run_cut_short_has_the_scenarios_it_got_to():
+    runs = {"probe_p50_ms": {"direct": 1.0, "router": 1.2}, "spread c=1": [1, 1], "spread c=8": [4, 4],
+            **{f"{target} c={c}": run(1.0, 900.0) for target in ("direct", "router, 1 replica", "router, 2 replicas")
+               for c in (1, 8)}}
+    rollout = {"requests": 40, "failed": 0, "failed_statuses": [], "slowest_s": 3.0, "exit": 0, "seconds": 200.0,
+               "log": ["rollout: done: 2 replicas replaced"]}
+    result = {"machine": {}, "load_average": [1.0], "load_average_end": [1.0], "input_len": 128, "output_len": 32,
+              "policy": "cache_aware", "overhead": runs, "rollout": rollout}
+    report = markdown(result)
+    assert "| `make rollout` (c=8), 200.0 s, exit 0 | 40 | 0 |" in report
+    assert "SIGKILLed (c=8) |" not in report and "SIGSTOPped (c=2) |" not in report
