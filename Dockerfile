@@ -14,6 +14,7 @@
 # Optional build secret `cacert`: an extra CA bundle for pip behind a TLS-inspecting proxy.
 ARG REGISTRY_MIRROR=
 ARG BASE_IMAGE=quay.io/ascend/vllm-ascend:v0.18.0rc1
+ARG IMAGE_VERSION=v0.18.0rc1
 ARG CPU_BASE_IMAGE=docker.io/library/debian:bookworm-slim
 ARG RUNTIME=accelerator
 
@@ -34,6 +35,9 @@ RUN apt-get update \
 FROM ${REGISTRY_MIRROR}${BASE_IMAGE} AS accelerator-runtime
 ARG BASE_IMAGE
 ARG PIP_INDEX_URL
+# The vllm-ascend release BASE_IMAGE is (templates/images.yaml; `make build` sets both from
+# IMAGE_VERSION and NPU_HARDWARE): the entrypoint inside renders for the vLLM it carries.
+ARG IMAGE_VERSION
 LABEL org.opencontainers.image.base.name="${BASE_IMAGE}"
 COPY requirements/bundle.txt scripts/install-on-base.py /tmp/bundle/
 RUN --mount=type=secret,id=cacert \
@@ -43,7 +47,7 @@ RUN --mount=type=secret,id=cacert \
     && python3 -c "import jinja2, pydantic, tenacity, modelscope, prometheus_client"
 # Runs as root: the Ascend device nodes (/dev/davinci*) and driver mounts are owned by
 # root or HwHiAiUser on the host, and vllm-ascend's own image runs as root.
-ENV BUNDLE_USER=root
+ENV BUNDLE_USER=root IMAGE_VERSION=${IMAGE_VERSION}
 
 # ---------------------------------------------------------------------------------------
 # CPU: Debian + vLLM's CPU build, for machines without an accelerator (the test bed).

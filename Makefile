@@ -40,6 +40,10 @@ MODELSCOPE_TOKEN_FILE ?=
 # from the environment too. README: Registries and mirrors.
 REGISTRY_MIRROR ?=
 export REGISTRY_MIRROR
+# The Ascend hardware an NPU image is built for: a2 (Atlas 800 A2, 910B), a3 or 310p; it picks
+# the vllm-ascend base image's tag suffix for IMAGE_VERSION (templates/images.yaml).
+NPU_HARDWARE ?= a2
+export NPU_HARDWARE
 VENV := .venv
 PY := $(VENV)/bin/python
 export BUNDLE_CACHE PROMETHEUS_PORT
@@ -51,7 +55,8 @@ export PYTHONPATH := $(CURDIR)
 RESOLVED_PLATFORM = $(if $(filter auto,$(PLATFORM)),$(shell python3 -c 'from entrypoint.platform_detect import detect_platform; print(detect_platform())'),$(PLATFORM))
 RESOLVED_ENGINE = $(if $(filter auto,$(ENGINE)),$(shell docker info >/dev/null 2>&1 && echo docker || echo native),$(ENGINE))
 FIXTURE_WEIGHTS = $(shell $(PY) scripts/testbed/build_fixture_model.py --print-path 2>/dev/null)
-COMPOSE_FILES = compose/compose.yaml compose/$(RESOLVED_PLATFORM).yaml $(if $(filter 1,$(TESTBED)),compose/testbed.yaml) \
+COMPOSE_FILES = compose/compose.yaml compose/$(RESOLVED_PLATFORM).yaml $(if $(NPU),$(NPU_CARDS_FILE)) \
+	$(if $(filter 1,$(TESTBED)),compose/testbed.yaml) \
 	$(if $(API_KEY_FILE),compose/api-key.yaml) $(if $(MODELSCOPE_TOKEN_FILE),compose/modelscope-token.yaml) \
 	$(if $(ROUTED),compose/router.yaml $(if $(API_KEY_FILE),compose/router-api-key.yaml))
 # Non-empty when REPLICAS > 1: the router override is on and `up` waits for the router too.
@@ -59,7 +64,16 @@ ROUTED = $(filter-out 1,$(REPLICAS))
 export REPLICAS ROUTER_POLICY
 # The root compose.yaml (scripts/compose-root.sh) names these files and values, so the plain
 # `docker compose run --rm smoke`, `ps`, `logs` and `down` at the checkout root match `make up`.
-COMPOSE = FIXTURE_WEIGHTS=$(FIXTURE_WEIGHTS) RESULTS_DIR=$(abspath $(RESULTS_DIR)) HOST_PORT=$(PORT) HOST_UID=$$(id -u) \
+# NPU: every card one server needs (NPU_DEVICES, else NPU_DEVICE, else TENSOR_PARALLEL_SIZE x
+# PIPELINE_PARALLEL_SIZE x DATA_PARALLEL_SIZE cards from 0) as an override scripts/npu-devices.py
+# writes; NPU_DEVICE becomes the first card, the one compose/npu.yaml maps itself.
+NPU = $(filter npu,$(RESOLVED_PLATFORM))
+NPU_CARDS_FILE = .run/npu-devices.yaml
+# Also the base image for IMAGE_VERSION (the setting) on NPU_HARDWARE, and IMAGE_VERSION as a
+# build argument the image keeps as ENV (scripts/base-image.py; a BASE_IMAGE you set wins).
+NPU_PREP = $(if $(NPU),base=$$($(PY) scripts/base-image.py) && eval "$$base" \
+	&& NPU_DEVICE=$$($(PY) scripts/npu-devices.py $(NPU_CARDS_FILE)) && export NPU_DEVICE &&)
+COMPOSE = $(NPU_PREP) FIXTURE_WEIGHTS=$(FIXTURE_WEIGHTS) RESULTS_DIR=$(abspath $(RESULTS_DIR)) HOST_PORT=$(PORT) HOST_UID=$$(id -u) \
 	HOST_GID=$$(id -g) ROUTER_PROJECT=$(PROJECT) scripts/compose-root.sh $(PROJECT) $(COMPOSE_FILES) && docker compose
 # Before Compose builds: the torch +cpu wheel (CPU) and the base images, present, built
 # locally (Debian) or pulled; else one line naming the image and the setting to change.
@@ -84,7 +98,7 @@ fixture: venv
 	@$(PY) scripts/testbed/build_fixture_model.py
 
 .PHONY: build ## build the image for PLATFORM (cpu: Debian + vLLM CPU; npu: on the vllm-ascend image)
-build:
+build: venv
 	@$(PREPARE_BUILD)
 	$(COMPOSE) build serve
 

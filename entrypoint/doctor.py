@@ -128,7 +128,8 @@ def _ok(check: str, detail: str) -> list[Finding]:
 
 
 def world_size(settings: Settings) -> int:
-    return settings.tensor_parallel_size * settings.data_parallel_size
+    """The ranks, so the cards, on this node: a LeaderWorkerSet group splits them over its nodes."""
+    return settings.cards_per_model // (settings.lws_group_size or 1)
 
 
 # --- Ascend NPU ------------------------------------------------------------------------
@@ -311,7 +312,8 @@ def npu_visible_devices(settings: Settings, host: Host) -> list[Finding]:
 
 
 def npu_enough_cards(settings: Settings, host: Host) -> list[Finding]:
-    """As many visible cards as TENSOR_PARALLEL_SIZE x DATA_PARALLEL_SIZE.
+    """As many visible cards as this node's ranks: TENSOR_PARALLEL_SIZE x PIPELINE_PARALLEL_SIZE x
+    DATA_PARALLEL_SIZE, divided by LWS_GROUP_SIZE in a LeaderWorkerSet group.
 
     Source: only the first card recognized whatever the mapping
     (https://github.com/vllm-project/vllm-ascend/issues/6063).

@@ -81,6 +81,15 @@ FLAGS: tuple[EngineFlag, ...] = (
     EngineFlag("PORT", "--port", "value", None),
     EngineFlag("DATA_PARALLEL_SIZE", "--data-parallel-size", "value", "data_parallel_size", ("-dp",)),
     EngineFlag("TENSOR_PARALLEL_SIZE", "--tensor-parallel-size", "value", "tensor_parallel_size", ("-tp",)),
+    EngineFlag("PIPELINE_PARALLEL_SIZE", "--pipeline-parallel-size", "optional", "pipeline_parallel_size", ("-pp",)),
+    EngineFlag("DISTRIBUTED_EXECUTOR_BACKEND", "--distributed-executor-backend", "optional",
+               "distributed_executor_backend"),
+    # One vLLM across a LeaderWorkerSet group's nodes (vllm-ascend's pipeline-parallel guide,
+    # multi-node with the mp backend); unset outside LWS, so nothing is rendered.
+    EngineFlag("LWS_GROUP_SIZE", "--nnodes", "optional", "nnodes", ("-n",)),
+    EngineFlag("LWS_WORKER_INDEX", "--node-rank", "optional", "node_rank", ("-r",)),
+    EngineFlag("LWS_LEADER_ADDRESS", "--master-addr", "optional", "master_addr"),
+    EngineFlag("MULTI_NODE_PORT", "--master-port", "optional", "master_port"),
     EngineFlag("SEED", "--seed", "value", "seed"),
     # The name clients ask for: the API server's business, not the engine's.
     EngineFlag("SERVED_MODEL_NAME", "--served-model-name", "value", None),
@@ -123,9 +132,14 @@ def rows(platform: str) -> list[EngineFlag]:
     return [row for row in FLAGS if platform in row.platforms]
 
 
+# A LeaderWorkerSet worker runs the engine only; its leader serves the API.
+HEADLESS = "--headless"
+
+
 def serve_flags(settings: Settings) -> list[str]:
     """The server's flags for these settings (the launcher and EXTRA_ARGS go around them)."""
-    return [word for row in rows(settings.platform) for word in row.words(getattr(settings, row.attribute))]
+    words = [word for row in rows(settings.platform) for word in row.words(getattr(settings, row.attribute))]
+    return words + ([HEADLESS] if settings.node_role == "worker" else [])
 
 
 def engine_kwargs(settings: Settings, model: str) -> dict[str, Any]:
@@ -156,6 +170,9 @@ def kwargs_from_flags(words: list[str]) -> dict[str, Any]:
     index = 0
     while index < len(words):
         option, has_value, text = words[index].partition("=")
+        if option == HEADLESS:  # the server's role, not the engine's arguments
+            index += 1
+            continue
         row = by_option.get(option)
         if row is None:
             raise ValueError(f"{words[index]!r} is not a flag the bundle renders")

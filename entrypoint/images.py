@@ -47,6 +47,14 @@ def hardware_suffixes(templates_dir: Path = TEMPLATES_DIR) -> dict[str, str]:
     return {str(k): str(v) for k, v in _catalogue(templates_dir)["hardware"].items()}
 
 
+def hardware_error(hardware: str, templates_dir: Path = TEMPLATES_DIR) -> str | None:
+    """The one line refusing an NPU_HARDWARE the images are not built for, else None."""
+    known = hardware_suffixes(templates_dir)
+    if hardware in known:
+        return None
+    return f"NPU_HARDWARE={hardware!r}: not an Ascend hardware the images are built for; allowed: {', '.join(known)}"
+
+
 def base_image(platform: str, tag: str = DEFAULT_IMAGE, hardware: str = DEFAULT_HARDWARE,
                templates_dir: Path = TEMPLATES_DIR) -> str:
     """The vendor image the accelerator stage builds on; `prefix` mirrors are the caller's."""

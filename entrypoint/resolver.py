@@ -174,9 +174,13 @@ def derive(settings: Settings, sources: Mapping[str, str]) -> tuple[Settings, di
         "SERVED_MODEL_NAME": (settings.model_id.rsplit("/", 1)[-1], "derived from MODEL_ID"),
         "COMPILE_CACHE_DIR": (settings.model_cache_dir / COMPILE_CACHE_SUBDIR, "derived from MODEL_CACHE_DIR"),
     }
-    if settings.platform == "npu" and settings.tensor_parallel_size * settings.data_parallel_size > 1:
+    if settings.platform == "npu" and settings.cards_per_model > 1:
         # vllm-ascend's multi-card tutorials expand HCCL's collectives on the AI vector cores.
-        derived["HCCL_OP_EXPANSION_MODE"] = ("AIV", "derived from TENSOR_PARALLEL_SIZE x DATA_PARALLEL_SIZE")
+        derived["HCCL_OP_EXPANSION_MODE"] = ("AIV", "derived from TENSOR_PARALLEL_SIZE x PIPELINE_PARALLEL_SIZE x "
+                                             "DATA_PARALLEL_SIZE")
+    if settings.lws_group_size is not None:
+        # The group's nodes join through vLLM's own processes (--nnodes/--node-rank), not Ray.
+        derived["DISTRIBUTED_EXECUTOR_BACKEND"] = ("mp", "derived from LWS_GROUP_SIZE")
     chosen = {name: pair for name, pair in derived.items() if name not in sources}
     update = {FIELDS[name]: value for name, (value, _) in chosen.items()}
     return settings.model_copy(update=update), {name: origin for name, (_, origin) in chosen.items()}

@@ -25,7 +25,7 @@ from pydantic.fields import FieldInfo
 from entrypoint import engine_flags, value_grammar
 from entrypoint.bounded_read import Unreadable, read_bounded
 from entrypoint.startup_errors import KUBERNETES_TERMINATION_LOG
-from entrypoint.state import DEFAULT_STATE_DIR
+from entrypoint.state import DEFAULT_STATE_DIR, NodeRole
 
 if TYPE_CHECKING:
     from entrypoint.resolver import Host, Resolved
@@ -101,6 +101,13 @@ class Settings(BaseModel):
     data_parallel_size: int = setting(1, "--data-parallel-size", "an integer >= 1", alias="DATA_PARALLEL_SIZE", ge=1)
     tensor_parallel_size: int = setting(1, "--tensor-parallel-size", "an integer >= 1",
                                         alias="TENSOR_PARALLEL_SIZE", ge=1)
+    pipeline_parallel_size: int | None = setting(
+        None, "--pipeline-parallel-size: the model's layers split into this many stages (unset: vLLM's default, "
+        "1). With LWS_GROUP_SIZE, TENSOR_PARALLEL_SIZE x PIPELINE_PARALLEL_SIZE cards span the group's nodes.",
+        "an integer >= 1", alias="PIPELINE_PARALLEL_SIZE", ge=1)
+    distributed_executor_backend: Literal["mp", "ray", "uni"] | None = setting(
+        None, "--distributed-executor-backend (unset: vLLM's choice; mp, vLLM's own processes, when "
+        "LWS_GROUP_SIZE is set).", "mp, ray or uni", alias="DISTRIBUTED_EXECUTOR_BACKEND")
     seed: int = setting(1024, "--seed", "an integer >= 0", alias="SEED", ge=0)
     max_num_seqs: int = setting(32, "--max-num-seqs", "an integer >= 1", alias="MAX_NUM_SEQS", ge=1)
     max_model_len: int = setting(32768, "--max-model-len", "an integer >= 1", alias="MAX_MODEL_LEN", ge=1)
@@ -128,6 +135,22 @@ class Settings(BaseModel):
                               "manages are refused: those a setting renders (set the setting), --host, --port, "
                               "--model, --served-model-name, --api-key (use API_KEY_FILE), --uds, --ssl-*, --config.",
                               "shell words with balanced quotes, no managed flag", alias="EXTRA_ARGS")
+
+    # --- several nodes per model: LeaderWorkerSet sets the first three in every pod ------
+    lws_group_size: int | None = setting(
+        None, "Pods in this LeaderWorkerSet group, one vLLM across them (LWS sets it; unset: one node). Rendered "
+        "as --nnodes, with the mp backend.", "an integer >= 2 (one node needs no LeaderWorkerSet)",
+        alias="LWS_GROUP_SIZE", ge=2)
+    lws_worker_index: int | None = setting(
+        None, "This pod's place in its group (LWS sets it): 0 is the leader, which serves the API; the others "
+        "run vLLM headless. Rendered as --node-rank.", "an integer >= 0, below LWS_GROUP_SIZE",
+        alias="LWS_WORKER_INDEX", ge=0)
+    lws_leader_address: str | None = setting(
+        None, "The group leader's address (LWS sets it): the nodes meet there (--master-addr) and workers count "
+        "as joined once the leader serves on PORT.", "a host name or IP address", alias="LWS_LEADER_ADDRESS")
+    multi_node_port: int | None = setting(
+        None, "--master-port: the leader's port where the group's nodes set up torch.distributed (unset: "
+        "vLLM's default, 29501).", "an integer from 1 to 65535", alias="MULTI_NODE_PORT", ge=1, le=65535)
 
     # --- runtime environment of the server (platform defaults in templates/platforms) ---
     vllm_use_modelscope: bool | None = setting(None, "Exported to vLLM.", BOOLEAN, alias="VLLM_USE_MODELSCOPE")
@@ -246,6 +269,11 @@ class Settings(BaseModel):
     def _served_name_shape(cls, value: str) -> str:
         return value_grammar.served_name(value) if value else value  # empty: the resolver derives it
 
+    @field_validator("lws_leader_address")
+    @classmethod
+    def _leader_address(cls, value: str | None) -> str | None:
+        return value_grammar.host_name(value) if value is not None else value
+
     @field_validator("model_source")
     @classmethod
     def _source_known(cls, value: str) -> str:
@@ -335,6 +363,25 @@ class Settings(BaseModel):
         return f"http://{host}:{self.port}"
 
     @property
+    def node_role(self) -> NodeRole:
+        """server: vLLM on this node alone; leader: node 0 of a LeaderWorkerSet group, serving the API;
+        worker: another node of the group, running vLLM headless."""
+        if self.lws_group_size is None:
+            return "server"
+        return "leader" if self.lws_worker_index == 0 else "worker"
+
+    @property
+    def cards_per_model(self) -> int:
+        """The cards (ranks) one model uses, over every node of its group."""
+        return self.tensor_parallel_size * (self.pipeline_parallel_size or 1) * self.data_parallel_size
+
+    @property
+    def leader_url(self) -> str:
+        """Where a worker finds its leader's API: the same PORT on every node of the group."""
+        host = str(self.lws_leader_address)
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+
+    @property
     def hub_cache_folder(self) -> Path:
         """Where MODEL_ID at MODEL_REVISION lives inside MODEL_CACHE_DIR."""
         owner, name = self.model_id.split("/", 1)
@@ -389,6 +436,42 @@ def cross_field_errors(settings: Settings) -> list[str]:
         errors.append(f"FALLBACK_MODEL_DIR={str(settings.fallback_model_dir)!r}: no config.json there; allowed: an "
                       "existing model folder")
     errors += engine_flags.managed_flag_errors(settings.extra_argv)
+    return errors + node_group_errors(settings)
+
+
+LWS_NAMES = ("LWS_GROUP_SIZE", "LWS_WORKER_INDEX", "LWS_LEADER_ADDRESS")
+
+
+def node_group_errors(settings: Settings) -> list[str]:
+    """A LeaderWorkerSet group runs one vLLM across its nodes: the rules vLLM's mp backend sets for that."""
+    given = {name: getattr(settings, name.lower()) for name in LWS_NAMES}
+    present = {name: value for name, value in given.items() if value is not None}
+    if not present:
+        return []
+    if len(present) < len(LWS_NAMES):
+        name, value = next(iter(present.items()))
+        missing = " and ".join(name for name in LWS_NAMES if name not in present)
+        return [f"{name}={str(value)!r}: {missing} unset; allowed: all of {', '.join(LWS_NAMES)} (LeaderWorkerSet "
+                "sets them in every pod of a group) or none"]
+    size, index = int(settings.lws_group_size or 0), int(settings.lws_worker_index or 0)
+    cards = settings.cards_per_model
+    errors = []
+    if index >= size:
+        errors.append(f"LWS_WORKER_INDEX={str(index)!r}: not below LWS_GROUP_SIZE ({size}); allowed: an integer "
+                      f"from 0 to {size - 1}")
+    if settings.platform == "cpu":
+        errors.append(f"LWS_GROUP_SIZE={str(size)!r}: several nodes per model need an accelerator; allowed: "
+                      "unset on PLATFORM=cpu")
+    if settings.data_parallel_size != 1:
+        errors.append(f"DATA_PARALLEL_SIZE={str(settings.data_parallel_size)!r}: the group's nodes split one "
+                      "model (more copies are more LeaderWorkerSet replicas); allowed: 1 with LWS_GROUP_SIZE")
+    if cards % size:
+        errors.append(f"LWS_GROUP_SIZE={str(size)!r}: TENSOR_PARALLEL_SIZE x PIPELINE_PARALLEL_SIZE ({cards}) "
+                      "is not a multiple of it, as vLLM's mp backend requires; allowed: a group size dividing "
+                      "the card count")
+    if settings.distributed_executor_backend not in (None, "mp"):
+        errors.append(f"DISTRIBUTED_EXECUTOR_BACKEND={settings.distributed_executor_backend!r}: a LeaderWorkerSet "
+                      "group joins through vLLM's own processes; allowed: mp with LWS_GROUP_SIZE")
     return errors
 
 

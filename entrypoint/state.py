@@ -1,6 +1,18 @@
 """Files the supervisor leaves for the probes: where the server is, whether it is ready,
 and what the engine canary saw last.
 
+Each node has a role (`role` in state.json and the ready marker; absent means server):
+
+- server: vLLM on this node alone. ready marker = vLLM answered and the smoke check passed;
+  `ready` = the marker and /health 200; `live` = /health 200 and the canary not failing.
+- leader: node 0 of a LeaderWorkerSet group, serving the API. The same as a server: vLLM
+  answers only once every node of the group has joined, so its marker means the group formed.
+- worker: another node of the group, running vLLM headless (no API, no smoke, no canary).
+  ready marker = its vLLM runs and its leader serves (so it joined); `ready` = the marker and
+  its vLLM process alive; `live` = its vLLM process alive. Generation through the group is
+  the leader's canary's to judge: a hung worker hangs the leader's engine, the leader's
+  `live` fails, and LeaderWorkerSet recreates the group.
+
 This is the one contract between the supervisor and the probes: each file's schema is
 checked when it is written and again when it is read, so a probe never judges a record
 the supervisor could not have written. Reading is bounded whatever the folder holds: only
@@ -19,7 +31,7 @@ import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, get_args
 from urllib.parse import urlsplit
 
 DEFAULT_STATE_DIR = Path("/tmp/ascend-serve")
@@ -30,6 +42,8 @@ CANARY_FILE = "canary.json"
 MAX_RECORD_BYTES = 64 * 1024
 _SHOWN_VALUE_CHARS = 60
 PHASE_FILE = "phase.json"
+NodeRole = Literal["server", "leader", "worker"]
+NODE_ROLES: tuple[str, ...] = get_args(NodeRole)
 
 
 class StateProblem(Exception):
@@ -87,6 +101,7 @@ POSITIVE = Field(lambda v: _is_number(v) and v > 0, "a finite number > 0")
 COUNT = Field(_is_count, "an integer >= 0")
 LIMIT = Field(lambda v: _is_count(v) and v >= 1, "an integer >= 1")
 PID = Field(lambda v: _is_count(v) and v >= 1, "a process id")
+ROLE = Field(lambda v: v in NODE_ROLES, " or ".join(NODE_ROLES))
 URL = Field(_is_local_url, "http://ADDRESS:PORT with a literal IP address (or localhost) and a port 1-65535")
 
 # Required keys are the ones the supervisor always writes; unknown keys are allowed, so a
@@ -94,9 +109,10 @@ URL = Field(_is_local_url, "http://ADDRESS:PORT with a literal IP address (or lo
 SCHEMAS: dict[str, dict[str, Field]] = {
     STATE_FILE: {"url": URL, "served_model_name": TEXT, "supervisor_pid": PID, "server_pid": PID,
                  "model_path": TEXT.optional(), "fallback": FLAG.optional(),
-                 "server_started_at": NUMBER.optional()},
+                 "server_started_at": NUMBER.optional(), "role": ROLE.optional()},
     READY_FILE: {"url": URL, "served_model_name": TEXT, "server_answered_at": NUMBER.optional(),
-                 "at": NUMBER.optional()},
+                 "at": NUMBER.optional(), "role": ROLE.optional(), "server_pid": PID.optional(),
+                 "leader": TEXT.optional()},
     CANARY_FILE: {"ok": FLAG, "reason": TEXT, "monotonic": NUMBER, "consecutive_failures": COUNT,
                   "failures_limit": LIMIT, "stale_after": POSITIVE, "seconds": NUMBER.or_null().optional(),
                   "error": TEXT.or_null().optional(), "at": NUMBER.optional(), "interval": NUMBER.optional()},
@@ -186,6 +202,29 @@ def read_record(path: Path, name: str) -> dict[str, Any] | None:
     if problem is not None:
         raise StateProblem(f"{where} {problem}")
     return record
+
+
+def role_of(record: dict[str, Any]) -> str:
+    """A record's node role; records without one come from a server."""
+    return str(record.get("role", "server"))
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie does not): /proc/PID/stat's state, else a signal 0."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat_file:
+            fields = stat_file.read(4096).rsplit(b")", 1)[-1].split()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return bool(fields) and fields[0] not in (b"Z", b"X")
 
 
 def _write_atomic(path: Path, name: str, data: dict[str, Any]) -> None:

@@ -5,6 +5,10 @@ forwarded to it, it gets STOP_GRACE_PERIOD seconds, then its whole process group
 killed, and the supervisor exits with vLLM's status. If vLLM dies on its own, the
 supervisor exits non-zero at once, quoting vLLM's last lines. While vLLM runs ready,
 the canary (entrypoint/canary.py) checks that its engine still generates.
+
+A LeaderWorkerSet worker (`Settings.node_role`) runs vLLM headless: no API, so no smoke
+check and no canary; it marks itself ready once its leader serves, which vLLM's leader
+does only after every node of the group joined (the roles' contract: entrypoint/state.py).
 """
 
 from __future__ import annotations
@@ -68,22 +72,39 @@ def start_server(settings: Settings, state: StateDir) -> tuple[ChildProcess, Wei
     state.write_phase("vllm", server_pid=child.pid)
     state.write_state(url=settings.base_url, served_model_name=settings.served_model_name,
                       supervisor_pid=os.getpid(), server_pid=child.pid, model_path=str(weights.path),
-                      fallback=weights.fallback, server_started_at=time.time())
+                      fallback=weights.fallback, server_started_at=time.time(), role=settings.node_role)
     return child, weights
+
+
+def wait_for_api(settings: Settings, url: str, child: ChildProcess, deadline: float) -> float:
+    """Seconds until the API at `url` serves the model; UserError when vLLM here exits first."""
+    try:
+        return wait_until_ready(url, settings.served_model_name, deadline, child.poll,
+                                timeout=min(settings.request_timeout, 10.0), headers=bearer(settings.api_key))
+    except ServerExited as exc:
+        reason = classify(child.last_lines(0))
+        if reason is None:
+            raise UserError(f"{exc.message}; its last lines:\n" + "\n".join(child.last_lines())) from None
+        raise UserError(f"vLLM could not start: {reason}") from None
+
+
+def join_group(settings: Settings, child: ChildProcess, state: StateDir, deadline: float) -> None:
+    """A worker: wait until its leader serves (so every node joined), then write the worker's ready marker."""
+    log.info("worker %s of %s: vLLM runs headless; waiting for the leader at %s", settings.lws_worker_index,
+             settings.lws_group_size, settings.leader_url)
+    took = wait_for_api(settings, settings.leader_url, child, deadline)
+    state.mark_ready(url=settings.base_url, served_model_name=settings.served_model_name, role="worker",
+                     server_pid=child.pid, leader=settings.leader_url, at=time.time())
+    metrics.phase_done("server_start", took)
+    metrics.set_ready(True)
+    log.info("ready: joined the group; %s serves %r", settings.leader_url, settings.served_model_name)
 
 
 def become_ready(settings: Settings, child: ChildProcess, weights: Weights, state: StateDir,
                  deadline: float) -> None:
     """Wait for vLLM, run the smoke check, then write the ready marker."""
     headers = bearer(settings.api_key)
-    try:
-        took = wait_until_ready(settings.base_url, settings.served_model_name, deadline, child.poll,
-                                timeout=min(settings.request_timeout, 10.0), headers=headers)
-    except ServerExited as exc:
-        reason = classify(child.last_lines(0))
-        if reason is None:
-            raise UserError(f"{exc.message}; its last lines:\n" + "\n".join(child.last_lines())) from None
-        raise UserError(f"vLLM could not start: {reason}") from None
+    took = wait_for_api(settings, settings.base_url, child, deadline)
     log.info("vLLM answers after %.1f s", took)
     metrics.phase_done("server_start", took)
     answered_at = time.time()
@@ -97,7 +118,7 @@ def become_ready(settings: Settings, child: ChildProcess, weights: Weights, stat
         log.info(result.verdict)
         metrics.phase_done("smoke", time.time() - answered_at)
     state.mark_ready(url=settings.base_url, served_model_name=settings.served_model_name,
-                     server_answered_at=answered_at, at=time.time())
+                     server_answered_at=answered_at, at=time.time(), role=settings.node_role)
     metrics.set_ready(True)
     log.info("ready: %s serves %r", settings.base_url, settings.served_model_name)
 
@@ -126,9 +147,12 @@ def serve(settings: Settings) -> int:
     try:
         metrics.serve_metrics(settings)
         child, weights = start_server(settings, state)
-        become_ready(settings, child, weights, state, deadline)
+        if settings.node_role == "worker":
+            join_group(settings, child, state, deadline)
+        else:
+            become_ready(settings, child, weights, state, deadline)
         metrics.phase_done("ready", time.monotonic() - began)
-        canary = start_canary(settings, state)
+        canary = start_canary(settings, state) if settings.node_role != "worker" else None
         try:
             return watch(child, settings.termination_log)
         finally:

@@ -7,6 +7,7 @@ through.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -22,6 +23,10 @@ REVISION_MAX = 128
 SERVED_PART = r"[A-Za-z0-9_][A-Za-z0-9._:+-]{0,127}"
 SERVED_NAME = re.compile(rf"{SERVED_PART}(/{SERVED_PART})?")
 SERVED_NAME_MAX = 128
+# A DNS name (RFC 1123 labels), as LeaderWorkerSet gives the leader's: pod.subdomain.namespace.
+HOST_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOST_NAME = re.compile(rf"{HOST_LABEL}(\.{HOST_LABEL})*\.?")
+HOST_NAME_MAX = 253
 INTEGER = re.compile(r"[+-]?[0-9]{1,18}")  # fits 64 bits; no `2_0`, no `1e3`
 DECIMAL = re.compile(r"[+-]?([0-9]{1,15}(\.[0-9]{0,15})?|\.[0-9]{1,15})")  # no `inf`, `nan`, `1e10`
 URL_CREDENTIALS = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)?[^\s]*@")
@@ -46,6 +51,17 @@ def served_name(value: str) -> str:
     if len(value) > SERVED_NAME_MAX or not SERVED_NAME.fullmatch(value):
         raise ValueError(f"expected a name of letters, digits, `.`, `_`, `:`, `+` or `-` (one `/` allowed), "
                          f"starting with a letter, digit or `_`, at most {SERVED_NAME_MAX} characters")
+    return value
+
+
+def host_name(value: str) -> str:
+    """A DNS name or an IP address: what vLLM's --master-addr and an HTTP client can reach."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        if len(value) > HOST_NAME_MAX or not HOST_NAME.fullmatch(value):
+            raise ValueError(f"expected a host name (letters, digits and `-` in dot-separated labels, at most "
+                             f"{HOST_NAME_MAX} characters) or an IP address") from None
     return value
 
 

@@ -9,14 +9,13 @@ the download's bytes are what has landed in its folder so far.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from entrypoint.state import StateDir
+from entrypoint.state import StateDir, process_alive
 
 POLL_SECONDS = 1.0
 PLAIN_EVERY = 30.0
@@ -55,15 +54,7 @@ def describe(record: dict[str, Any], now: float) -> str:
 
 def alive(pid: int | None) -> bool:
     """Whether the process still runs (True when unknown)."""
-    if not pid:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return not pid or process_alive(pid)
 
 
 @dataclass

@@ -7,6 +7,9 @@
            is not stale. It never generates itself and only reads canary.json, so a busy
            server stays live; a dead or hung API server, a hung engine core (which
            vLLM's /health does not notice) and a hung supervisor do not.
+
+A LeaderWorkerSet worker has no API: its `ready` and `live` ask whether its vLLM process
+runs instead (the roles' contract is in entrypoint/state.py).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from entrypoint.state import CANARY_FILE, READY_FILE, STATE_FILE, StateDir, StateProblem
+from entrypoint.state import CANARY_FILE, READY_FILE, STATE_FILE, StateDir, StateProblem, process_alive, role_of
 
 # A record more than this far ahead of the clock was not written by this boot's supervisor.
 FUTURE_TOLERANCE_SECONDS = 1.0
@@ -56,11 +59,24 @@ def startup(state: StateDir, deadline: float) -> tuple[bool, str]:
     return True, f"started: {marker['served_model_name']} at {marker['url']}"
 
 
+def _process_verdict(record: dict[str, Any]) -> tuple[bool, str]:
+    """A worker's verdict: its headless vLLM process runs."""
+    pid = record.get("server_pid")
+    if pid is None:
+        return False, "worker record has no server_pid"
+    if not process_alive(pid):
+        return False, f"worker's vLLM (pid {pid}) is not running"
+    return True, f"worker's vLLM (pid {pid}) runs"
+
+
 def ready(state: StateDir, deadline: float) -> tuple[bool, str]:
-    """Marker present and /health 200."""
+    """Marker present and /health 200 (a worker: its vLLM process runs)."""
     marker = state.read(READY_FILE)
     if marker is None:
         return False, f"not ready: no ready marker in {state.root}"
+    if role_of(marker) == "worker":
+        ok, message = _process_verdict(marker)
+        return ok, f"{message}; joined {marker.get('leader', 'its leader')}" if ok else message
     return _health_verdict(marker["url"], deadline)
 
 
@@ -89,6 +105,8 @@ def live(state: StateDir, deadline: float) -> tuple[bool, str]:
     current = state.read(STATE_FILE)
     if current is None:
         return False, f"not live: no supervisor state in {state.root}"
+    if role_of(current) == "worker":
+        return _process_verdict(current)
     canary_ok, canary_message = canary_verdict(state.read(CANARY_FILE))
     if not canary_ok:
         return False, canary_message

@@ -41,6 +41,26 @@ def test_npu_carries_every_device_and_mount():
     assert serve["environment"]["ASCEND_VISIBLE_DEVICES"] == serve["environment"]["ASCEND_RT_VISIBLE_DEVICES"] == "3"
 
 
+def test_npu_with_several_cards_maps_each_and_lists_them_in_both_variables(tmp_path):
+    # As `make up NPU_DEVICES=4,5` runs it: the override scripts/npu-devices.py writes, and
+    # compose/npu.yaml's own card set to the first one.
+    cards = tmp_path / "npu-devices.yaml"
+    done = subprocess.run(["python3", "scripts/npu-devices.py", str(cards)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, env={"PATH": os.environ["PATH"], "NPU_DEVICES": "4,5"})
+    assert done.returncode == 0, done.stderr
+    serve = config("npu", str(cards), NPU_DEVICE=done.stdout.strip())["services"]["serve"]
+    assert {d["source"] for d in serve["devices"]} == (NPU_DEVICES - {"/dev/davinci0"}) | {"/dev/davinci4",
+                                                                                          "/dev/davinci5"}
+    assert serve["environment"]["ASCEND_VISIBLE_DEVICES"] == serve["environment"]["ASCEND_RT_VISIBLE_DEVICES"] == "4,5"
+
+
+def test_the_npu_build_gets_the_base_and_the_image_version_make_chose():
+    build = config("npu", BASE_IMAGE="quay.io/ascend/vllm-ascend:v0.23.0-a3",
+                   IMAGE_VERSION="v0.23.0")["services"]["serve"]["build"]
+    assert build["args"]["BASE_IMAGE"] == "quay.io/ascend/vllm-ascend:v0.23.0-a3"
+    assert build["args"]["IMAGE_VERSION"] == "v0.23.0"
+
+
 @pytest.mark.parametrize("platform", ["npu", "cpu", "cuda"])
 def test_bench_and_eval_run_the_guides_tools_against_serve(platform):
     services = config(platform)["services"]

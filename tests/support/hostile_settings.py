@@ -81,6 +81,10 @@ NUMBERS = {
     "SEED=1.5": _env(SEED="1.5"),
     "GPU_MEMORY_UTILIZATION=1.5": _env(GPU_MEMORY_UTILIZATION="1.5"),
     "CANARY_FAILURES=10**9": _env(CANARY_FAILURES="1000000000"),
+    "LWS_WORKER_INDEX=first": _env(LWS_WORKER_INDEX="first", LWS_GROUP_SIZE="2", LWS_LEADER_ADDRESS="lead"),
+    "LWS_GROUP_SIZE=1": _env(LWS_GROUP_SIZE="1", LWS_WORKER_INDEX="0", LWS_LEADER_ADDRESS="lead"),
+    "LWS_WORKER_INDEX=2 of 2": _env(LWS_WORKER_INDEX="2", LWS_GROUP_SIZE="2", LWS_LEADER_ADDRESS="lead",
+                                    TENSOR_PARALLEL_SIZE="2"),
 }
 NAMES = {
     "MODEL_ID=google/..": _env(MODEL_ID="google/.."),
@@ -96,6 +100,8 @@ NAMES = {
     "PLATFORM_VARIANT=../../etc": _env(PLATFORM_VARIANT="../../etc"),
     "MODEL_PROFILE=nope": _env(MODEL_PROFILE="nope"),
     "IMAGE_VERSION=v9": _env(IMAGE_VERSION="v9"),
+    "LWS_LEADER_ADDRESS=--port": _env(LWS_LEADER_ADDRESS="--port", LWS_GROUP_SIZE="2", LWS_WORKER_INDEX="1"),
+    "LWS_LEADER_ADDRESS with a space": _env(LWS_LEADER_ADDRESS="a b", LWS_GROUP_SIZE="2", LWS_WORKER_INDEX="1"),
 }
 URLS = {
     "port 99999": _env(MODELSCOPE_ENDPOINT="http://hub.example:99999"),

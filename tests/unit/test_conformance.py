@@ -32,6 +32,11 @@ ROOT = Path(__file__).parents[2]
 PROBE = ROOT / "tests" / "support" / "target_vllm_probe.py"
 ACCELERATORS = ("npu", "cuda")
 MODEL_PATH = "/models/weights/gemma-3-270m-it"
+# One model over two LeaderWorkerSet nodes: TP within each node, PP across them
+# (deploy/kubernetes/examples/gemma-3-27b-npu-lws), as the leader and a worker render it.
+LWS_GROUP = {"LWS_GROUP_SIZE": "2", "LWS_LEADER_ADDRESS": "gemma-0.gemma.serving", "TENSOR_PARALLEL_SIZE": "2",
+             "PIPELINE_PARALLEL_SIZE": "2", "MULTI_NODE_PORT": "29501"}
+LWS_ROLES = {"leader": "0", "worker": "1"}
 
 
 def named_renders(image: str) -> dict[str, dict[str, object]]:
@@ -44,6 +49,8 @@ def named_renders(image: str) -> dict[str, dict[str, object]]:
             cases[f"{platform}/{variant}"] = {**base, "PLATFORM_VARIANT": variant}
         for profile in profile_names(TEMPLATES_DIR):
             cases[f"{platform}+{profile}"] = {**base, "MODEL_PROFILE": profile}
+        for role, index in LWS_ROLES.items():
+            cases[f"{platform} lws {role}"] = {**base, **LWS_GROUP, "LWS_WORKER_INDEX": index}
     return {name: render(environ) for name, environ in cases.items()}
 
 
@@ -70,6 +77,7 @@ USER_SETTINGS = st.fixed_dictionaries({}, optional={
                                            '{"cudagraph_mode":"FULL_AND_PIECEWISE"}', '{"cudagraph_mode":"NONE"}']),
     "HOST": st.sampled_from(["0.0.0.0", "127.0.0.1", "::"]),
     "PORT": st.integers(1, 65535).map(str),
+    "PIPELINE_PARALLEL_SIZE": st.sampled_from(["1", "2", "4"]),
     "SERVED_MODEL_NAME": st.from_regex(r"[a-z][a-z0-9._-]{0,30}", fullmatch=True),
 })
 
@@ -130,4 +138,5 @@ def test_renders_cover_every_variant_and_profile():
     for platform in ACCELERATORS:
         assert {f"{platform}/{v}" for v in variant_names(TEMPLATES_DIR, platform)} <= names
         assert {f"{platform}+{p}" for p in profile_names(TEMPLATES_DIR)} <= names
+        assert {f"{platform} lws {role}" for role in LWS_ROLES} <= names
     assert sum(name.startswith("generated") for name in names) >= 20

@@ -265,7 +265,7 @@ def test_empty_variant_is_the_seed_command():
     assert render_command(load_settings({"PLATFORM": "npu", "PLATFORM_VARIANT": ""}), "/m") == seed
 
 
-@pytest.mark.parametrize(("platform", "allowed"), [("npu", "eager, full-and-piecewise"),
+@pytest.mark.parametrize(("platform", "allowed"), [("npu", "eager, fast-start, full-and-piecewise"),
                                                    ("cpu", "none (cpu has no variants)")])
 def test_unknown_variant_exits_2_with_one_line(platform, allowed):
     done = subprocess.run([sys.executable, "-m", "entrypoint", "render"], cwd=ROOT, capture_output=True, text=True,

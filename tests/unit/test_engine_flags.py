@@ -95,8 +95,8 @@ def test_one_line_per_managed_flag() -> None:
 
 @pytest.mark.parametrize("extra", [
     "--chat-template '/a b.jinja'", "--long-prefill-token-threshold 2", "--model-impl vllm", "--seed-offset 1",
-    "--enable-log-requests", "-O3", "--root-path /api", "--kv-cache-dtype auto", "--generation-config vllm -pp 1",
-    "--logprobs-mode x -1"])
+    "--enable-log-requests", "-O3", "--root-path /api", "--kv-cache-dtype auto",
+    "--generation-config vllm --max-logprobs 5", "--logprobs-mode x -1"])
 def test_other_flags_pass(extra: str) -> None:
     assert managed_flag_errors(load_settings({**CPU, "EXTRA_ARGS": extra}).extra_argv) == []
 
