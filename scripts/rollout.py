@@ -173,8 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parse(sys.argv[1:] if argv is None else argv)
         deployment = Deployment(args.compose_args)
-        router = deployment.router()
         names = deployment.containers("serve")
+        if not names:
+            raise BadInput("no `serve` replica runs in this Compose project: start it first (make up REPLICAS=2), "
+                           "with the same PROJECT, PLATFORM and REPLICAS as make rollout")
+        router = deployment.router()
         if len(names) < 2:
             raise BadInput(f"REPLICAS={len(names)} is not allowed: make rollout needs 2 or more "
                            "`serve` replicas behind the router (make up REPLICAS=2)")

@@ -202,11 +202,23 @@ def successes(container: str) -> float:
     return sum(float(value) for value in SUCCESS.findall(done.stdout))
 
 
-def test_rollout_refuses_one_replica_in_one_line():
+def test_rollout_refuses_one_replica_in_one_line(routed):
+    # The routed project's files without the router override: what `make rollout` sees with REPLICAS=1.
+    files = [arg for file in routed.args[5::2] if not file.endswith(("/router.yaml", "/router-api-key.yaml"))
+             for arg in ("-f", file)]
+    done = subprocess.run([sys.executable, "scripts/rollout.py", "--", "-p", routed.project, *files],
+                          cwd=ROOT, env=routed.env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "rollout: REPLICAS=1 is not allowed: make rollout replaces replicas behind the router, so it needs "
+        "REPLICAS=2 or more (make up REPLICAS=2); one server is replaced with make down && make up"]
+
+
+def test_rollout_of_a_project_that_runs_nothing_is_one_line():
     done = subprocess.run([sys.executable, "scripts/rollout.py", "--", "-p", "ascend-serve-no-router-test",
                            "-f", str(ROOT / "compose" / "compose.yaml"), "-f", str(ROOT / "compose" / "cpu.yaml")],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "rollout: REPLICAS=1 is not allowed: make rollout replaces replicas behind the router, so it needs "
-        "REPLICAS=2 or more (make up REPLICAS=2); one server is replaced with make down && make up"]
+        "rollout: no `serve` replica runs in this Compose project: start it first (make up REPLICAS=2), "
+        "with the same PROJECT, PLATFORM and REPLICAS as make rollout"]
