@@ -55,8 +55,12 @@ export PYTHONPATH := $(CURDIR)
 RESOLVED_PLATFORM = $(if $(filter auto,$(PLATFORM)),$(shell python3 -c 'from entrypoint.platform_detect import detect_platform; print(detect_platform())'),$(PLATFORM))
 RESOLVED_ENGINE = $(if $(filter auto,$(ENGINE)),$(shell docker info >/dev/null 2>&1 && echo docker || echo native),$(ENGINE))
 FIXTURE_WEIGHTS = $(shell $(PY) scripts/testbed/build_fixture_model.py --print-path 2>/dev/null)
+# TESTBED=1: vLLM's compile cache in a host folder that outlives the runs' cache volumes
+# (compose/testbed-compile-cache.yaml), keyed by the image's runtime and its lock.
+TESTBED_COMPILE_CACHE = $(BUNDLE_CACHE)/container-compile/$(or $(RUNTIME),cpu)-$(shell \
+	sha256sum requirements/lock-runtime.txt | cut -c1-16)
 COMPOSE_FILES = compose/compose.yaml compose/$(RESOLVED_PLATFORM).yaml $(if $(NPU),$(NPU_CARDS_FILE)) \
-	$(if $(filter 1,$(TESTBED)),compose/testbed.yaml) \
+	$(if $(filter 1,$(TESTBED)),compose/testbed.yaml compose/testbed-compile-cache.yaml) \
 	$(if $(API_KEY_FILE),compose/api-key.yaml) $(if $(MODELSCOPE_TOKEN_FILE),compose/modelscope-token.yaml) \
 	$(if $(ROUTED),compose/router.yaml $(if $(API_KEY_FILE),compose/router-api-key.yaml))
 # Non-empty when REPLICAS > 1: the router override is on and `up` waits for the router too.
@@ -73,7 +77,8 @@ NPU_CARDS_FILE = .run/npu-devices.yaml
 # build argument the image keeps as ENV (scripts/base-image.py; a BASE_IMAGE you set wins).
 NPU_PREP = $(if $(NPU),base=$$($(PY) scripts/base-image.py) && eval "$$base" \
 	&& NPU_DEVICE=$$($(PY) scripts/npu-devices.py $(NPU_CARDS_FILE)) && export NPU_DEVICE &&)
-COMPOSE = $(NPU_PREP) FIXTURE_WEIGHTS=$(FIXTURE_WEIGHTS) RESULTS_DIR=$(abspath $(RESULTS_DIR)) HOST_PORT=$(PORT) HOST_UID=$$(id -u) \
+COMPOSE = $(NPU_PREP) FIXTURE_WEIGHTS=$(FIXTURE_WEIGHTS) TESTBED_COMPILE_CACHE=$(TESTBED_COMPILE_CACHE) \
+	RESULTS_DIR=$(abspath $(RESULTS_DIR)) HOST_PORT=$(PORT) HOST_UID=$$(id -u) \
 	HOST_GID=$$(id -g) ROUTER_PROJECT=$(PROJECT) scripts/compose-root.sh $(PROJECT) $(COMPOSE_FILES) && docker compose
 # Before Compose builds: the torch +cpu wheel (CPU) and the base images, present, built
 # locally (Debian) or pulled; else one line naming the image and the setting to change.
@@ -106,6 +111,7 @@ build: venv
 up: venv $(if $(filter 1,$(TESTBED)),fixture)
 ifeq ($(RESOLVED_ENGINE),docker)
 	@$(PREPARE_BUILD)
+	@$(if $(filter 1,$(TESTBED)),scripts/testbed/compile-cache-dir.sh $(TESTBED_COMPILE_CACHE))
 	$(COMPOSE) up --detach --build serve
 	@# The start's phases live (plain lines when not on a terminal); Docker's health decides below,
 	@# on the same container (an image rebuilt meanwhile must not replace a started server).
@@ -190,6 +196,10 @@ render: venv
 	@PLATFORM=$(PLATFORM) PORT=$(PORT) $(PY) -m entrypoint $(if $(ENV_FILE),--env-file $(ENV_FILE)) render --format $(RENDER_FORMAT)
 
 .PHONY: test ## run every test layer (what CI runs)
+# The integration tests that make up the core: serve from nothing, smoke, probes, canary,
+# SIGTERM drain, a killed vLLM, restart from a warm cache, probes under load.
+ENGINE_CORE_TESTS = tests/integration/test_serve.py tests/integration/test_server_lifecycle.py \
+	tests/integration/test_probes_under_load.py
 test: test-unit test-integration test-container
 
 .PHONY: target-vllm ## the vLLM of each supported image, for parsing renders (cached under BUNDLE_CACHE)
@@ -204,6 +214,12 @@ test-unit: venv target-vllm
 .PHONY: test-integration ## real vLLM on the CPU with the fixture model and a loopback hub
 test-integration: venv fixture
 	@scripts/testbed/pytest-layer.sh integration $(PYTEST_ARGS)
+
+.PHONY: test-engine ## the integration layer's core on the guide's vLLM 0.18.0, in a venv built as the accelerator image is (4 GB of wheels the first time)
+test-engine: fixture
+	@mkdir -p .run/junit && engine=$$(scripts/testbed/engine-venv.sh) \
+		&& LD_PRELOAD="$$(echo "$$engine" | sed -n 2p)" "$$(echo "$$engine" | sed -n 1p)" -m pytest $(ENGINE_CORE_TESTS) \
+		--junitxml=.run/junit/engine-0.18.0.xml $(PYTEST_ARGS)
 
 .PHONY: test-container ## real Docker engine: build the CPU image, make up, compose smoke (starts the engine)
 test-container: venv fixture

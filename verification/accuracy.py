@@ -43,6 +43,7 @@ class EvalPlan:
     rounds: int = 3
     parity_dtypes: list[str] = field(default_factory=lambda: ["float32", "bfloat16"])
     quick: bool = False
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)  # over the server's, for the pooling runner
 
     @property
     def main_client(self) -> ApiClient:
@@ -80,11 +81,18 @@ def task_results(selected: list[tasks.Task], answers: list[str]) -> dict[str, An
             "scores": tasks.score(selected, answers), "items": items}
 
 
-def _pooled_in_child(settings: Settings, model: Path, dtype: str, token_ids: list[list[int]]) -> list[np.ndarray]:
+def _pooled_in_child(settings: Settings, model: Path, dtype: str, token_ids: list[list[int]],
+                     engine: dict[str, Any]) -> list[np.ndarray]:
     """The pooling runner in a fresh process, so each dtype's engine is started and freed cleanly."""
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(pooled_hidden, settings, model, dtype, token_ids).result()
+        return pool.submit(pooled_hidden, settings, model, dtype, token_ids, engine).result()
+
+
+def pooling_source(dtype: str, engine: dict[str, Any]) -> str:
+    """How the pooling runner was made, as the report names it."""
+    given = "".join(f", {name}={value!r}" for name, value in engine.items())
+    return f"vllm.LLM(runner='pooling', dtype='{dtype}'{given})"
 
 
 def numeric_parity(settings: Settings, plan: EvalPlan, step: Step) -> dict[str, Any]:
@@ -107,9 +115,9 @@ def numeric_parity(settings: Settings, plan: EvalPlan, step: Step) -> dict[str, 
                                      "positions": sum(len(ids) - 1 for ids in token_ids)}
         step(f"logits from the {dtype} server")
     for dtype in plan.parity_dtypes:
-        hidden = _pooled_in_child(settings, plan.model, dtype, token_ids)
+        hidden = _pooled_in_child(settings, plan.model, dtype, token_ids, plan.engine_kwargs)
         by_dtype[dtype]["hidden_states"] = {**parity.compare(np.concatenate(hidden), np.concatenate(ref.hidden)),
-                                            "source": f"vllm.LLM(runner='pooling', dtype='{dtype}')",
+                                            "source": pooling_source(dtype, plan.engine_kwargs),
                                             "positions": sum(len(ids) for ids in token_ids)}
         step(f"hidden states from the {dtype} pooling runner")
     return {"reference": "transformers AutoModelForCausalLM, torch float32, CPU", "texts": texts,

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from entrypoint.engine_flags import kwargs_from_flags, server_only_options
 from entrypoint.errors import UserError, run_cli
 from entrypoint.settings import Settings, load_settings
 from verification import accuracy, accuracy_report, runs
@@ -37,6 +41,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--skip-parity", action="store_true", help="only determinism and the task set")
     parser.add_argument("--rounds", type=_at_least(2), default=3, help="determinism rounds (default 3)")
     parser.add_argument("--quick", action="store_true", help="one task per category, two parity texts")
+    parser.add_argument("--engine-args", default="", type=_engine_args, metavar="FLAGS",
+                        help="more engine flags for the pooling runner, over the server's (shell words; the serve "
+                        "flags the bundle renders, e.g. --enforce-eager or --max-model-len 2048; its dtype is "
+                        "each of --parity-dtypes)")
     parser.add_argument("--run-name", help="run folder name (default: <UTC time>-<platform>)")
     runs.add_results_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the JSON report to stdout")
@@ -56,6 +64,27 @@ def _dtypes(text: str) -> list[str]:
     if bad or not names:
         raise argparse.ArgumentTypeError(f"{text!r}: allowed: a comma list of {', '.join(DTYPES)}")
     return names
+
+
+def _engine_args(text: str) -> dict[str, Any]:
+    """Serve flags as the pooling runner's keyword arguments, read through the bundle's flag table."""
+    allowed = "allowed: serve flags the bundle renders, e.g. --enforce-eager, --max-model-len 2048"
+    try:
+        words = shlex.split(text)
+        kwargs = kwargs_from_flags(words)
+    except IndexError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the last flag has no value; {allowed}") from None
+    except ValidationError as error:
+        raise argparse.ArgumentTypeError(f"{text!r}: {error.errors()[0]['msg']}; {allowed}") from None
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r}: {error}; {allowed}") from None
+    for word in words:
+        option = word.split("=", 1)[0]
+        if option == "--dtype":
+            raise argparse.ArgumentTypeError(f"{text!r}: the pooling runner runs each of --parity-dtypes; {allowed}")
+        if option in server_only_options():
+            raise argparse.ArgumentTypeError(f"{text!r}: {option} is the API server's, not the engine's; {allowed}")
+    return kwargs
 
 
 def _at_least(low: int):
@@ -101,7 +130,8 @@ def build_plan(args: argparse.Namespace, settings: Settings) -> tuple[accuracy.E
     dtype = dtype or checkpoint_dtype(model or args.model) or "auto"
     servers = {dtype: main}
     servers.update({d: ApiClient(url, main.model, main.api_key) for d, url in args.server.items() if d != dtype})
-    plan = accuracy.EvalPlan(servers, model, args.rounds, [] if args.skip_parity else args.parity_dtypes, args.quick)
+    plan = accuracy.EvalPlan(servers, model, args.rounds, [] if args.skip_parity else args.parity_dtypes, args.quick,
+                             args.engine_args)
     return plan, dtype
 
 

@@ -72,8 +72,10 @@ def served_logprob_pairs(client: ApiClient, ids: list[int], ref_logprobs: np.nda
     return served, ref
 
 
-def pooled_hidden(settings: Settings, model: Path, dtype: str, token_ids: list[list[int]]) -> list[np.ndarray]:
-    """Final hidden states from vLLM's pooling runner in this process, without normalisation."""
+def pooled_hidden(settings: Settings, model: Path, dtype: str, token_ids: list[list[int]],
+                  engine: dict[str, Any] | None = None) -> list[np.ndarray]:
+    """Final hidden states from vLLM's pooling runner in this process, without normalisation;
+    `engine`: keyword arguments over the server's (the tool's --engine-args)."""
     from vllm import PoolingParams
     from vllm.config import PoolerConfig
 
@@ -83,7 +85,7 @@ def pooled_hidden(settings: Settings, model: Path, dtype: str, token_ids: list[l
     extra: dict[str, Any] = {"runner": "pooling", "pooler_config": PoolerConfig(task="token_embed")}
     if settings.platform != "cpu":  # the running server holds most of the accelerator's memory
         extra["gpu_memory_utilization"] = POOLING_MEMORY_FRACTION
-    llm = make_llm(settings, model, dtype, **extra)
+    llm = make_llm(settings, model, dtype, **{**extra, **(engine or {})})
     try:
         prompts: list[Any] = [{"prompt_token_ids": ids} for ids in token_ids]
         outputs = llm.encode(prompts, PoolingParams(use_activation=False), pooling_task="token_embed",

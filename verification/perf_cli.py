@@ -10,6 +10,7 @@ or a failed benchmark exits 1.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 import time
@@ -43,6 +44,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="seed: the guide's workloads; quick: a few short prompts (tests)")
     parser.add_argument("--only", default=",".join(perf.WORKLOADS),
                         help=f"comma-separated workloads (default: all of {','.join(perf.WORKLOADS)})")
+    parser.add_argument("--sweep-levels", metavar="LEVELS", help="the sweep's concurrency levels: a comma-separated "
+                        "subset of the preset's (default: all of them; " + "; ".join(
+                            f"{name}: {_levels(preset)}" for name, preset in sorted(perf.PRESETS.items())) + ")")
     parser.add_argument("--run-name", help="run folder name (default: <UTC time>-<platform>)")
     add_results_argument(parser)
     parser.add_argument("--engine-args", default="", help="more engine flags for the in-process benches, "
@@ -61,6 +65,22 @@ def selected_workloads(only: str) -> list[str]:
         raise SettingsError([f"--only={only!r}: unknown workload {', '.join(unknown) or '(none)'}; "
                              f"allowed: a comma-separated subset of {','.join(perf.WORKLOADS)}"])
     return [name for name in perf.WORKLOADS if name in names]
+
+
+def _levels(preset: perf.Preset) -> str:
+    return ",".join(str(load.concurrency) for load in preset.sweep)
+
+
+def with_sweep_levels(preset: perf.Preset, levels: str | None) -> perf.Preset:
+    """The preset with only the sweep levels asked for, in its own order (None: all of them)."""
+    if levels is None:
+        return preset
+    wanted = {part.strip() for part in levels.split(",") if part.strip()}
+    offered = {str(load.concurrency) for load in preset.sweep}
+    if not wanted or not wanted <= offered:
+        raise SettingsError([f"--sweep-levels={levels!r}: allowed: a comma-separated subset of the {preset.name} "
+                             f"preset's levels {_levels(preset)}"])
+    return dataclasses.replace(preset, sweep=tuple(load for load in preset.sweep if str(load.concurrency) in wanted))
 
 
 def default_model_dir(settings: Settings, url: str) -> Path:
@@ -197,6 +217,7 @@ def run_workloads(preset: perf.Preset, names: list[str], runner: perf.Runner) ->
 def evaluate(args: argparse.Namespace) -> int:
     settings = load_settings(env_file=args.env_file)
     names = selected_workloads(args.only)
+    preset = with_sweep_levels(perf.PRESETS[args.preset], args.sweep_levels)
     url = (args.url or settings.base_url).rstrip("/")
     served_name = args.served_model_name or settings.served_model_name
     model_dir = check_model_dir(args.model or default_model_dir(settings, url), given=args.model is not None)
@@ -219,7 +240,7 @@ def evaluate(args: argparse.Namespace) -> int:
     data: dict[str, Any] = {"environment": environment(settings, str(model_dir), dtype), "preset": args.preset,
                             "url": url, "served_model_name": served_name, "engine_args": engine, "results": {}}
     started = time.monotonic()
-    data["results"] = run_workloads(perf.PRESETS[args.preset], names, runner)
+    data["results"] = run_workloads(preset, names, runner)
     data["duration_s"] = time.monotonic() - started
     console.print("\n[bold]==> roofline, plots, report", soft_wrap=True)
     data["roofline"] = roofline_block(settings, model_dir, dtype, data["results"], args)

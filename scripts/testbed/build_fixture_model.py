@@ -219,6 +219,22 @@ def patch_tokenizer_config(path: Path) -> None:
     path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
 
 
+def write_published_rope_keys(path: Path) -> None:
+    """Write RoPE as google/gemma-3-270m-it's published config.json has it.
+
+    transformers 5 saves a `rope_parameters` block; the published file (transformers
+    4.55) has `rope_theta`, `rope_local_base_freq` and `rope_scaling: null`. The
+    transformers of the guide's image (vLLM 0.18) reads only the published layout, and
+    transformers 5 converts it on load, so the fixture carries what the hub serves.
+    """
+    config = json.loads(path.read_text())
+    rope = config.pop("rope_parameters", None) or {}
+    config["rope_theta"] = rope.get("full_attention", {}).get("rope_theta", 1_000_000.0)
+    config["rope_local_base_freq"] = rope.get("sliding_attention", {}).get("rope_theta", 10_000.0)
+    config["rope_scaling"] = None
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
 def check_saved(model_dir: Path) -> None:
     """Fail the build, rather than a later vLLM run, if the folder is off."""
     from transformers import AutoTokenizer
@@ -231,6 +247,8 @@ def check_saved(model_dir: Path) -> None:
         problems.append("dtype is not bfloat16")
     if "quantization_config" in config:
         problems.append("quantization_config left in config.json")
+    if "rope_parameters" in config or "rope_local_base_freq" not in config:
+        problems.append("RoPE keys are not in the published layout")
     if not list(model_dir.glob("*.safetensors")):
         problems.append("no safetensors weights")
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
@@ -251,6 +269,7 @@ def convert(gguf_path: Path, out_dir: Path) -> None:
     model.save_pretrained(str(out_dir))
     tokenizer.save_pretrained(str(out_dir))
     patch_tokenizer_config(out_dir / "tokenizer_config.json")
+    write_published_rope_keys(out_dir / "config.json")
     check_saved(out_dir)
 
 

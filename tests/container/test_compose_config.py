@@ -114,3 +114,13 @@ def test_root_file_written_by_make_equals_the_explicit_files(platform, tmp_path)
     explicit = config(platform, HOST_PORT="8123", NPU_DEVICE="2")
     assert written["name"] == "proj-x"
     assert written["services"] == json.loads(json.dumps(explicit["services"]).replace(str(ROOT), str(tmp_path)))
+
+
+def test_the_test_beds_compile_cache_is_a_host_folder_at_compile_cache_dir(tmp_path):
+    # What `make up TESTBED=1` adds, so test runs after the first start warm on a new cache volume.
+    folder = tmp_path / "compile-cache"
+    serve = config("cpu", "compose/testbed.yaml", "compose/testbed-compile-cache.yaml", FIXTURE_WEIGHTS=str(tmp_path),
+                   TESTBED_COMPILE_CACHE=str(folder))["services"]["serve"]
+    mounts = {volume["target"]: volume for volume in serve["volumes"]}
+    assert mounts[serve["environment"]["COMPILE_CACHE_DIR"]]["source"] == str(folder)
+    assert mounts["/models"]["type"] == "volume"

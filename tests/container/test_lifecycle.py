@@ -24,9 +24,12 @@ def die_events(container: str, since: float) -> list[dict]:
 
 
 def inductor_cache(deployment) -> list[str]:
-    """The files of torch Inductor's kernel cache on the cache volume (the CPU profile keeps no AOT artifact)."""
-    listing = deployment.exec("python", "-c", "import pathlib; print(*sorted(str(p) for p in "
-                              "pathlib.Path('/models/vllm/torchinductor').rglob('*') if p.is_file()), sep='\\n')")
+    """The files of torch Inductor's kernel cache where the container's settings put it (the CPU profile keeps
+    no AOT artifact); in the test bed a host folder that outlives the run's cache volume."""
+    folder = json.loads(deployment.exec("python", "-m", "entrypoint", "render", "--format", "json"))["env"][
+        "TORCHINDUCTOR_CACHE_DIR"]
+    listing = deployment.exec("python", "-c", "import pathlib, sys; print(*sorted(str(p) for p in "
+                              "pathlib.Path(sys.argv[1]).rglob('*') if p.is_file()), sep='\\n')", folder)
     return listing.split()
 
 
@@ -35,7 +38,7 @@ def test_killed_vllm_ends_the_container_and_it_comes_back_from_the_cache(deploym
     assert deployment.hub_requests(), "the first start downloaded through the hub"
     requests_before = len(deployment.hub_requests())
     kernels = inductor_cache(deployment)
-    assert any(name.endswith(".so") for name in kernels), "the first start compiled no kernel onto the volume"
+    assert any(name.endswith(".so") for name in kernels), "no kernel in the compile cache after the first start"
     killed_at = time.time()
     deployment.exec("sh", "-c", f"kill -KILL {deployment.server_pid()}")
     deadline = time.monotonic() + 60
@@ -67,7 +70,8 @@ def test_render_inside_equals_render_outside(deployment):
     inside = json.loads(deployment.exec("python", "-m", "entrypoint", "render", "--format", "json"))
     env = deployment.inspect()["Config"]["Env"]
     settings = dict(item.split("=", 1) for item in env)
-    names = ("PLATFORM", "MODEL_CACHE_DIR", "HOST", "PORT", "MODEL_PROFILE", "MODELSCOPE_ENDPOINT")
+    names = ("PLATFORM", "MODEL_CACHE_DIR", "COMPILE_CACHE_DIR", "HOST", "PORT", "MODEL_PROFILE",
+             "MODELSCOPE_ENDPOINT")
     same = {name: settings[name] for name in names if name in settings}
     outside = subprocess.run(["make", "--no-print-directory", "render", "RENDER_FORMAT=json"], cwd=ROOT,
                              env={**os.environ, **same}, capture_output=True, text=True, timeout=300)

@@ -182,7 +182,9 @@ def test_chat_loop_ends_cleanly_at_end_of_input():
 # --- options ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("argv", [["--rounds", "1"], ["--parity-dtypes", "float64"], ["--server", "bf16=x"]])
+@pytest.mark.parametrize("argv", [["--rounds", "1"], ["--parity-dtypes", "float64"], ["--server", "bf16=x"],
+                                  ["--engine-args=--bogus"], ["--engine-args=--max-model-len"],
+                                  ["--engine-args=--dtype float16"], ["--engine-args=--port 8001"]])
 def test_bad_eval_options_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         parse_args(argv)
@@ -193,6 +195,14 @@ def test_bad_eval_options_exit_2(argv, capsys):
 def test_eval_options_parse():
     args = parse_args(["--parity-dtypes", "float32", "--server", "bfloat16=http://127.0.0.1:9", "--quick"])
     assert args.parity_dtypes == ["float32"] and args.server == {"bfloat16": "http://127.0.0.1:9"} and args.quick
+    assert args.engine_args == {}
+
+
+def test_engine_args_read_through_the_flag_table_and_name_the_pooling_runner():
+    engine = parse_args(["--engine-args=--enforce-eager --max-model-len 2048"]).engine_args
+    assert engine == {"enforce_eager": True, "max_model_len": 2048}
+    assert accuracy.pooling_source("float32", engine) == \
+        "vllm.LLM(runner='pooling', dtype='float32', enforce_eager=True, max_model_len=2048)"
 
 
 # --- client against a loopback stand-in ---------------------------------------------------

@@ -56,3 +56,16 @@ def test_bad_setting_exits_2(model_dir: Path, monkeypatch: pytest.MonkeyPatch, c
     monkeypatch.setenv("DTYPE", "float8")
     status, err = run(["--only", "throughput", "--model", str(model_dir)], capsys)
     assert status == 2 and err[0].startswith("error: DTYPE='float8'")
+
+
+def test_sweep_levels_keep_the_presets_loads_in_its_order() -> None:
+    quick = perf_cli.perf.PRESETS["quick"]
+    narrowed = perf_cli.with_sweep_levels(quick, "2,1")
+    assert narrowed.sweep == quick.sweep[:2] and narrowed.online == quick.online
+    assert perf_cli.with_sweep_levels(quick, None) is quick
+
+
+def test_a_sweep_level_outside_the_preset_exits_2(model_dir: Path, capsys) -> None:
+    status, err = run(["--preset", "quick", "--sweep-levels", "1,8", "--model", str(model_dir)], capsys)
+    assert status == 2
+    assert err == ["error: --sweep-levels='1,8': allowed: a comma-separated subset of the quick preset's levels 1,2,4"]
