@@ -27,6 +27,8 @@ PYTEST_ARGS ?=
 # Extra options for `make bench` / `make eval`, e.g. BENCH_ARGS="--preset quick" EVAL_ARGS="--quick".
 BENCH_ARGS ?=
 EVAL_ARGS ?=
+# Options for scripts/rollout.py (`make rollout`), e.g. ROLLOUT_ARGS="--drain 60".
+ROLLOUT_ARGS ?=
 # Where `make bench` / `make eval` write their run folders.
 RESULTS_DIR ?= perf_results
 # Host files holding the API key / ModelScope token: passed as Compose secrets (Docker) or
@@ -119,6 +121,17 @@ ifeq ($(RESOLVED_ENGINE),docker)
 	@echo "healthy: http://127.0.0.1:$(PORT)  (try: make smoke; stop: make down; logs: make logs)"
 else
 	@PLATFORM=$(PLATFORM) PORT=$(PORT) scripts/native.sh up
+endif
+
+.PHONY: rollout ## replace the `serve` replicas one at a time behind the router (rebuilt image, current settings), dropping no request
+rollout: venv $(if $(filter 1,$(TESTBED)),fixture)
+ifeq ($(RESOLVED_ENGINE),docker)
+	@$(PREPARE_BUILD)
+	$(COMPOSE) build serve
+	@# The root compose.yaml the line above wrote names this deployment's files and values.
+	@python3 scripts/rollout.py $(ROLLOUT_ARGS)
+else
+	@echo "make rollout needs Docker (ENGINE=docker) and REPLICAS=2 or more behind the router" >&2; exit 2
 endif
 
 .PHONY: down ## stop the server started by `make up`
@@ -221,6 +234,11 @@ bench-startup: venv fixture
 bench-image: venv fixture
 	@eval "$$(scripts/testbed/docker-engine.sh start)" && scripts/testbed/base-image.sh debian:bookworm-slim \
 		&& scripts/cpu-wheels.sh .build/wheels && $(PY) bench/image.py
+
+.PHONY: bench-scale ## two replicas behind the router vs one direct, a killed, hung and rolled-out replica under load (starts the engine)
+bench-scale: venv fixture
+	@eval "$$(scripts/testbed/docker-engine.sh start)" && scripts/testbed/base-image.sh debian:bookworm-slim \
+		&& $(PY) bench/scale.py
 
 # Kubernetes: the overlay for PLATFORM; auto means npu, the default platform (the cluster decides, not this machine).
 K8S_OVERLAY = deploy/kubernetes/overlays/$(if $(filter auto,$(PLATFORM)),npu,$(PLATFORM))
