@@ -14,7 +14,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -318,58 +317,6 @@ def test_a_hung_replica_fires_the_alert_leaves_the_rotation_and_comes_back(route
     before = routed.successes(1)
     load(routed.url)
     assert routed.successes(1) > before
-
-
-class Load:
-    """Clients sending completions through the router back to back until stopped; their statuses."""
-
-    def __init__(self, url: str, clients: int) -> None:
-        self.url, self.statuses, self.running = url, [], threading.Event()
-        self.pool = ThreadPoolExecutor(clients)
-        self.running.set()
-        self.futures = [self.pool.submit(self.client, n) for n in range(clients)]
-
-    def client(self, worker: int) -> None:
-        n = 0
-        while self.running.is_set():
-            self.statuses.append(complete(self.url, f"rollout client {worker} request {n}"))
-            n += 1
-
-    def stop(self) -> list[int]:
-        self.running.clear()
-        for future in self.futures:
-            future.result()
-        self.pool.shutdown()
-        return self.statuses
-
-
-def test_rollout_under_load_fails_no_request_and_brings_every_replica_back(routed):
-    load = Load(routed.url, clients=2)
-    try:
-        done = subprocess.run([sys.executable, "scripts/rollout.py", "--", *routed.args[2:]], cwd=ROOT,
-                              env=routed.env, capture_output=True, text=True, timeout=UP_TIMEOUT)
-    finally:
-        statuses = load.stop()
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert done.stdout.count("back in the router") == REPLICAS, done.stdout
-    assert statuses and set(statuses) == {200}, sorted(set(statuses))
-    # The replacements kept the names the router addresses, and both serve again.
-    names = [f"{routed.project}-serve-{i}" for i in range(1, REPLICAS + 1)]
-    listed = routed.compose("ps", "--format", "{{.Name}} {{.Health}}", "serve").stdout.split("\n")
-    assert sorted(line for line in listed if line) == [f"{name} healthy" for name in names]
-    statuses = [complete(routed.url, f"{n * 7919} after the rollout, number {n}") for n in range(REQUESTS)]
-    assert statuses == [200] * REQUESTS
-    assert all(successes(name) > 0 for name in names)
-
-
-def successes(container: str) -> float:
-    """vLLM's request_success_total in one replica container, by name (a replacement keeps the name,
-    not Compose's index)."""
-    done = subprocess.run(["docker", "exec", container, "python3", "-c",
-                           "import urllib.request as u; print(u.urlopen('http://127.0.0.1:8000/metrics').read().decode())"],
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    return sum(float(value) for value in SUCCESS.findall(done.stdout))
 
 
 def test_rollout_refuses_one_replica_in_one_line(routed):
