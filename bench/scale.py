@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 from bench.common import cpu_facts, write_report  # noqa: E402
 from bench.scale_report import markdown  # noqa: E402
 from tests.container.conftest import UP_TIMEOUT  # noqa: E402
-from tests.container.test_router import API_KEY, Routed, complete, successes  # noqa: E402
+from tests.container.test_router import API_KEY, SUCCESS, Routed, complete  # noqa: E402
 from tests.support.seed_checks import SERVED_NAME  # noqa: E402
 from tests.support.testbed import fixture_weights  # noqa: E402
 from verification.perf import Load, _read_json, bench_env, parse_serve, run_bench, serve_command  # noqa: E402
@@ -52,6 +52,15 @@ INPUT_LEN, OUTPUT_LEN = 128, 32
 PROBES = 200  # GET /v1/models per target for the router's own latency
 POLL_SECONDS = 0.5
 
+
+
+def successes(container: str) -> float:
+    """vLLM's request_success_total in one replica container, by name (a rollout's replacement keeps
+    the name, not Compose's index)."""
+    done = subprocess.run(["docker", "exec", container, "python3", "-c",
+                           "import urllib.request as u; print(u.urlopen('http://127.0.0.1:8000/metrics').read().decode())"],
+                          capture_output=True, text=True, timeout=60, check=True)
+    return sum(float(value) for value in SUCCESS.findall(done.stdout))
 
 class Stack:
     """The routed project, its replicas' container addresses and the router's admin API."""
@@ -274,9 +283,11 @@ def main() -> None:
                                       "input_len": INPUT_LEN, "output_len": OUTPUT_LEN,
                                       "policy": routed.env.get("ROUTER_POLICY", "cache_aware")}
             result["overhead"] = overhead(stack, args, folder)
+            write_report("scale", result, markdown(result))
             # The report is rewritten after each scenario, so a run cut short keeps what it measured.
-            for key, scenario in (("rollout", lambda: rollout(stack)), ("hung", lambda: hung(stack, args.hang_seconds)),
-                                  ("killed", lambda: killed(stack))):
+            # The rollout last: on 2 cores it takes the longest (each new replica starts beside one at full load).
+            for key, scenario in (("hung", lambda: hung(stack, args.hang_seconds)), ("killed", lambda: killed(stack)),
+                                  ("rollout", lambda: rollout(stack))):
                 print(f"scale: {key}", file=sys.stderr)
                 result[key] = scenario()
                 result["load_average_end"] = os.getloadavg()
