@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from entrypoint.settings import load_settings
+from tests.support.net import reply
 from verification import accuracy, accuracy_report, parity, tasks
 from verification.accuracy_cli import parse_args
 from verification.chat_loop import chat_loop
@@ -216,12 +217,8 @@ class Recorder(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         self.rfile.read(int(self.headers["Content-Length"]))
         Recorder.seen.append(dict(self.headers))
-        body = json.dumps({"choices": [{"message": {"content": "ok"}}], "usage": {"total_tokens": 3}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        reply(self, json.dumps({"choices": [{"message": {"content": "ok"}}], "usage": {"total_tokens": 3}}).encode(),
+              "application/json")
 
     def log_message(self, *args):
         pass

@@ -21,6 +21,7 @@ from entrypoint.settings import load_settings
 from entrypoint.state import StateDir
 from entrypoint.supervisor import join_group
 from healthcheck.probes import run_probe
+from tests.support.net import reply
 
 NPU = {"PLATFORM": "npu", "MODEL_CACHE_DIR": "/models"}
 GROUP = {**NPU, "LWS_GROUP_SIZE": "2", "LWS_LEADER_ADDRESS": "gemma-0.gemma.serving", "TENSOR_PARALLEL_SIZE": "8",
@@ -152,11 +153,7 @@ class Leader(http.server.BaseHTTPRequestHandler):
     """A leader that serves: /health 200 and the model listed."""
 
     def do_GET(self):
-        body = json.dumps({"data": [{"id": "gemma-3-270m-it"}]}).encode() if self.path == "/v1/models" else b""
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        reply(self, json.dumps({"data": [{"id": "gemma-3-270m-it"}]}).encode() if self.path == "/v1/models" else b"")
 
     def log_message(self, *args):
         pass
