@@ -283,6 +283,7 @@ def main() -> None:
                                       "input_len": INPUT_LEN, "output_len": OUTPUT_LEN,
                                       "policy": routed.env.get("ROUTER_POLICY", "cache_aware")}
             result["overhead"] = overhead(stack, args, folder)
+            result["load_average_end"] = os.getloadavg()
             write_report("scale", result, markdown(result))
             # The report is rewritten after each scenario, so a run cut short keeps what it measured.
             # The rollout last: on 2 cores it takes the longest (each new replica starts beside one at full load).
