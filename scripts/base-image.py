@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from entrypoint import images  # noqa: E402
-from entrypoint.errors import ERROR_PREFIX, SettingsError  # noqa: E402
+from entrypoint.errors import SettingsError, run_cli  # noqa: E402
 from entrypoint.settings import resolve_settings  # noqa: E402
 
 
@@ -38,15 +38,10 @@ def build_args(environ: Mapping[str, str], env_file: Path | None) -> dict[str, s
 
 def main(environ: Mapping[str, str]) -> int:
     env_file = ROOT / ".env"
-    try:
-        args = build_args(environ, env_file if env_file.is_file() else None)
-    except SettingsError as exc:
-        for line in exc.lines:
-            print(f"{ERROR_PREFIX}{line}", file=sys.stderr)
-        return 2
+    args = build_args(environ, env_file if env_file.is_file() else None)
     print(" ".join(f"export {name}={shlex.quote(value)};" for name, value in args.items()))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(os.environ))
+    sys.exit(run_cli(lambda: main(os.environ)))

@@ -19,12 +19,20 @@ from collections.abc import Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from entrypoint.errors import SettingsError, run_cli  # noqa: E402
+from entrypoint.settings import resolve_settings  # noqa: E402
+
 CARD_LIST = re.compile(r"[0-9]{1,3}(,[0-9]{1,3})*")
 ALLOWED = "card numbers separated by commas, such as 0 or 0,1 (npu-smi info lists them)"
 
 
-class BadCards(Exception):
+class BadCards(SettingsError):
     """NPU_DEVICES or NPU_DEVICE is not a list of cards; the message is the one line to print."""
+
+    def __init__(self, line: str) -> None:
+        super().__init__([line])
 
 
 def parse_cards(name: str, text: str) -> list[int]:
@@ -41,10 +49,6 @@ def parse_cards(name: str, text: str) -> list[int]:
 def cards_from_settings(environ: Mapping[str, str], env_file: Path | None) -> int:
     """How many cards one server's ranks use, as the entrypoint will resolve its settings (1 when
     they do not resolve: the container then says why, in one line)."""
-    sys.path.insert(0, str(ROOT))
-    from entrypoint.errors import SettingsError
-    from entrypoint.settings import resolve_settings
-
     try:
         return resolve_settings({**environ, "PLATFORM": "npu"}, env_file=env_file).settings.cards_per_model
     except SettingsError:
@@ -71,11 +75,7 @@ def override(cards: list[int]) -> str:
 
 def main(out: Path, environ: Mapping[str, str]) -> int:
     env_file = ROOT / ".env"
-    try:
-        cards = choose_cards(environ, env_file if env_file.is_file() else None)
-    except BadCards as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    cards = choose_cards(environ, env_file if env_file.is_file() else None)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(override(cards))
     print(cards[0])
@@ -85,4 +85,4 @@ def main(out: Path, environ: Mapping[str, str]) -> int:
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit(f"usage: {sys.argv[0]} OUT")
-    sys.exit(main(Path(sys.argv[1]), os.environ))
+    sys.exit(run_cli(lambda: main(Path(sys.argv[1]), os.environ)))
