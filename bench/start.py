@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import RESULTS, cpu_facts, free_port, server, wait_vllm, write_report  # noqa: E402
-from bench.profiles import serve_bench  # noqa: E402
+from bench.profiles import decode_profile, known_candidates, run_arguments, serve_bench  # noqa: E402
 from bench.start_imports import bytecode_coverage, profile  # noqa: E402
 from bench.start_phases import TORCH_ENV, compile_numbers, phases  # noqa: E402
 from bench.start_report import analyse, markdown, plot  # noqa: E402
@@ -44,6 +44,7 @@ from entrypoint.render import render_command  # noqa: E402
 from entrypoint.settings import inherited_environment, load_settings  # noqa: E402
 from tests.support.testbed import fixture_weights  # noqa: E402
 from verification.perf import Load  # noqa: E402
+from verification.roofline import served_dtype  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -69,14 +70,14 @@ CANDIDATES: dict[str, Candidate] = {
     "stream-4": Candidate(
         "--stream-interval 4: the engine hands the API server tokens 4 at a time (decode overhead; starts on "
         "a copy of the default's cache)", settings={"EXTRA_ARGS": "--stream-interval 4"}, seed_cache=BASELINE),
-    # Last: its decode is several times slower on this machine, so it gets the c=1 load only.
+    # Its decode is several times slower on this machine (dev runs), so it gets the c=1 load only.
     "two-process": Candidate(
         "VLLM_ENABLE_V1_MULTIPROCESSING=0: the worker runs inside the engine-core process (vLLM's uni "
         "executor), so two processes import torch and vLLM instead of three",
         env={"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}, loads=("c1",)),
     "batched-512": Candidate("MAX_NUM_BATCHED_TOKENS=512", settings={"MAX_NUM_BATCHED_TOKENS": "512"}),
 }
-DEFAULT_RUN = (BASELINE, "cache-copy", "batched-1024", "stream-4", "two-process")
+DEFAULT_RUN = (BASELINE, "cache-copy", "batched-1024", "two-process", "stream-4")
 POLL_SECONDS = 0.25
 
 
@@ -104,7 +105,7 @@ def one_start(name: str, start: str, candidate: Candidate, common: dict[str, str
             measured[key] = serve_bench(load, settings.base_url, settings.served_model_name, model_path,
                                         folder / f"{key}.json")
     return {"ready_s": round(ready, 1), "phases": phases(log, ready), "compile": compile_numbers(log),
-            "argv": command.argv[1:], **measured}
+            "argv": command.argv[1:], "dtype": served_dtype(settings.dtype, model_path), **measured}
 
 
 def measure(name: str, common: dict[str, str], model_path: Path, workdir: Path, loads: dict[str, Load]
@@ -128,24 +129,22 @@ def measure(name: str, common: dict[str, str], model_path: Path, workdir: Path, 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--candidates", nargs="+", default=list(DEFAULT_RUN), metavar="NAME",
-                        help=f"which to run, in this order, from: {', '.join(CANDIDATES)}")
-    parser.add_argument("--c1-prompts", type=int, default=5, help="prompts of the c=1 latency preset")
-    parser.add_argument("--c8-prompts", type=int, default=16, help="prompts of the c=8 online preset")
-    parser.add_argument("--length", type=int, default=200, help="input and output tokens per prompt")
+    run_arguments(parser, list(CANDIDATES), list(DEFAULT_RUN), "start")
     parser.add_argument("--no-imports", action="store_true", help="skip the import profile")
-    parser.add_argument("--name", default="start", help="report name under bench/results")
-    parser.add_argument("--note", action="append", default=[], help="a line for the report's notes")
-    parser.add_argument("--render", type=Path, metavar="JSON",
-                        help="only rewrite the report from a recorded result (a run's partial.json or report JSON)")
+    parser.add_argument("--decode-profile", action="store_true",
+                        help="after the starts, one decode step of the default in-process (bench/decode_profile.py)")
     args = parser.parse_args(argv)
-    unknown = [c for c in args.candidates if c not in CANDIDATES]
-    if unknown:
-        parser.exit(2, f"--candidates: unknown {', '.join(unknown)}; allowed: {', '.join(CANDIDATES)}\n")
+    known_candidates(parser, args, list(CANDIDATES))
     seeds = {CANDIDATES[c].seed_cache for c in args.candidates} - {"", *args.candidates}
     if seeds:
         parser.exit(2, f"--candidates: {', '.join(sorted(seeds))} must run too (others start on its cache)\n")
     return args
+
+
+def common_settings(model_path: Path) -> dict[str, str]:
+    """What every candidate's settings start from: the CPU default on the fixture weights."""
+    return {"PLATFORM": "cpu", "HOST": "127.0.0.1", "MODEL_PROFILE": "gemma-3-270m-fixture",
+            "MODEL_SOURCE": str(model_path)}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -154,8 +153,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model_path = fixture_weights()
     workdir = Path(tempfile.mkdtemp(prefix="bench-start-"))  # kept: the logs explain a failed run
     progress(f"logs in {workdir}")
-    common = {"PLATFORM": "cpu", "HOST": "127.0.0.1", "MODEL_PROFILE": "gemma-3-270m-fixture",
-              "MODEL_SOURCE": str(model_path)}
+    common = common_settings(model_path)
     loads = {"c1": Load(args.c1_prompts, args.length, args.length, 1),
              "c8": Load(args.c8_prompts, args.length, args.length, 8)}
     rows: list[dict[str, Any]] = []
@@ -171,8 +169,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for name in args.candidates:
         rows.append(measure(name, common, model_path, workdir, loads))
         save_partial(result, workdir)
+    if args.decode_profile and rows and rows[0]["name"] == BASELINE:
+        result["decode_profile"] = step_profile(rows[0], common, model_path, workdir)
+        save_partial(result, workdir)
     result["finished"] = time.strftime("%H:%M", time.gmtime())
     return result
+
+
+def step_profile(row: dict[str, Any], common: dict[str, str], model_path: Path, workdir: Path) -> dict | None:
+    """The default's decode step in-process, on its warm compile cache: the served TPOT minus this is the
+    cost of the server's process layout (HTTP, IPC to the engine core, detokenising, streaming)."""
+    warm = row["warm"]
+    settings = load_settings({**common, "COMPILE_CACHE_DIR": str(workdir / row["name"] / "compile-cache")})
+    env = render_command(settings, str(model_path)).env
+    progress("decode profile of the default")
+    return decode_profile({"name": row["name"], "_env": env, "argv": warm["argv"], "dtype": warm["dtype"]},
+                          model_path, workdir)
 
 
 def save_partial(result: dict[str, Any], workdir: Path) -> None:
@@ -186,6 +198,10 @@ def main() -> None:
         result = json.loads(args.render.read_text())
         result.setdefault("finished", time.strftime("%H:%M", time.gmtime()))
         result["notes"] = [*result.get("notes", []), *args.note]
+        if args.decode_profile:  # on the recorded run's own warm cache, which its logs folder keeps
+            model_path = fixture_weights()
+            result["decode_profile"] = step_profile(result["candidates"][0], common_settings(model_path),
+                                                    model_path, Path(result["logs"]))
     else:
         result = run(args)
     result["analysis"] = analyse(result)

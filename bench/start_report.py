@@ -186,6 +186,30 @@ def import_lines(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def step_lines(result: dict[str, Any]) -> list[str]:
+    """The served c=1 step against the same engine in-process: what the server's process layout costs."""
+    profile = result.get("decode_profile")
+    if not profile:
+        return []
+    engine = profile["engine"]
+    step = engine["decode_step_ms"]
+    gemm = engine["groups_ms"].get("gemm", 0.0) / engine["ops_per_token"]
+    lines = ["", "## The decode step (c=1)", "",
+             f"The default's engine in-process (`vllm.LLM`, engine core and model in one process, no HTTP; "
+             f"bench/decode_profile.py): {step:.1f} ms per decode step, of which {gemm:.1f} ms in the matmul "
+             "kernels. The rest of each served step is the server's process layout (HTTP, IPC between the API "
+             "server, engine core and worker, detokenising, streaming):", "",
+             "| candidate | served c=1 TPOT ms | in-process step ms | process layout ms | layout share |",
+             "|---|---|---|---|---|"]
+    for row in result["candidates"]:
+        c1 = (row.get("warm") or {}).get("c1")
+        if c1 and c1.get("mean_tpot_ms"):
+            tpot = c1["mean_tpot_ms"]
+            lines.append(f"| {row['name']} | {tpot:.1f} | {step:.1f} | {tpot - step:.1f} "
+                         f"| {100 * (tpot - step) / tpot:.0f}% |")
+    return lines
+
+
 def verdict_lines(result: dict[str, Any], analysis: dict[str, Any]) -> list[str]:
     avx2 = analysis.get("avx2")
     if not avx2:
@@ -239,6 +263,7 @@ def markdown(result: dict[str, Any]) -> str:
               *[f"- **{name}**: {what}" for name, what in describe()], "", *phase_table(result), "",
               "· = no such line in that start (its time is in the next phase).", "", "Compile evidence:", "",
               *compile_lines(result)]
+    lines += step_lines(result)
     lines += import_lines(result)
     lines += ["", f"## What {VLLM} rules out", "", *(f"- {fact}" for fact in SOURCE_FACTS)]
     if result.get("notes"):
