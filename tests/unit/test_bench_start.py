@@ -91,7 +91,7 @@ AVX2 = {"machine": {"cpu": "AMD EPYC", "flags": ["avx2"]},
                                               "weights_compile_warmup_s": 100, "api_server_rest_s": 40}},
         "warm": {"ready_s": 100.0, "phases": {"engine_core_start_s": 30, "worker_start_s": 20,
                                               "weights_compile_warmup_s": 10, "api_server_rest_s": 40}},
-        "c1_tpot_ms": 113.0, "c8_tok_s": 24.0}
+        "c1_tpot_ms": 113.0, "c1_ttft_ms": 400.0, "c8_tok_s": 24.0}
 
 
 def analysed(monkeypatch) -> dict:
@@ -106,6 +106,18 @@ def test_the_avx2_estimate_scales_each_phase_by_the_defaults_ratio(monkeypatch):
     assert entries["auto"]["avx2_warm_s"] == 100.0 and entries["auto"]["avx2_first_s"] == 200.0
     # the worker phase is gone, so are its AVX2 seconds (20 of the default's 100 warm)
     assert entries["two-process"]["avx2_warm_s"] == 80.0 and entries["two-process"]["avx2_first_s"] == 180.0
+
+
+def test_a_shorter_warm_up_pass_is_credited_at_the_avx2_prefill_speed(monkeypatch):
+    monkeypatch.setattr(start_report, "avx2_reference", lambda: AVX2)
+    result = copy.deepcopy(RECORDED)
+    result["candidates"][0]["warm"]["phases"].update(weights=3.0, dummy_run=2.0)  # the pass: 2 s of the 5
+    shorter = copy.deepcopy(result["candidates"][0])
+    shorter["name"], shorter["warm"]["phases"]["dummy_run"] = "batched", 0.5
+    result["candidates"].append(shorter)
+    entries = start_report.analyse(result)["candidates"]
+    # AVX2 prefills 4x slower (400 vs 100 ms TTFT): its pass took 8 of its 10 s; 1.5 s less here is 6 s there
+    assert entries["auto"]["avx2_warm_s"] == 100.0 and entries["batched"]["avx2_warm_s"] == 94.0
 
 
 def test_a_throughput_drop_beyond_the_noise_is_a_loss(monkeypatch):
