@@ -45,6 +45,14 @@ SOURCE_FACTS = [
     "compiled graph from Inductor's FX graph cache.",
     "**no lazy-import switch**: `envs.py` has no variable that defers vLLM's imports; the import profile below "
     "shows what each process pays.",
+    "**detokenising**: the only server-wide switch is `--skip-tokenizer-init` (`config/model.py:315`): the "
+    "server then takes and returns token ids only, not the OpenAI text API the bundle serves and checks. "
+    "`--stream-interval N` (`config/scheduler.py:213`) batches N tokens per output message instead; measured "
+    "here as stream-4.",
+    "**core placement**: on 2 cores the engine's OpenMP threads take both cores (the profile's binding); vLLM's "
+    "own `auto` binding gives the API server and engine core a core of their own and measured 1.7x lower c=8 "
+    "throughput (bench/results/cpu-dtype.md), so a placement that reserves a core for the API server is not "
+    "measured again here.",
 ]
 
 
@@ -252,7 +260,8 @@ def verdict_lines(result: dict[str, Any], analysis: dict[str, Any]) -> list[str]
              "MAX_NUM_BATCHED_TOKENS tokens) is taken out of its phase and scaled by the prefill ratio instead, "
              "the AVX2 default's c=1 TTFT over this one's"
              + (f" ({analysis['prefill_ratio']:.1f}x)" if analysis.get("prefill_ratio") else "")
-             + ": the two machines differ more in prefill (float32 on AVX2 against this CPU's dtype) than in imports.", "",
+             + ": the two machines differ more in prefill (float32 on AVX2 against this CPU's dtype) than in "
+             "imports.", "",
              "| candidate | warm est. (s) | target | cold est. (s) | target | c=1 TPOT / c=8 no loss |",
              "|---|---|---|---|---|---|"]
     for row in result["candidates"]:
