@@ -83,37 +83,16 @@ def avx2_reference(path: Path = AVX2_RESULTS) -> dict[str, Any] | None:
             "c8_tok_s": auto["c8"]["output_throughput"]}
 
 
-def prefill_ratio(base: dict[str, Any], avx2: dict[str, Any]) -> float | None:
-    """How much slower the AVX2 machine prefills: its default's c=1 TTFT over this one's (same prompts)."""
-    c1 = (base.get("warm") or {}).get("c1") or {}
-    return avx2["c1_ttft_ms"] / c1["mean_ttft_ms"] if c1.get("mean_ttft_ms") else None
-
-
-def _compile_split(phases: dict[str, float], split: bool) -> dict[str, float]:
-    """The four phases, the warm-up pass taken out of the compile phase when it is scaled on its own."""
-    groups = grouped(phases)
-    if split:
-        groups["weights_compile_warmup_s"] -= phases.get("dummy_run", 0.0)
-    return groups
-
-
-def estimate_avx2(start: dict[str, Any], kind: str, here: dict[str, Any], avx2: dict[str, Any],
-                  prefill: float | None) -> float | None:
+def estimate_avx2(start: dict[str, Any], kind: str, here: dict[str, Any], avx2: dict[str, Any]) -> float | None:
     """A start's AVX2 seconds: each of its four phases times the AVX2/here ratio of the default's same phase
-    in the same kind of start (a start on a copied cache is a warm start). The warm-up pass, a prefill of
-    MAX_NUM_BATCHED_TOKENS tokens, is scaled by the prefill ratio instead, so a lever that shrinks it is
-    credited at the AVX2 machine's prefill speed (AVX2 runs float32, this machine may run bf16)."""
+    in the same kind of start (a start on a copied cache is a warm start)."""
     base = here.get(kind)
     if not base:
         return None
-    split = prefill is not None and "dummy_run" in base["phases"]
-    ours, theirs = _compile_split(base["phases"], split), dict(avx2[kind]["phases"])
+    ours, theirs = grouped(base["phases"]), avx2[kind]["phases"]
     total = 0.0
-    if split:
-        theirs["weights_compile_warmup_s"] -= base["phases"]["dummy_run"] * prefill
-        total += start["phases"].get("dummy_run", 0.0) * prefill
-    for group, seconds in _compile_split(start["phases"], split).items():
-        if ours[group] <= 0 or theirs[group] <= 0:
+    for group, seconds in grouped(start["phases"]).items():
+        if ours[group] <= 0:
             return None
         total += seconds * theirs[group] / ours[group]
     return total
@@ -126,8 +105,7 @@ def analyse(result: dict[str, Any]) -> dict[str, Any]:
     if not base:
         return {}
     here = {"cold": base.get("cold"), "warm": base.get("warm")}
-    prefill = prefill_ratio(base, avx2) if avx2 else None
-    out: dict[str, Any] = {"avx2": avx2, "prefill_ratio": prefill, "candidates": {}}
+    out: dict[str, Any] = {"avx2": avx2, "candidates": {}}
     for name, row in rows.items():
         entry: dict[str, Any] = {}
         warm, base_warm = row.get("warm") or {}, base.get("warm") or {}
@@ -140,10 +118,9 @@ def analyse(result: dict[str, Any]) -> dict[str, Any]:
                                 and entry.get("c8_change", 0.0) >= -LOSS_TOLERANCE)
         if avx2:
             first = row["first"]
-            entry["avx2_first_s"] = estimate_avx2(row[first], "cold" if first == "cold" else "warm", here, avx2,
-                                                  prefill)
+            entry["avx2_first_s"] = estimate_avx2(row[first], "cold" if first == "cold" else "warm", here, avx2)
             if warm:
-                entry["avx2_warm_s"] = estimate_avx2(warm, "warm", here, avx2, prefill)
+                entry["avx2_warm_s"] = estimate_avx2(warm, "warm", here, avx2)
         out["candidates"][name] = entry
     return out
 
@@ -256,12 +233,9 @@ def verdict_lines(result: dict[str, Any], analysis: dict[str, Any]) -> list[str]
              + ". Each start here is scaled phase by phase: its four phases of bench/profiles.py (engine-core "
              "start, worker start, weights + compile + warm-up + KV cache, the API server's imports and rest) times "
              "the AVX2/here ratio of the default's same phase in the same kind of start; a lever that removes a "
-             "phase (the worker process) removes its AVX2 seconds too. The warm-up pass (a prefill of "
-             "MAX_NUM_BATCHED_TOKENS tokens) is taken out of its phase and scaled by the prefill ratio instead, "
-             "the AVX2 default's c=1 TTFT over this one's"
-             + (f" ({analysis['prefill_ratio']:.1f}x)" if analysis.get("prefill_ratio") else "")
-             + ": the two machines differ more in prefill (float32 on AVX2 against this CPU's dtype) than in "
-             "imports.", "",
+             "phase (the worker process) removes its AVX2 seconds too. A lever that shrinks the warm-up pass is "
+             "scaled by the default's compile + warm-up ratio: an approximation, as AVX2 runs float32 and this "
+             "machine may run bf16, and a start's phases do not all scale alike.", "",
              "| candidate | warm est. (s) | target | cold est. (s) | target | c=1 TPOT / c=8 no loss |",
              "|---|---|---|---|---|---|"]
     for row in result["candidates"]:
