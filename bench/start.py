@@ -196,13 +196,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                               "started": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
                               "loads": {k: v.__dict__ for k, v in loads.items()}, "candidates": rows,
                               "logs": str(workdir), "notes": args.note}
-    if not args.no_imports:
-        progress("import profile")
-        env = inherited_environment()
-        result["imports"] = {**profile(env), "bytecode": bytecode_coverage()}
-        save_partial(result, workdir)
     for name in distinct(args.candidates, common, model_path):
         rows.append(measure(name, common, model_path, workdir, loads))
+        save_partial(result, workdir)
+    if not args.no_imports:  # after the starts: they are what a short run must not miss
+        progress("import profile")
+        result["imports"] = {**profile(inherited_environment()), "bytecode": bytecode_coverage()}
         save_partial(result, workdir)
     if args.decode_profile and rows and rows[0]["name"] == BASELINE:
         result["decode_profile"] = step_profile(rows[0], common, model_path, workdir)

@@ -26,7 +26,8 @@ MARKERS: tuple[tuple[str, str, re.Pattern[str]], ...] = (
      re.compile(r"\(APIServer pid=\d+\)")),
     ("api_config", "API server: engine config (model config, tokenizer), up to spawning the engine core",
      re.compile(r"\(APIServer pid=\d+\).*(Model Runner V2|Chunked prefill is enabled|Using max model len)")),
-    ("engine_import", "engine-core process: spawn and imports",
+    ("engine_import", "API server: its renderer's tokenizer (AutoTokenizer, vocabulary); then the engine-core "
+     "process: spawn and imports",
      re.compile(r"\(EngineCore pid=\d+\).*Initializing a V1 LLM engine")),
     ("worker_import", "worker process: spawn and imports",
      re.compile(r"\((?:Worker|VllmWorker)\S* pid=\d+\)")),
@@ -42,9 +43,11 @@ MARKERS: tuple[tuple[str, str, re.Pattern[str]], ...] = (
      "TORCH_LOGS=dynamo the compile too)", re.compile(r"Warming up done")),
     ("kv_cache", "KV cache allocation and the engine's init to its last line",
      re.compile(r"init engine \(profile, create kv cache")),
-    ("engine_handoff", "engine core after its init until the API server hears it is ready",
+    ("engine_handoff", "engine core after its init (its structured-output manager loads the tokenizer again) "
+     "until the API server hears it is ready",
      re.compile(r"\(APIServer pid=\d+\).*Supported tasks")),
-    ("api_state", "API server: serving state (renderer, chat template, endpoints)",
+    ("api_state", "API server: serving state; its renderer's warm-up loads the tokenizer a third time, as an "
+     "AutoProcessor, to look for a processor chat template",
      re.compile(r"Starting vLLM server on")),
 )
 READY_PHASE = ("api_finish", "API server: HTTP server start and the first answered readiness poll")
