@@ -38,10 +38,11 @@ def docker(*args: str) -> str:
 class Deployment:
     """The Compose deployment `make up` made."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, name: str = "test") -> None:
         self.port = port
-        # A project of its own: the tests never touch an operator's `ascend-serve` deployment.
-        self.project = f"ascend-serve-test-{os.getpid()}"
+        # A project of its own: the tests never touch an operator's `ascend-serve` deployment,
+        # and deployments of different images never share a cache volume.
+        self.project = f"ascend-serve-{name}-{os.getpid()}"
         self.vars = ["ENGINE=docker", "PLATFORM=cpu", "TESTBED=1", f"PORT={port}", f"PROJECT={self.project}"]
         self.url = f"http://127.0.0.1:{port}"
 

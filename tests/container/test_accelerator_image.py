@@ -24,14 +24,19 @@ STANDIN = "ascend-serve-standin:v0.18.0rc1"
 @pytest.fixture(scope="module")
 def accelerator() -> Iterator[Deployment]:
     subprocess.run(["scripts/testbed/standin-base.sh", STANDIN], cwd=ROOT, check=True, timeout=UP_TIMEOUT)
-    deployed = Deployment(free_port())
+    deployed = Deployment(free_port(), name="standin")
     deployed.vars += ["RUNTIME=accelerator", f"BASE_IMAGE={STANDIN}", "IMAGE=ascend-serve-bundle:standin"]
-    up = make("up", *deployed.vars, timeout=UP_TIMEOUT)
-    if up.returncode != 0:
+    try:
+        up = make("up", *deployed.vars, timeout=UP_TIMEOUT)
+        if up.returncode != 0:
+            pytest.fail(f"make up on the stand-in base failed ({up.returncode}):\n{up.stdout[-3000:]}\n"
+                        f"{up.stderr[-3000:]}")
+        yield deployed
+    finally:
+        # Root's cache volume, not kept: `make down` keeps an operator's.
         make("down", *deployed.vars)
-        pytest.fail(f"make up on the stand-in base failed ({up.returncode}):\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}")
-    yield deployed
-    make("down", *deployed.vars)
+        subprocess.run(["docker", "volume", "rm", "-f", f"{deployed.project}_model-cache"], capture_output=True,
+                       timeout=120)
 
 
 def test_healthy_on_vllm_0_18_with_tini_as_pid_1(accelerator):
