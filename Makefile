@@ -243,6 +243,10 @@ K8S_VERSION ?= 1.30.0
 bench-profiles: venv fixture
 	@$(PY) bench/profiles.py
 
+.PHONY: bench-start ## time to ready of the CPU default against each start lever, every start split into phases
+bench-start: venv fixture
+	@$(PY) bench/start.py
+
 .PHONY: bench-monitoring ## a real Prometheus over a short load and a stopped engine -> bench/results/monitoring.png
 bench-monitoring: venv fixture
 	@$(PY) bench/monitoring.py

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from bench.start_phases import StampedLog
 from entrypoint.child import ChildProcess
 from entrypoint.errors import UserError
 from entrypoint.readiness import NotReadyYet, ServerExited, poll_until, wait_until_ready
@@ -55,10 +56,12 @@ def wait_until(check: Callable[[], bool], alive: Callable[[], bool], what: str, 
 
 
 @contextlib.contextmanager
-def server(argv: list[str], env: dict[str, str], log: Path) -> Iterator[ChildProcess]:
-    """The entrypoint's ChildProcess with its output in `log`, stopped (its whole group) on leaving."""
+def server(argv: list[str], env: dict[str, str], log: Path, stamped: bool = False) -> Iterator[ChildProcess]:
+    """The entrypoint's ChildProcess with its output in `log`, stopped (its whole group) on leaving;
+    stamped: each line with the seconds since spawn in front (bench/start_phases.py reads them)."""
     with log.open("w") as sink:
-        child = ChildProcess(argv, env, sink)
+        output = StampedLog(sink, time.monotonic()) if stamped else sink
+        child = ChildProcess(argv, env, output)  # type: ignore[arg-type]
         try:
             yield child
         finally:

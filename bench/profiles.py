@@ -560,23 +560,33 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 # --- main -----------------------------------------------------------------------------------------
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), metavar="NAME",
-                        help=f"which to run, from: {', '.join(CANDIDATES)}")
+def run_arguments(parser: argparse.ArgumentParser, names: list[str], default: list[str], report: str) -> None:
+    """The options every candidate bench here shares: which candidates, the load presets, the report."""
+    parser.add_argument("--candidates", nargs="+", default=default, metavar="NAME",
+                        help=f"which to run, in this order, from: {', '.join(names)}")
     parser.add_argument("--c1-prompts", type=int, default=5, help="prompts of the c=1 latency preset")
     parser.add_argument("--c8-prompts", type=int, default=16, help="prompts of the c=8 online preset")
     parser.add_argument("--length", type=int, default=200, help="input and output tokens per prompt")
-    parser.add_argument("--no-decode-profile", action="store_true", help="skip the profile of one decode step")
-    parser.add_argument("--model-path", default="")
-    parser.add_argument("--name", default="profiles", help="report name under bench/results")
+    parser.add_argument("--name", default=report, help="report name under bench/results")
     parser.add_argument("--note", action="append", default=[], help="a line for the report's notes (with --render)")
     parser.add_argument("--render", type=Path, metavar="JSON",
                         help="only rewrite the report from a recorded result (a run's partial.json or report JSON)")
-    args = parser.parse_args(argv)
-    unknown = [c for c in args.candidates if c not in CANDIDATES]
+
+
+def known_candidates(parser: argparse.ArgumentParser, args: argparse.Namespace, names: list[str]) -> None:
+    """Exit 2 with one line when --candidates names one that does not exist."""
+    unknown = [c for c in args.candidates if c not in names]
     if unknown:
-        parser.exit(2, f"--candidates: unknown {', '.join(unknown)}; allowed: {', '.join(CANDIDATES)}\n")
+        parser.exit(2, f"--candidates: unknown {', '.join(unknown)}; allowed: {', '.join(names)}\n")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    run_arguments(parser, list(CANDIDATES), list(CANDIDATES), "profiles")
+    parser.add_argument("--no-decode-profile", action="store_true", help="skip the profile of one decode step")
+    parser.add_argument("--model-path", default="")
+    args = parser.parse_args(argv)
+    known_candidates(parser, args, list(CANDIDATES))
     return args
 
 

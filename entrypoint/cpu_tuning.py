@@ -17,10 +17,13 @@ from entrypoint.value_grammar import plain_int
 
 CPU_DTYPE_RESULTS_PATH = "bench/results/cpu-dtype.md"
 PROFILES_RESULTS_PATH = "bench/results/profiles.md"
+START_RESULTS_PATH = "bench/results/start.md"
 KV_SHARE = 4  # a quarter of the available memory: the rest stays for weights, activations and other processes
 SMALL_HOST_CORES = 4  # up to this many cores, reserving one for the API server costs too much compute
 BINDING = {"VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_NUM_OF_RESERVED_CPU"}  # chosen together, kept together
 KV_MAX_GIB = 8  # ~230k tokens of Gemma 3 270M in float32 (36 KiB each): far beyond 32 sequences' needs
+FALSE_WORDS = {"false", "0", "no", "off", "f", "n"}  # what pydantic reads as false
+BATCHED_TOKENS = 1024  # the CPU's prefill chunk and warm-up pass (bench/results/start.md)
 
 
 @dataclass(frozen=True)
@@ -107,12 +110,26 @@ def binding_choices(host: HostFacts, settings: Mapping[str, Any]) -> list[Choice
             Choice("VLLM_CPU_NUM_OF_RESERVED_CPU", "0", why)]
 
 
+def batched_tokens_choices(settings: Mapping[str, Any]) -> list[Choice]:
+    """1024 tokens a step: vLLM's CPU warm-up runs one forward pass of this many tokens at every start."""
+    if str(settings.get("ENABLE_CHUNKED_PREFILL")).strip().lower() in FALSE_WORDS:
+        return []  # without chunked prefill vLLM needs a whole prompt (MAX_MODEL_LEN) in one step
+    seqs = plain_int(str(settings.get("MAX_NUM_SEQS") or "")) or 0
+    # vLLM's CPU warm-up (its profile run) is one forward pass of MAX_NUM_BATCHED_TOKENS tokens at
+    # every start, warm or cold; a longer prompt's prefill is chunked. 2-core AVX-512 BF16 EPYC,
+    # against the seed's 4096 (bench/results/start.md): warm-up pass 1.9 vs 3.3 s, ready cold 92
+    # vs 109 s and warm 49 vs 53 s; c=1 TPOT 35.9 vs 37.6 ms, c=8 output 83.9 vs 67.1 tok/s (an
+    # earlier run: 89.3 vs 89.1 tok/s, bench/results/cpu-dtype.md; so no loss rather than a gain).
+    return [Choice("MAX_NUM_BATCHED_TOKENS", str(max(BATCHED_TOKENS, seqs)),
+                   "vLLM's CPU warm-up runs one forward pass of this many tokens at every start; against the "
+                   "seed's 4096 it measured a cold start of 92 instead of 109 s and a warm one of 49 instead of 53 s, "
+                   f"with no loss in c=1 TPOT or c=8 throughput ({START_RESULTS_PATH})")]
+
+
 def choose(host: HostFacts, settings: Mapping[str, Any]) -> list[Choice]:
     """Every tuned default for this host, given the settings of the other layers."""
-    # MAX_NUM_BATCHED_TOKENS stays the seed's 4096: 1024 measured 1.1x the c=8 throughput with vLLM's
-    # auto binding, but no gain once every core is bound (89.3 vs 89.1 tok/s; bench/results/cpu-dtype.md).
     return [dtype_choice(host.cpu), kv_cache_choice(host.available_bytes), *binding_choices(host, settings),
-            compile_cache_choice()]
+            compile_cache_choice(), *batched_tokens_choices(settings)]
 
 
 def applicable(choices: list[Choice], taken: Collection[str]) -> list[Choice]:

@@ -107,9 +107,20 @@ def test_several_ranks_keep_vllms_auto_binding():
     assert choices["VLLM_CPU_OMP_THREADS_BIND"] == "auto"
 
 
-def test_token_budget_stays_the_seeds():
-    assert "MAX_NUM_BATCHED_TOKENS" not in chosen(sample_host())
-    assert load_settings({"PLATFORM": "cpu"}).max_num_batched_tokens == 4096
+def test_the_cpu_steps_1024_tokens_and_the_users_budget_wins():
+    assert chosen(sample_host())["MAX_NUM_BATCHED_TOKENS"] == "1024"
+    assert load_settings({"PLATFORM": "cpu"}).max_num_batched_tokens == 1024
+    assert load_settings({"PLATFORM": "cpu", "MAX_NUM_BATCHED_TOKENS": "4096"}).max_num_batched_tokens == 4096
+    assert load_settings({"PLATFORM": "cpu", "CPU_TUNING": "off"}).max_num_batched_tokens == 4096
+
+
+def test_the_token_budget_covers_every_sequence_and_a_whole_prompt_without_chunking():
+    assert {c.setting: c.value for c in choose(sample_host(), {"MAX_NUM_SEQS": "2048"})}[
+        "MAX_NUM_BATCHED_TOKENS"] == "2048"
+    assert "MAX_NUM_BATCHED_TOKENS" not in {c.setting for c in choose(sample_host(),
+                                                                       {"ENABLE_CHUNKED_PREFILL": "false"})}
+    unchunked = load_settings({"PLATFORM": "cpu", "ENABLE_CHUNKED_PREFILL": "false", "MAX_MODEL_LEN": "4096"})
+    assert unchunked.max_num_batched_tokens == 4096
 
 
 @pytest.mark.parametrize("sample", CPUS)
@@ -137,6 +148,7 @@ def test_every_choice_says_why():
     reasons = {c.setting: c.reason for c in choose(sample_host("avx512bf16-amd-genoa"), {})}
     assert "bench/results/cpu-dtype.md" in reasons["DTYPE"]
     assert "bench/results/profiles.md" in reasons["VLLM_USE_AOT_COMPILE"]
+    assert "bench/results/start.md" in reasons["MAX_NUM_BATCHED_TOKENS"]
 
 
 # --- the layer -----------------------------------------------------------------------------
