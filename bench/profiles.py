@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
@@ -152,13 +153,14 @@ def rendered(name: str, common: dict[str, str], model_path: Path) -> tuple[tuple
     return tuple(command.argv), tuple(sorted(command.env.items()))
 
 
-def distinct(names: list[str], common: dict[str, str], model_path: Path) -> list[str]:
-    """The candidates in order, leaving out each one that renders an earlier one's command and env."""
-    seen: dict[tuple, str] = {}
+def distinct(names: list[str], starts_as: Callable[[str], Hashable]) -> list[str]:
+    """The candidates in order, leaving out each one that starts as an earlier one does (equal
+    `starts_as`: the rendered command and env, say), as a lever that is already the default."""
+    seen: dict[Hashable, str] = {}
     for name in names:
-        key = rendered(name, common, model_path)
+        key = starts_as(name)
         if key in seen:
-            progress(f"{name}: renders the same command as {seen[key]} on this machine; skipped")
+            progress(f"{name}: starts as {seen[key]} does on this machine; skipped")
         else:
             seen[key] = name
     return list(seen.values())
@@ -614,7 +616,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"machine": cpu_facts(), "vllm": vllm.__version__, "started": started,
                               "bandwidth_gbps": bandwidth, "loads": {k: v.__dict__ for k, v in loads.items()},
                               "targets": TARGETS, "candidates": rows, "logs": str(workdir)}
-    for name in distinct(args.candidates, common, model_path):
+    for name in distinct(args.candidates, lambda name: rendered(name, common, model_path)):
         row = measure(name, common, model_path, workdir, loads)
         row["bytes_per_step"] = decode_bytes_per_step(model_path, row["dtype"])
         rows.append(row)

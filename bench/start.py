@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import RESULTS, cpu_facts, free_port, server, wait_vllm, write_report  # noqa: E402
-from bench.profiles import decode_profile, known_candidates, run_arguments, serve_bench  # noqa: E402
+from bench.profiles import decode_profile, distinct, known_candidates, run_arguments, serve_bench  # noqa: E402
 from bench.start_imports import bytecode_coverage, profile  # noqa: E402
 from bench.start_phases import TORCH_ENV, compile_numbers, phases  # noqa: E402
 from bench.start_report import analyse, markdown, plot  # noqa: E402
@@ -164,18 +164,6 @@ def rendered(name: str, common: dict[str, str], model_path: Path) -> tuple:
     return tuple(command.argv), tuple(sorted({**command.env, **candidate.env}.items())), candidate.seed_cache
 
 
-def distinct(names: list[str], common: dict[str, str], model_path: Path) -> list[str]:
-    """The candidates in order, leaving out one that starts as an earlier one does (a lever that is the default)."""
-    seen: dict[tuple, str] = {}
-    for name in names:
-        key = rendered(name, common, model_path)
-        if key in seen:
-            progress(f"{name}: starts as {seen[key]} does on this machine; skipped")
-        else:
-            seen[key] = name
-    return list(seen.values())
-
-
 def common_settings(model_path: Path) -> dict[str, str]:
     """What every candidate's settings start from: the CPU default on the fixture weights."""
     return {"PLATFORM": "cpu", "HOST": "127.0.0.1", "MODEL_PROFILE": "gemma-3-270m-fixture",
@@ -196,7 +184,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                               "started": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
                               "loads": {k: v.__dict__ for k, v in loads.items()}, "candidates": rows,
                               "logs": str(workdir), "notes": args.note}
-    for name in distinct(args.candidates, common, model_path):
+    for name in distinct(args.candidates, lambda name: rendered(name, common, model_path)):
         rows.append(measure(name, common, model_path, workdir, loads))
         save_partial(result, workdir)
     if not args.no_imports:  # after the starts: they are what a short run must not miss
