@@ -12,6 +12,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from entrypoint.cpu_features import GIB, CpuFeatures, HostFacts
 from entrypoint.value_grammar import plain_int
 
@@ -22,7 +24,6 @@ KV_SHARE = 4  # a quarter of the available memory: the rest stays for weights, a
 SMALL_HOST_CORES = 4  # up to this many cores, reserving one for the API server costs too much compute
 BINDING = {"VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_NUM_OF_RESERVED_CPU"}  # chosen together, kept together
 KV_MAX_GIB = 8  # ~230k tokens of Gemma 3 270M in float32 (36 KiB each): far beyond 32 sequences' needs
-FALSE_WORDS = {"false", "0", "no", "off", "f", "n"}  # what pydantic reads as false
 BATCHED_TOKENS = 1024  # the CPU's prefill chunk and warm-up pass (bench/results/start.md)
 
 
@@ -110,9 +111,18 @@ def binding_choices(host: HostFacts, settings: Mapping[str, Any]) -> list[Choice
             Choice("VLLM_CPU_NUM_OF_RESERVED_CPU", "0", why)]
 
 
+def _reads_false(value: Any) -> bool:
+    """Whether the settings will read this layered value as false: pydantic's own bool grammar
+    (unset or malformed is not false; validation reports a malformed one)."""
+    try:
+        return not TypeAdapter(bool).validate_python(str(value).strip())
+    except ValidationError:
+        return False
+
+
 def batched_tokens_choices(settings: Mapping[str, Any]) -> list[Choice]:
     """1024 tokens a step: vLLM's CPU warm-up runs one forward pass of this many tokens at every start."""
-    if str(settings.get("ENABLE_CHUNKED_PREFILL")).strip().lower() in FALSE_WORDS:
+    if _reads_false(settings.get("ENABLE_CHUNKED_PREFILL")):
         return []  # without chunked prefill vLLM needs a whole prompt (MAX_MODEL_LEN) in one step
     seqs = plain_int(str(settings.get("MAX_NUM_SEQS") or "")) or 0
     # vLLM's CPU warm-up (its profile run) is one forward pass of MAX_NUM_BATCHED_TOKENS tokens at
