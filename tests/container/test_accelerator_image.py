@@ -35,8 +35,7 @@ def accelerator() -> Iterator[Deployment]:
     finally:
         # Root's cache volume, not kept: `make down` keeps an operator's.
         make("down", *deployed.vars)
-        subprocess.run(["docker", "volume", "rm", "-f", f"{deployed.project}_model-cache"], capture_output=True,
-                       timeout=120)
+        docker("volume", "rm", "-f", f"{deployed.project}_model-cache")
 
 
 def test_healthy_on_vllm_0_18_with_tini_as_pid_1(accelerator):
