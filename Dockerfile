@@ -117,3 +117,20 @@ HEALTHCHECK --interval=10s --timeout=10s --start-period=1800s --retries=3 \
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["tini", "--", "python3", "-m", "entrypoint"]
 CMD ["serve"]
+
+# ---------------------------------------------------------------------------------------
+# `make image-warm`: the CPU image with Inductor's compile cache for its default model, one
+# per CPU instruction set planned, so a first start on a fresh volume is a warm start
+# (entrypoint/shipped_cache.py copies the one for the host's ISA). vLLM starts once per plan
+# (`entrypoint render --format json`, in .build/warm/plans) on the weights in .build/warm/weights
+# (scripts/warm-plans.py). This stage sees only the runtime, the plans and the weights, so a
+# code change to the bundle does not warm again. vLLM's processes share tensors through
+# /dev/shm, which a build step has only 64 MB of.
+FROM cpu-runtime AS warm-cache
+RUN --mount=type=bind,source=.build/warm,target=/warm \
+    --mount=type=tmpfs,target=/tmp \
+    --mount=type=tmpfs,target=/dev/shm \
+    python3 /warm/warm-compile-cache.py /warm/plans /compile-cache
+
+FROM bundle AS bundle-warm
+COPY --from=warm-cache /compile-cache /opt/bundle/compile-cache

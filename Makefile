@@ -12,6 +12,12 @@ PROMETHEUS_PORT ?= 9090
 ENGINE ?= auto
 # 1: serve the test bed's fixture weights through a hub container instead of ModelScope (Docker only).
 TESTBED ?= 0
+# 1: `up` builds and runs the CPU image with warmed compile caches (`make image-warm`), so a
+# first start on a fresh volume is warm. WARM_WEIGHTS: the host folder of the weights it warms on
+# (TESTBED=1: the fixture); WARM_ISAS: native (this CPU's) and/or avx2 (any AVX2-only CPU).
+WARM ?= 0
+WARM_ISAS ?= native avx2
+WARM_WEIGHTS ?= $(if $(filter 1,$(TESTBED)),$(FIXTURE_WEIGHTS))
 # Compose project name: containers, network and cache volume are named after it.
 PROJECT ?= ascend-serve
 # `serve` replicas (Docker only). Above 1, vLLM's router (compose/router.yaml) takes the
@@ -62,7 +68,8 @@ TESTBED_COMPILE_CACHE = $(BUNDLE_CACHE)/container-compile/$(or $(RUNTIME),cpu)-$
 COMPOSE_FILES = compose/compose.yaml compose/$(RESOLVED_PLATFORM).yaml $(if $(NPU),$(NPU_CARDS_FILE)) \
 	$(if $(filter 1,$(TESTBED)),compose/testbed.yaml compose/testbed-compile-cache.yaml) \
 	$(if $(API_KEY_FILE),compose/api-key.yaml) $(if $(MODELSCOPE_TOKEN_FILE),compose/modelscope-token.yaml) \
-	$(if $(ROUTED),compose/router.yaml $(if $(API_KEY_FILE),compose/router-api-key.yaml))
+	$(if $(ROUTED),compose/router.yaml $(if $(API_KEY_FILE),compose/router-api-key.yaml)) \
+	$(if $(filter 1,$(WARM)),compose/warm.yaml)
 # Non-empty when REPLICAS > 1: the router override is on and `up` waits for the router too.
 ROUTED = $(filter-out 1,$(REPLICAS))
 export REPLICAS ROUTER_POLICY
@@ -107,8 +114,23 @@ build: venv
 	@$(PREPARE_BUILD)
 	$(COMPOSE) build serve
 
+.PHONY: image-warm ## build the CPU image with warmed compile caches for the model it serves (WARM_WEIGHTS, WARM_ISAS)
+image-warm: venv $(if $(filter 1,$(TESTBED)),fixture)
+	@[ "$(RESOLVED_PLATFORM)" = cpu ] || { echo "error: PLATFORM=$(RESOLVED_PLATFORM) has no warm image;" \
+		"allowed: cpu (vllm-ascend keeps its graph cache on the volume)" >&2; exit 2; }
+	@[ -d "$(WARM_WEIGHTS)" ] || { echo "error: WARM_WEIGHTS='$(WARM_WEIGHTS)' is not a folder; allowed: the host" \
+		"folder of the model to warm on (e.g. modelscope download --model MODEL_ID --local_dir DIR)" >&2; exit 2; }
+	@$(MAKE) --no-print-directory build WARM=0
+	@$(MAKE) --no-print-directory warm-plans WARM=0
+	@$(MAKE) --no-print-directory build WARM=1
+
+# The serve commands the warm image's build starts, rendered by the plain image (scripts/warm-plans.py).
+warm-plans:
+	@$(COMPOSE) version >/dev/null && $(PY) scripts/warm-plans.py .build/warm "$(WARM_WEIGHTS)" \
+		"$(WARM_ISAS)" docker compose run --rm --no-deps -T serve render --format json --model-path /warm/weights
+
 .PHONY: up ## serve the default model and return once it is healthy (Docker if an engine answers, else native)
-up: venv $(if $(filter 1,$(TESTBED)),fixture)
+up: venv $(if $(filter 1,$(TESTBED)),fixture) $(if $(filter 1,$(WARM)),image-warm)
 ifeq ($(RESOLVED_ENGINE),docker)
 	@$(PREPARE_BUILD)
 	@$(if $(filter 1,$(TESTBED)),scripts/testbed/compile-cache-dir.sh $(TESTBED_COMPILE_CACHE) \

@@ -83,6 +83,10 @@ CANDIDATES: dict[str, Candidate] = {
         "VLLM_ENABLE_V1_MULTIPROCESSING=0: the worker runs inside the engine-core process (vLLM's uni "
         "executor), so two processes import torch and vLLM instead of three",
         env={"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}, loads=("c1",)),
+    "march-native": Candidate(
+        "TORCHINDUCTOR_CPP_MARCH=native: Inductor's kernels for every extension of this CPU (torch's own "
+        "default) instead of the portable x86-64 level the CPU profile sets so that shipped caches load",
+        settings={"TORCHINDUCTOR_CPP_MARCH": "native"}),
     "batched-512": Candidate("MAX_NUM_BATCHED_TOKENS=512", settings={"MAX_NUM_BATCHED_TOKENS": "512"}),
 }
 # The one of batched-1024 and batched-4096 that is the default's own budget is skipped (`distinct`).

@@ -24,6 +24,9 @@ KV_SHARE = 4  # a quarter of the available memory: the rest stays for weights, a
 SMALL_HOST_CORES = 4  # up to this many cores, reserving one for the API server costs too much compute
 BINDING = {"VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_NUM_OF_RESERVED_CPU"}  # chosen together, kept together
 KV_MAX_GIB = 8  # ~230k tokens of Gemma 3 270M in float32 (36 KiB each): far beyond 32 sequences' needs
+# gcc's portable x86-64 levels by the /proc/cpuinfo flags they need (psABI; v2's are in every AVX2 CPU).
+MARCH_LEVELS = (("x86-64-v4", frozenset({"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"})),
+                ("x86-64-v3", frozenset({"avx2", "fma", "bmi1", "bmi2", "f16c", "movbe", "abm"})))
 BATCHED_TOKENS = 1024  # the CPU's prefill chunk and warm-up pass (bench/results/start.md)
 
 
@@ -72,6 +75,20 @@ def compile_cache_choice() -> Choice:
     return Choice("VLLM_USE_AOT_COMPILE", "false",
                   "vLLM 0.32 on the CPU fails to reload its AOT artifact and compiles again at every start; "
                   f"without it a restart reuses Inductor's kernel cache on the cache volume ({PROFILES_RESULTS_PATH})")
+
+
+def march_choices(cpu: CpuFeatures) -> list[Choice]:
+    """Inductor's kernels for the CPU's portable x86-64 level, not for every extension it has."""
+    level = next((name for name, needs in MARCH_LEVELS if needs <= cpu.flags), None)
+    if level is None:
+        return []  # below AVX2 (or not x86): torch's own default stays
+    # -march=native writes this CPU's every extension into kernels a compile cache then carries to
+    # any CPU torch gives the same vector ISA; Inductor adds that ISA's flags itself. 2-core
+    # AVX-512 BF16 host, against native: see START_RESULTS_PATH (march-native).
+    return [Choice("TORCHINDUCTOR_CPP_MARCH", level,
+                   f"{level}: Inductor's kernels use what every CPU of this level has, plus the vector ISA torch "
+                   "picks, so a compile cache built on another such CPU (an image's shipped cache) loads here; "
+                   f"against -march=native no loss in c=1 TPOT or c=8 throughput ({START_RESULTS_PATH})")]
 
 
 def cpu_list(ids: list[int]) -> str:
@@ -139,7 +156,7 @@ def batched_tokens_choices(settings: Mapping[str, Any]) -> list[Choice]:
 def choose(host: HostFacts, settings: Mapping[str, Any]) -> list[Choice]:
     """Every tuned default for this host, given the settings of the other layers."""
     return [dtype_choice(host.cpu), kv_cache_choice(host.available_bytes), *binding_choices(host, settings),
-            compile_cache_choice(), *batched_tokens_choices(settings)]
+            compile_cache_choice(), *march_choices(host.cpu), *batched_tokens_choices(settings)]
 
 
 def applicable(choices: list[Choice], taken: Collection[str]) -> list[Choice]:

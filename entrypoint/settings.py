@@ -71,6 +71,10 @@ class Settings(BaseModel):
     compile_cache_dir: Path | None = setting(None, "vLLM's compile cache (VLLM_CACHE_ROOT; default: "
                                              "MODEL_CACHE_DIR/vllm, so restarts are warm).", "a writable directory",
                                              alias="COMPILE_CACHE_DIR")
+    shipped_compile_cache_dir: Path = setting(
+        Path("/opt/bundle/compile-cache"), "On CPU, where an image built with `make image-warm` keeps its warmed "
+        "compile caches, one per CPU instruction set; a first start copies the one for this CPU into an empty "
+        "COMPILE_CACHE_DIR.", "a directory (absent: nothing is copied)", alias="SHIPPED_COMPILE_CACHE")
     model_profile: str = setting("", "Model profile in templates/models (default: the one naming MODEL_ID, else "
                                  "the one named after the model).",
                                  "a profile name from templates/models", alias="MODEL_PROFILE")
@@ -182,6 +186,11 @@ class Settings(BaseModel):
         None, "Exported to vLLM (as 1 or 0): keep torch.compile's graph as an AOT artifact in the compile cache "
         "(unset: vLLM's default, on); off: Dynamo traces again at each start and Inductor's kernel cache is "
         "reused.", BOOLEAN, alias="VLLM_USE_AOT_COMPILE")
+    torchinductor_cpp_march: str | None = setting(
+        None, "Exported to torch on CPU: the -march Inductor compiles its kernels with (unset: native, every "
+        "extension of this CPU; a portable level lets a compile cache built on another CPU of the same "
+        "instruction set load here).", "a gcc -march value such as x86-64-v3, x86-64-v4 or native",
+        alias="TORCHINDUCTOR_CPP_MARCH", pattern=r"^[a-z0-9][a-z0-9.+_-]{0,63}$")
     cpu_tuning: Literal["auto", "off"] = setting(
         "auto", "On CPU, choose DTYPE, OpenMP binding, KV cache size and the compile cache's format from this "
         "machine's CPU features, cores and memory (the reasons are logged; your own values always win); off: "
@@ -323,8 +332,8 @@ class Settings(BaseModel):
             raise ValueError("not a regular expression (nested too deeply or too long)") from None
         return value
 
-    @field_validator("model_cache_dir", "compile_cache_dir", "fallback_model_dir", "state_dir", "ascend_log_path",
-                     "model_source", "termination_log", "pytorch_npu_alloc_conf", mode="before")
+    @field_validator("model_cache_dir", "compile_cache_dir", "shipped_compile_cache_dir", "fallback_model_dir",
+                     "state_dir", "ascend_log_path", "model_source", "termination_log", "pytorch_npu_alloc_conf", mode="before")
     @classmethod
     def _one_line(cls, value: Any) -> Any:
         # A NUL byte passes as a Path here but makes every later file call raise ValueError; a line

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import time
 from types import FrameType
 
@@ -31,6 +32,7 @@ from entrypoint.http import bearer
 from entrypoint.readiness import ServerExited, wait_until_ready
 from entrypoint.render import render_command
 from entrypoint.settings import Settings, inherited_environment
+from entrypoint.shipped_cache import seed
 from entrypoint.smoke import run_smoke, smoke_expectation
 from entrypoint.startup_errors import classify, write_termination_message
 from entrypoint.state import StateDir
@@ -69,8 +71,12 @@ def start_server(settings: Settings, state: StateDir) -> tuple[ChildProcess, Wei
                                                                               total_bytes=total))
     metrics.phase_done("weights", time.monotonic() - began)
     command = render_command(settings, weights.path)
+    env = {**inherited_environment(), **command.env}
+    if settings.platform == "cpu" and settings.compile_cache_dir is not None:
+        state.write_phase("compile-cache")
+        seed(settings.compile_cache_dir, settings.shipped_compile_cache_dir, sys.executable, env)
     log.info("starting vLLM:\n%s", command.to_shell())
-    child = ChildProcess(command.argv, {**inherited_environment(), **command.env})
+    child = ChildProcess(command.argv, env)
     metrics.vllm_started()
     state.write_phase("vllm", server_pid=child.pid)
     state.write_state(url=settings.base_url, served_model_name=settings.served_model_name,

@@ -19,7 +19,8 @@ from entrypoint.state import StateDir, process_alive
 
 POLL_SECONDS = 1.0
 PLAIN_EVERY = 30.0
-LABELS = {"weights": "weights", "download": "download", "vllm": "vLLM loading and compiling", "smoke": "smoke check"}
+LABELS = {"weights": "weights", "download": "download", "compile-cache": "copying the image's compile cache",
+          "vllm": "vLLM loading and compiling", "smoke": "smoke check"}
 
 
 def folder_bytes(folder: Path) -> int:

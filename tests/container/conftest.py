@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,7 @@ import pytest
 
 from entrypoint.state import DEFAULT_STATE_DIR, STATE_FILE
 from tests.support.net import free_port
+from tests.support.testbed import BUNDLE_CACHE
 
 ROOT = Path(__file__).parents[2]
 UP_TIMEOUT = 3600  # a cold image build plus a cold vLLM start; bounds a hang only
@@ -38,12 +41,15 @@ def docker(*args: str) -> str:
 class Deployment:
     """The Compose deployment `make up` made."""
 
-    def __init__(self, port: int, name: str = "test") -> None:
+    def __init__(self, port: int, name: str = "test", fresh_compile_cache: Path | None = None) -> None:
         self.port = port
         # A project of its own: the tests never touch an operator's `ascend-serve` deployment,
         # and deployments of different images never share a cache volume.
         self.project = f"ascend-serve-{name}-{os.getpid()}"
         self.vars = ["ENGINE=docker", "PLATFORM=cpu", "TESTBED=1", f"PORT={port}", f"PROJECT={self.project}"]
+        if fresh_compile_cache is not None:
+            # The image with warmed compile caches, on a compile cache as empty as a new volume's.
+            self.vars += ["WARM=1", f"TESTBED_COMPILE_CACHE={fresh_compile_cache}"]
         self.url = f"http://127.0.0.1:{port}"
 
     def container(self, service: str = "serve") -> str:
@@ -76,12 +82,28 @@ class Deployment:
             time.sleep(2)
 
 
+def inductor_cache(deployment: Deployment) -> list[str]:
+    """The files of torch Inductor's kernel cache where the container's settings put it (the CPU profile keeps
+    no AOT artifact); in the test bed a host folder that outlives the run's cache volume."""
+    folder = json.loads(deployment.exec("python", "-m", "entrypoint", "render", "--format", "json"))["env"][
+        "TORCHINDUCTOR_CACHE_DIR"]
+    listing = deployment.exec("python", "-c", "import pathlib, sys; print(*sorted(str(p) for p in "
+                              "pathlib.Path(sys.argv[1]).rglob('*') if p.is_file()), sep='\\n')", folder)
+    return listing.split()
+
+
 @pytest.fixture(scope="session")
 def deployment() -> Iterator[Deployment]:
     if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
         pytest.fail("no Docker engine answers: run these tests with `make test-container`")
-    deployed = Deployment(free_port())
+    # The session's server is the warm image's first start on a fresh volume: every later start
+    # (restarts, the killed vLLM) then runs on the cache that start copied from the image.
+    fresh = Path(tempfile.mkdtemp(prefix="fresh-compile-cache-", dir=BUNDLE_CACHE))
+    deployed = Deployment(free_port(), fresh_compile_cache=fresh)
+    deployed.fresh_compile_cache = fresh  # type: ignore[attr-defined]
+    began = time.monotonic()
     up = make("up", *deployed.vars, timeout=UP_TIMEOUT)
+    deployed.up_seconds = time.monotonic() - began  # type: ignore[attr-defined]
     deployed.up_result = up  # type: ignore[attr-defined]
     if up.returncode != 0:
         logs = subprocess.run(["docker", "logs", "--tail", "60", deployed.container() or "none"],
@@ -90,3 +112,4 @@ def deployment() -> Iterator[Deployment]:
         pytest.fail(f"make up failed ({up.returncode}):\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}\n{logs}")
     yield deployed
     make("down", *deployed.vars)
+    shutil.rmtree(fresh, ignore_errors=True)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 
-from tests.container.conftest import ROOT, docker, make
+from entrypoint.state import DEFAULT_STATE_DIR, READY_FILE, STATE_FILE
+from tests.container.conftest import ROOT, docker, inductor_cache, make
 from tests.support.seed_checks import assert_seed_smoke_requests
 
 
@@ -15,6 +17,32 @@ def test_make_up_returns_only_when_docker_says_healthy(deployment):
     assert deployment.up_result.returncode == 0
     assert deployment.inspect()["State"]["Health"]["Status"] == "healthy"
     assert f"http://127.0.0.1:{deployment.port}" in deployment.up_result.stdout
+
+
+SEEDED = re.compile(r"compile cache: copied the image's (\S+) cache \((\d+) files")
+
+
+def test_a_first_start_on_a_fresh_volume_is_warm_from_the_images_cache(deployment, record_property):
+    # `make up WARM=1` built the image with warmed caches (`make image-warm`); the session's
+    # compile cache started empty, as a new volume's does.
+    done = subprocess.run(["docker", "logs", deployment.container()], capture_output=True, text=True, timeout=60)
+    seeded = SEEDED.search(done.stdout + done.stderr)
+    assert seeded, "the first start did not copy the image's compile cache:\n" + done.stderr[-3000:]
+    key = seeded.group(1)
+    shipped = deployment.exec("sh", "-c", "ls /opt/bundle/compile-cache").split()
+    assert {"avx2", key} <= set(shipped), shipped  # WARM_ISAS' default: this CPU's and AVX2's
+    image_kernels = deployment.exec("python", "-c", "import pathlib, sys; print(*sorted(str(p.relative_to(sys.argv[1])) "
+                                    "for p in pathlib.Path(sys.argv[1]).rglob('*.so')), sep='\\n')",
+                                    f"/opt/bundle/compile-cache/{key}/torchinductor").split()
+    folder = json.loads(deployment.exec("python", "-m", "entrypoint", "render", "--format", "json"))["env"][
+        "TORCHINDUCTOR_CACHE_DIR"]
+    volume_kernels = sorted(name[len(folder) + 1:] for name in inductor_cache(deployment) if name.endswith(".so"))
+    assert image_kernels and volume_kernels == image_kernels, "the first start compiled kernels the image shipped"
+    state = json.loads(deployment.exec("cat", str(DEFAULT_STATE_DIR / STATE_FILE)))
+    ready = json.loads(deployment.exec("cat", str(DEFAULT_STATE_DIR / READY_FILE)))
+    record_property("seeded_first_start_vllm_to_ready_s",
+                    round(ready["server_answered_at"] - state["server_started_at"], 1))
+    record_property("make_up_s", round(deployment.up_seconds, 1))
 
 
 def test_compose_smoke_service_passes(deployment):

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.container.conftest import ROOT, make
+from tests.container.conftest import ROOT, inductor_cache, make
 
 pytestmark = pytest.mark.container
 RESTART_TIMEOUT = 900  # a restart re-traces the graph on 2 cores; bounds a hang only
@@ -21,16 +21,6 @@ def die_events(container: str, since: float) -> list[dict]:
                            "--filter", f"container={container}", "--filter", "event=die", "--format", "{{json .}}"],
                           capture_output=True, text=True, timeout=60, check=True)
     return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
-
-
-def inductor_cache(deployment) -> list[str]:
-    """The files of torch Inductor's kernel cache where the container's settings put it (the CPU profile keeps
-    no AOT artifact); in the test bed a host folder that outlives the run's cache volume."""
-    folder = json.loads(deployment.exec("python", "-m", "entrypoint", "render", "--format", "json"))["env"][
-        "TORCHINDUCTOR_CACHE_DIR"]
-    listing = deployment.exec("python", "-c", "import pathlib, sys; print(*sorted(str(p) for p in "
-                              "pathlib.Path(sys.argv[1]).rglob('*') if p.is_file()), sep='\\n')", folder)
-    return listing.split()
 
 
 def test_killed_vllm_ends_the_container_and_it_comes_back_from_the_cache(deployment):

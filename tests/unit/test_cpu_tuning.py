@@ -19,12 +19,12 @@ from entrypoint.settings import load_settings
 from tests.unit.conftest import SAMPLES, sample_host
 
 ROOT = Path(__file__).parents[2]
-# sample -> (isa, native bf16, logical CPUs, physical cores, the dtype the profile picks)
+# sample -> (isa, native bf16, logical CPUs, physical cores, the dtype the profile picks, Inductor's -march)
 CPUS = {
-    "avx2-amd-epyc": ("avx2", False, 2, 2, "float32"),
-    "avx512-skylake-sp": ("avx512", False, 4, 2, "float32"),
-    "avx512bf16-amd-genoa": ("avx512_bf16", True, 4, 2, "bfloat16"),
-    "amx-sapphire-rapids": ("amx", True, 4, 2, "bfloat16"),
+    "avx2-amd-epyc": ("avx2", False, 2, 2, "float32", "x86-64-v3"),
+    "avx512-skylake-sp": ("avx512", False, 4, 2, "float32", "x86-64-v4"),
+    "avx512bf16-amd-genoa": ("avx512_bf16", True, 4, 2, "bfloat16", "x86-64-v4"),
+    "amx-sapphire-rapids": ("amx", True, 4, 2, "bfloat16", "x86-64-v4"),
 }
 
 
@@ -37,7 +37,7 @@ def chosen(host) -> dict[str, str]:
 @pytest.mark.parametrize("sample", CPUS)
 def test_cpuinfo_samples_parse(sample):
     cpu = parse_cpuinfo((SAMPLES / f"{sample}.cpuinfo").read_text())
-    isa, bf16, logical, physical, _ = CPUS[sample]
+    isa, bf16, logical, physical, *_ = CPUS[sample]
     assert (cpu.isa, cpu.native_bf16, cpu.logical_cpus, cpu.physical_cores) == (isa, bf16, logical, physical)
     assert "avx2" in cpu.flags and cpu.model
 
@@ -67,6 +67,17 @@ def test_live_host_reads():
 @pytest.mark.parametrize("sample", CPUS)
 def test_dtype_follows_native_bf16(sample):
     assert chosen(sample_host(sample))["DTYPE"] == CPUS[sample][4]
+
+
+@pytest.mark.parametrize("sample", CPUS)
+def test_inductor_compiles_for_the_cpus_portable_level(sample):
+    assert chosen(sample_host(sample))["TORCHINDUCTOR_CPP_MARCH"] == CPUS[sample][5]
+
+
+def test_below_avx2_torchs_own_march_stays():
+    host = sample_host("avx2-amd-epyc")
+    host = replace(host, cpu=replace(host.cpu, flags=host.cpu.flags - {"avx2"}))
+    assert "TORCHINDUCTOR_CPP_MARCH" not in chosen(host)
 
 
 @pytest.mark.parametrize(("memory", "gib"), [("meminfo-24g", 4), ("meminfo-4g", 1)])
