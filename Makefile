@@ -252,6 +252,11 @@ bench-image: venv fixture
 	@eval "$$(scripts/testbed/docker-engine.sh start)" && scripts/testbed/base-image.sh debian:bookworm-slim \
 		&& scripts/cpu-wheels.sh .build/wheels && $(PY) bench/image.py
 
+.PHONY: bench-warm-image ## a first container start on a fresh volume: plain image vs `make image-warm`'s, this CPU and AVX2
+bench-warm-image: venv fixture
+	@eval "$$(scripts/testbed/docker-engine.sh start)" && scripts/testbed/base-image.sh debian:bookworm-slim \
+		&& $(MAKE) --no-print-directory image-warm PLATFORM=cpu ENGINE=docker TESTBED=1 && $(PY) bench/warm_image.py
+
 .PHONY: bench-scale ## two replicas behind the router vs one direct, a killed, hung and rolled-out replica under load (starts the engine)
 bench-scale: venv fixture
 	@eval "$$(scripts/testbed/docker-engine.sh start)" && scripts/testbed/base-image.sh debian:bookworm-slim \

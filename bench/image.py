@@ -64,13 +64,15 @@ def wait_ready(probe: list[str], alive) -> float:
                       " ".join(probe), poll=0.5)
 
 
-def container_ready_s(weights: str, cache_volume: str) -> float:
-    """`docker run` of the image until `healthcheck ready` passes inside it."""
+def container_start(weights: str, cache_volume: str, image: str = IMAGE,
+                    env: tuple[str, ...] = ()) -> tuple[float, str]:
+    """`docker run` of the image until `healthcheck ready` passes inside it: seconds, and the container's log."""
     name = f"bench-image-{os.getpid()}"
     started = time.monotonic()
     subprocess.run(["docker", "run", "-d", "--name", name, "--shm-size", "1g", "-p", f"127.0.0.1:{free_port()}:8000",
                     "-v", f"{weights}:/fixture-weights:ro", "-v", f"{cache_volume}:/models",
-                    "-e", "MODEL_SOURCE=/fixture-weights", "-e", "MODEL_PROFILE=gemma-3-270m-fixture", IMAGE],
+                    "-e", "MODEL_SOURCE=/fixture-weights", "-e", "MODEL_PROFILE=gemma-3-270m-fixture",
+                    *(word for item in env for word in ("-e", item)), image],
                    check=True, capture_output=True)
     try:
         def alive() -> bool:
@@ -78,7 +80,9 @@ def container_ready_s(weights: str, cache_volume: str) -> float:
                                    capture_output=True, text=True).stdout.strip()
             return state == "true"
         wait_ready(["docker", "exec", name, "python", "-m", "healthcheck", "ready"], alive)
-        return time.monotonic() - started
+        seconds = time.monotonic() - started
+        logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True)
+        return seconds, logs.stdout + logs.stderr
     finally:
         subprocess.run(["docker", "rm", "--force", name], capture_output=True)
 
@@ -107,7 +111,7 @@ def ready_times(rounds: int) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {"container_s": [], "native_s": []}
     try:
         for _ in range(rounds):
-            times["container_s"].append(round(container_ready_s(weights, volume), 1))
+            times["container_s"].append(round(container_start(weights, volume)[0], 1))
             times["native_s"].append(round(native_ready_s(weights, native_cache), 1))
             print(f"ready: {times}", file=sys.stderr)
     finally:

@@ -333,7 +333,8 @@ class Settings(BaseModel):
         return value
 
     @field_validator("model_cache_dir", "compile_cache_dir", "shipped_compile_cache_dir", "fallback_model_dir",
-                     "state_dir", "ascend_log_path", "model_source", "termination_log", "pytorch_npu_alloc_conf", mode="before")
+                     "state_dir", "ascend_log_path", "model_source", "termination_log", "pytorch_npu_alloc_conf",
+                     mode="before")
     @classmethod
     def _one_line(cls, value: Any) -> Any:
         # A NUL byte passes as a Path here but makes every later file call raise ValueError; a line

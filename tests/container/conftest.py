@@ -82,14 +82,23 @@ class Deployment:
             time.sleep(2)
 
 
-def inductor_cache(deployment: Deployment) -> list[str]:
-    """The files of torch Inductor's kernel cache where the container's settings put it (the CPU profile keeps
-    no AOT artifact); in the test bed a host folder that outlives the run's cache volume."""
-    folder = json.loads(deployment.exec("python", "-m", "entrypoint", "render", "--format", "json"))["env"][
-        "TORCHINDUCTOR_CACHE_DIR"]
+def files_under(deployment: Deployment, folder: str) -> list[str]:
+    """Every file below a folder inside the serving container, sorted."""
     listing = deployment.exec("python", "-c", "import pathlib, sys; print(*sorted(str(p) for p in "
                               "pathlib.Path(sys.argv[1]).rglob('*') if p.is_file()), sep='\\n')", folder)
     return listing.split()
+
+
+def inductor_folder(deployment: Deployment) -> str:
+    """Where the container's settings put torch Inductor's kernel cache (the CPU profile keeps no AOT
+    artifact); in the test bed a host folder that outlives the run's cache volume."""
+    return json.loads(deployment.exec("python", "-m", "entrypoint", "render", "--format", "json"))["env"][
+        "TORCHINDUCTOR_CACHE_DIR"]
+
+
+def inductor_cache(deployment: Deployment) -> list[str]:
+    """The files of torch Inductor's kernel cache."""
+    return files_under(deployment, inductor_folder(deployment))
 
 
 @pytest.fixture(scope="session")

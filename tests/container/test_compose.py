@@ -9,7 +9,7 @@ import shutil
 import subprocess
 
 from entrypoint.state import DEFAULT_STATE_DIR, READY_FILE, STATE_FILE
-from tests.container.conftest import ROOT, docker, inductor_cache, make
+from tests.container.conftest import ROOT, docker, files_under, inductor_folder, make
 from tests.support.seed_checks import assert_seed_smoke_requests
 
 
@@ -31,13 +31,13 @@ def test_a_first_start_on_a_fresh_volume_is_warm_from_the_images_cache(deploymen
     key = seeded.group(1)
     shipped = deployment.exec("sh", "-c", "ls /opt/bundle/compile-cache").split()
     assert {"avx2", key} <= set(shipped), shipped  # WARM_ISAS' default: this CPU's and AVX2's
-    image_kernels = deployment.exec("python", "-c", "import pathlib, sys; print(*sorted(str(p.relative_to(sys.argv[1])) "
-                                    "for p in pathlib.Path(sys.argv[1]).rglob('*.so')), sep='\\n')",
-                                    f"/opt/bundle/compile-cache/{key}/torchinductor").split()
-    folder = json.loads(deployment.exec("python", "-m", "entrypoint", "render", "--format", "json"))["env"][
-        "TORCHINDUCTOR_CACHE_DIR"]
-    volume_kernels = sorted(name[len(folder) + 1:] for name in inductor_cache(deployment) if name.endswith(".so"))
-    assert image_kernels and volume_kernels == image_kernels, "the first start compiled kernels the image shipped"
+
+    def kernels(folder: str) -> list[str]:
+        return [name[len(folder) + 1:] for name in files_under(deployment, folder) if name.endswith(".so")]
+
+    image_kernels = kernels(f"/opt/bundle/compile-cache/{key}/torchinductor")
+    volume_kernels = kernels(inductor_folder(deployment))
+    assert image_kernels and volume_kernels == image_kernels, "the first start compiled kernels the image did not ship"
     state = json.loads(deployment.exec("cat", str(DEFAULT_STATE_DIR / STATE_FILE)))
     ready = json.loads(deployment.exec("cat", str(DEFAULT_STATE_DIR / READY_FILE)))
     record_property("seeded_first_start_vllm_to_ready_s",

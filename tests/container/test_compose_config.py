@@ -124,3 +124,9 @@ def test_the_test_beds_compile_cache_is_a_host_folder_at_compile_cache_dir(tmp_p
     mounts = {volume["target"]: volume for volume in serve["volumes"]}
     assert mounts[serve["environment"]["COMPILE_CACHE_DIR"]]["source"] == str(folder)
     assert mounts["/models"]["type"] == "volume"
+
+
+def test_the_warm_override_builds_the_warm_stage_under_its_own_tag():
+    plain, warm = (config("cpu", *files)["services"]["serve"] for files in ((), ("compose/warm.yaml",)))
+    assert (plain["build"]["target"], plain["image"]) == ("bundle", "ascend-serve-bundle:cpu")
+    assert (warm["build"]["target"], warm["image"]) == ("bundle-warm", "ascend-serve-bundle:cpu-warm")

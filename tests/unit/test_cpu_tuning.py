@@ -160,6 +160,7 @@ def test_every_choice_says_why():
     assert "bench/results/cpu-dtype.md" in reasons["DTYPE"]
     assert "bench/results/profiles.md" in reasons["VLLM_USE_AOT_COMPILE"]
     assert "bench/results/start.md" in reasons["MAX_NUM_BATCHED_TOKENS"]
+    assert "bench/results/start-warm.md" in reasons["TORCHINDUCTOR_CPP_MARCH"]
 
 
 # --- the layer -----------------------------------------------------------------------------
