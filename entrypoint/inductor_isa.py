@@ -17,7 +17,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 
-KEY_TIMEOUT = 120  # torch's import plus a few tiny test compiles; bounds a hang only
+KEY_TIMEOUT = 120  # torch's import (a few seconds); bounds a hang only
 
 
 def torch_isa_key() -> str:

@@ -4,13 +4,12 @@
     warm-compile-cache.py PLANS OUT
 
 Each PLANS/<name>.json is a serve command as `python -m entrypoint render --format json`
-prints it ({"argv": [...], "env": {...}}), planned by scripts/warm-plans.sh for one CPU
+prints it ({"argv": [...], "env": {...}}), planned by scripts/warm-plans.py for one CPU
 instruction set. For each: ask torch which ISA it compiles for with that env (the key,
 inductor_isa.py beside this script; a key warmed by an earlier plan is skipped), start vLLM,
 wait until it answers a completion (its start compiled the model; the request runs what the
 start's warm-up did not), stop it, then file its compile cache (the env's VLLM_CACHE_ROOT) as
-OUT/<key>. Standard library only: it runs on the image's runtime
-before the bundle is in it.
+OUT/<key>. Standard library only: it runs on the image's runtime before the bundle is in it.
 """
 
 from __future__ import annotations

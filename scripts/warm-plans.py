@@ -41,10 +41,9 @@ ISAS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
 
 
 def plan(render: list[str], settings: dict[str, str], extra_env: dict[str, str]) -> dict:
-    at = render.index("render")
     options = [word for name, value in {**PINNED, **settings}.items() for word in ("-e", f"{name}={value}")]
-    # `compose run -e` options go before the service name, which is two words before `render`.
-    service = at - 1
+    # `compose run -e` options go before the service name, the word just before `render`.
+    service = render.index("render") - 1
     done = subprocess.run(render[:service] + options + render[service:], capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"warm-plans: the render failed ({done.returncode}):\n{done.stderr[-3000:]}")

@@ -109,7 +109,6 @@ def deployment() -> Iterator[Deployment]:
     # (restarts, the killed vLLM) then runs on the cache that start copied from the image.
     fresh = Path(tempfile.mkdtemp(prefix="fresh-compile-cache-", dir=BUNDLE_CACHE))
     deployed = Deployment(free_port(), fresh_compile_cache=fresh)
-    deployed.fresh_compile_cache = fresh  # type: ignore[attr-defined]
     began = time.monotonic()
     up = make("up", *deployed.vars, timeout=UP_TIMEOUT)
     deployed.up_seconds = time.monotonic() - began  # type: ignore[attr-defined]
