@@ -18,6 +18,7 @@ from entrypoint.doctor import Host, failures, report, run_checks
 from entrypoint.errors import SettingsError, run_cli
 from entrypoint.pipes import ClosedPipeSafe
 from entrypoint.resolver import Resolved
+from entrypoint.scrub import install_log_filter
 from entrypoint.settings import Settings, resolve_settings
 
 log = logging.getLogger("entrypoint")
@@ -141,7 +142,8 @@ def _watch(settings: Settings, args: argparse.Namespace) -> int:
     from entrypoint.state import StateDir
     from entrypoint.watch import Watcher
 
-    watcher = Watcher(StateDir(settings.state_dir), sys.stdout, live=sys.stdout.isatty() and not args.plain)
+    watcher = Watcher(StateDir(settings.state_dir), sys.stdout, live=sys.stdout.isatty() and not args.plain,
+                      cache=settings.model_cache_dir)
     return watcher.run(args.timeout or settings.startup_timeout, args.pid)
 
 
@@ -173,6 +175,7 @@ def _smoke(settings: Settings, args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m entrypoint`."""
     logging.basicConfig(level=logging.INFO, format="[entrypoint] %(message)s", stream=sys.stderr)
+    install_log_filter()
     sys.stdout = ClosedPipeSafe(sys.stdout)  # type: ignore[assignment]
     args = parse_args(sys.argv[1:] if argv is None else argv)
     return run_cli(lambda: run(args))

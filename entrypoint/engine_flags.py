@@ -204,15 +204,19 @@ def option_key(word: str) -> str:
 
 
 def managed_match(word: str, managed: Iterable[str]) -> str | None:
-    """The managed option this word sets, exactly or as an abbreviation argparse would take."""
+    """The managed option this word sets, resolved as argparse resolves it: exactly, as an
+    abbreviation, or as a short option with its value attached (`-n2` is `-n 2`)."""
     if not word.startswith("-") or word in ("-", "--") or word[1:2].isdigit():
         return None
     key = option_key(word)
     options = sorted(managed)
     if key in options:
         return key
-    return next((option for option in options
-                 if option.startswith(key) and option[:2].count("-") == key[:2].count("-")), None)
+    abbreviated = next((option for option in options
+                        if option.startswith(key) and option[:2].count("-") == key[:2].count("-")), None)
+    if abbreviated or word.startswith("--"):
+        return abbreviated
+    return word[:2] if word[:2] in options else None
 
 
 def managed_flag_errors(words: list[str]) -> list[str]:
@@ -227,7 +231,7 @@ def managed_flag_errors(words: list[str]) -> list[str]:
         if option is None:
             continue
         key = option_key(word)
-        named = repr(key) if key == option else f"{key!r} (abbreviates {option})"
+        named = repr(key) if key == option else f"{key!r} (read by vLLM as {option})"
         line = f"EXTRA_ARGS={named}: {reasons[option]}"
         if line not in errors:
             errors.append(line)

@@ -27,12 +27,21 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
-from entrypoint import cpu_features, cpu_tuning, default_layers, images
+from entrypoint import cpu_features, cpu_tuning, default_layers, images, scrub
 from entrypoint.cpu_features import HostFacts
 from entrypoint.errors import SettingsError
 from entrypoint.near_miss import near_misses
 from entrypoint.platform_detect import detect_platform
-from entrypoint.settings import SECRET_FILES, Settings, cross_field_errors, error_line, read_secret_file, setting_names
+from entrypoint.settings import (
+    SECRET_FIELDS,
+    SECRET_FILES,
+    URL_FIELDS,
+    Settings,
+    cross_field_errors,
+    error_line,
+    read_secret_file,
+    setting_names,
+)
 
 BUILT_IN = "built-in default"
 USER = "user"
@@ -128,6 +137,7 @@ def resolve(environ: Mapping[str, str], env_file: Mapping[str, str], host: Host,
     """Every layer merged and validated; SettingsError lists every problem found."""
     from_file, from_env = known_values(env_file), known_values(environ)
     user = {**from_file, **from_env}
+    remember_secrets(user)
     platform = platform_of(user.get("PLATFORM", str(default_of("PLATFORM"))), host)
     profile, errors = default_layers.find_profile(templates_dir, user.get("MODEL_PROFILE", "").strip(),
                                                   user.get("MODEL_ID", str(default_of("MODEL_ID"))))
@@ -186,6 +196,13 @@ def derive(settings: Settings, sources: Mapping[str, str]) -> tuple[Settings, di
     return settings.model_copy(update=update), {name: origin for name, (_, origin) in chosen.items()}
 
 
+def remember_secrets(values: Mapping[str, str]) -> None:
+    """Tell the scrubber every secret the user gave, before anything can print one (an error included)."""
+    scrub.remember(*(values.get(name, "").strip() for name in SECRET_FIELDS))
+    for name in URL_FIELDS:
+        scrub.remember_url_credentials(values.get(name, "").strip())
+
+
 def secrets_from_files(settings: Settings, sources: dict[str, str]) -> tuple[Settings, list[str]]:
     """Fill each secret from its VAR_FILE; both VAR and VAR_FILE set is an error."""
     updates: dict[str, SecretStr] = {}
@@ -202,6 +219,7 @@ def secrets_from_files(settings: Settings, sources: dict[str, str]) -> tuple[Set
         if error:
             errors.append(error)
         else:
+            scrub.remember(str(value))
             updates[FIELDS[name]] = SecretStr(str(value))
             sources[name] = f"file {file_name}"
     return settings.model_copy(update=updates), errors

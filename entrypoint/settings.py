@@ -24,6 +24,7 @@ from pydantic.fields import FieldInfo
 
 from entrypoint import engine_flags, value_grammar
 from entrypoint.bounded_read import Unreadable, read_bounded
+from entrypoint.scrub import scrub_url
 from entrypoint.startup_errors import KUBERNETES_TERMINATION_LOG
 from entrypoint.state import DEFAULT_STATE_DIR, NodeRole
 
@@ -44,6 +45,10 @@ SECRET_FILE_MAX_BYTES = 64 * 1024  # a key is short; this bounds a mistaken /dev
 HOUR, DAY, WEEK = 3600, 86400, 7 * 86400
 PATH_MAX = 4000  # Linux's 4096, less room for the files inside the weights' folder
 URL_FIELDS = frozenset({"MODELSCOPE_ENDPOINT"})  # shown with their credentials masked
+# Free text that may carry a secret (`--api-key K`, a token in a flag's value): an error about
+# it names the variable and the problem, never the value.
+UNSHOWN_FIELDS = frozenset({"EXTRA_ARGS"})
+SHOWN_VALUE_MAX = 120  # characters of a bad value an error line quotes
 
 
 def setting(default: Any, doc: str, allowed: str, **constraints: Any) -> Any:
@@ -414,7 +419,7 @@ def shown_value(name: str, value: Any) -> Any:
     if name in SECRET_FIELDS and value:
         return "***"
     if name in URL_FIELDS and isinstance(value, str):
-        return value_grammar.mask_url(value)
+        return scrub_url(value)
     return value
 
 
@@ -528,11 +533,15 @@ def error_line(error: Mapping[str, Any]) -> str:
     field = next((f for f in Settings.model_fields.values() if f.alias == name), None)
     allowed = allowed_values(field) if field else None
     reason = str(error["msg"]).removeprefix("Value error, ")
-    shown = shown_value(name, error.get("input"))
     suffix = f"; allowed: {allowed}" if allowed else ""
+    if name in UNSHOWN_FIELDS:
+        return f"{name}=(not shown: it may hold a secret): {reason}{suffix}"
+    shown = shown_value(name, error.get("input"))
     # Quoted as the environment holds it, whether the value came as text or a YAML number.
-    quoted = repr(shown if isinstance(shown, str) else str(shown).lower() if isinstance(shown, bool) else str(shown))
-    return f"{name}={quoted}: {reason}{suffix}"
+    text = shown if isinstance(shown, str) else str(shown).lower() if isinstance(shown, bool) else str(shown)
+    if len(text) > SHOWN_VALUE_MAX:  # a pasted file or 5,000 digits: the line stays a line
+        return f"{name}={text[:SHOWN_VALUE_MAX // 2]!r}... ({len(text)} characters): {reason}{suffix}"
+    return f"{name}={text!r}: {reason}{suffix}"
 
 
 def setting_names() -> set[str]:

@@ -14,6 +14,8 @@ import os
 import re
 from collections.abc import Iterable
 
+from entrypoint.scrub import scrub
+
 KNOWN_FAILURES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"unrecognized arguments: (.+)"),
      "vLLM does not know {0}: fix or remove it in EXTRA_ARGS"),
@@ -86,6 +88,6 @@ def write_termination_message(path: str, message: str) -> None:
         return
     try:
         with open(path, "w") as handle:
-            handle.write(message[:4000] + "\n")  # the kubelet keeps at most 4 KiB
+            handle.write(scrub(message)[:4000] + "\n")  # the kubelet keeps at most 4 KiB
     except OSError:
         pass

@@ -227,11 +227,24 @@ def process_alive(pid: int) -> bool:
     return bool(fields) and fields[0] not in (b"Z", b"X")
 
 
+def _scrubbed(value: Any) -> Any:
+    """`value` with every text in it scrubbed: the probes print these records' messages."""
+    from entrypoint.scrub import scrub  # only writers scrub; the probes import nothing but this module
+
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {key: _scrubbed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_scrubbed(item) for item in value]
+    return value
+
+
 def _write_atomic(path: Path, name: str, data: dict[str, Any]) -> None:
     problem = schema_problem(name, data)
     if problem is not None:  # a bug in the writer: the probes would refuse this record
         raise ValueError(f"{ROLES[name]} {problem}")
-    text = json.dumps(data, allow_nan=False)
+    text = json.dumps(_scrubbed(data), allow_nan=False)
     if len(text.encode()) > MAX_RECORD_BYTES:
         raise ValueError(f"{ROLES[name]} is over {MAX_RECORD_BYTES} bytes")
     tmp = path.with_name(f".{path.name}.{os.getpid()}")

@@ -67,7 +67,10 @@ def test_an_unknown_flag_cannot_be_read_back() -> None:
     ("--host 127.0.0.1", "'--host'", "HOST"),
     ("--served-model-name other", "'--served-model-name'", "SERVED_MODEL_NAME"),
     ("--max_model_len 4096", "'--max-model-len'", "MAX_MODEL_LEN"),
-    ("--max-model 4096", "'--max-model' (abbreviates --max-model-len)", "MAX_MODEL_LEN"),
+    ("--max-model 4096", "'--max-model' (read by vLLM as --max-model-len)", "MAX_MODEL_LEN"),
+    # A short option with its value attached, as argparse reads it (issue 30: `-n2 -r1`).
+    ("-n2", "'-n2' (read by vLLM as -n)", "LWS_GROUP_SIZE"),
+    ("-r1", "'-r1' (read by vLLM as -r)", "LWS_WORKER_INDEX"),
     ("-tp 2", "'-tp'", "TENSOR_PARALLEL_SIZE"),
     ("-tp=2", "'-tp'", "TENSOR_PARALLEL_SIZE"),
     ("-cc.cudagraph_mode PIECEWISE", "'-cc'", "COMPILATION_CONFIG"),
