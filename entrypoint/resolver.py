@@ -37,8 +37,10 @@ from entrypoint.settings import (
     SECRET_FILES,
     URL_FIELDS,
     Settings,
+    admission_errors,
     cross_field_errors,
     error_line,
+    read_api_key_file,
     read_secret_file,
     setting_names,
 )
@@ -171,7 +173,7 @@ def resolve(environ: Mapping[str, str], env_file: Mapping[str, str], host: Host,
         raise SettingsError(errors + [error_line(e) for e in exc.errors()]) from None
     settings, derived = derive(settings, stack.sources)
     settings, secret_errors = secrets_from_files(settings, stack.sources)
-    errors += secret_errors + cross_field_errors(settings)
+    errors += secret_errors + cross_field_errors(settings) + admission_errors(settings)
     if errors:
         raise SettingsError(errors)
     typos = near_misses([*env_file, *environ], setting_names())
@@ -188,6 +190,10 @@ def derive(settings: Settings, sources: Mapping[str, str]) -> tuple[Settings, di
         # vllm-ascend's multi-card tutorials expand HCCL's collectives on the AI vector cores.
         derived["HCCL_OP_EXPANSION_MODE"] = ("AIV", "derived from TENSOR_PARALLEL_SIZE x PIPELINE_PARALLEL_SIZE x "
                                              "DATA_PARALLEL_SIZE")
+    if settings.admission_control:
+        # vLLM runs MAX_NUM_SEQS requests at once; more in flight only wait in its unbounded queue.
+        derived["ADMIT_MAX_RUNNING"] = (settings.max_num_seqs, "derived from MAX_NUM_SEQS")
+        derived["ADMIT_MAX_QUEUED"] = (settings.max_num_seqs, "derived from MAX_NUM_SEQS")
     if settings.lws_group_size is not None:
         # The group's nodes join through vLLM's own processes (--nnodes/--node-rank), not Ray.
         derived["DISTRIBUTED_EXECUTOR_BACKEND"] = ("mp", "derived from LWS_GROUP_SIZE")
@@ -215,7 +221,12 @@ def secrets_from_files(settings: Settings, sources: dict[str, str]) -> tuple[Set
             errors.append(f"{file_name}={str(path)!r}: {name} is set too; allowed: one of them ({name} holds the "
                           f"value, {file_name} a file holding it)")
             continue
-        value, error = read_secret_file(file_name, path)
+        if file_name == "API_KEY_FILE":  # several keys: clients of the bundle's own send the first
+            keys, error = read_api_key_file(path)
+            scrub.remember(*keys)
+            value = keys[0] if keys else None
+        else:
+            value, error = read_secret_file(file_name, path)
         if error:
             errors.append(error)
         else:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, fi
 from pydantic.fields import FieldInfo
 
 from entrypoint import engine_flags, value_grammar
+from entrypoint.api_keys import KEY_FILE_ALLOWED, read_keys
 from entrypoint.bounded_read import Unreadable, read_bounded
 from entrypoint.scrub import scrub_url
 from entrypoint.startup_errors import KUBERNETES_TERMINATION_LOG
@@ -92,11 +93,16 @@ class Settings(BaseModel):
                                        "an http(s) URL", alias="MODELSCOPE_ENDPOINT")
 
     # --- secrets: VAR or VAR_FILE, never both; shown only as *** -------------------------
-    api_key: SecretStr | None = setting(None, "API key clients must send as `Authorization: Bearer <key>` (vLLM "
-                                        "gets it as VLLM_API_KEY, never on its command line); /health stays open "
-                                        "for probes. Prefer API_KEY_FILE.", SECRET_ALLOWED, alias="API_KEY")
-    api_key_file: Path | None = setting(None, "File holding API_KEY (a Docker or Kubernetes secret).",
-                                        SECRET_FILE_ALLOWED, alias="API_KEY_FILE")
+    api_key: SecretStr | None = setting(None, "API key clients must send as `Authorization: Bearer <key>` on every "
+                                        "route but /health and /metrics (entrypoint/api_guard.py's open list; vLLM "
+                                        "gets it in its environment, never on its command line). Prefer "
+                                        "API_KEY_FILE.", SECRET_ALLOWED, alias="API_KEY")
+    api_key_file: Path | None = setting(None, "File holding the API keys, one per line (a Docker or Kubernetes "
+                                        "secret): each one is valid, and a changed file takes effect within "
+                                        "seconds, without a restart.", KEY_FILE_ALLOWED, alias="API_KEY_FILE")
+    metrics_need_key: bool = setting(False, "Put vLLM's /metrics behind the API key too (the shipped Prometheus "
+                                     "configs then send it); false: it stays open for scrapers.", BOOLEAN,
+                                     alias="METRICS_NEED_KEY")
     modelscope_token: SecretStr | None = setting(None, "ModelScope access token, for private models. Prefer "
                                                  "MODELSCOPE_TOKEN_FILE.",
                                                  SECRET_ALLOWED, alias="MODELSCOPE_TOKEN")
@@ -217,6 +223,25 @@ class Settings(BaseModel):
         if value is not None and value not in ("auto", "nobind") and not re.fullmatch(lists, value):
             raise ValueError("expected auto, nobind or CPU lists")
         return value
+
+    # --- admission control (entrypoint/api_guard.py) ---------------------------------------
+    admission_control: bool = setting(
+        False, "Bound the requests that run the model (POST): past ADMIT_MAX_RUNNING in flight and "
+        "ADMIT_MAX_QUEUED waiting, a request gets 429 at once; after ADMIT_QUEUE_TIMEOUT in the queue, 503; both "
+        "with Retry-After. The supervisor's smoke check and canary are never shed.", BOOLEAN,
+        alias="ADMISSION_CONTROL")
+    admit_max_running: int | None = setting(
+        None, "Requests in flight at most (default: MAX_NUM_SEQS, what vLLM runs at once, so its own unbounded "
+        "queue stays empty).", "an integer >= 1", alias="ADMIT_MAX_RUNNING", ge=1)
+    admit_max_queued: int | None = setting(
+        None, "Requests waiting for a slot at most (default: MAX_NUM_SEQS, one more batch: a queued request "
+        "waits for about one request's duration).", "an integer >= 0", alias="ADMIT_MAX_QUEUED", ge=0)
+    admit_queue_timeout: float = setting(10.0, "Seconds a request may wait for a slot before it gets 503.",
+                                         f"a number of seconds > 0 and <= {HOUR}", alias="ADMIT_QUEUE_TIMEOUT",
+                                         gt=0, le=HOUR)
+    admit_max_per_key: int | None = setting(
+        None, "Requests one API key may have in flight or waiting (unset: no bound per key), so one client "
+        "cannot take all the capacity.", "an integer >= 1, with an API key set", alias="ADMIT_MAX_PER_KEY", ge=1)
 
     # --- supervisor -----------------------------------------------------------------------
     startup_timeout: float = setting(3600.0, "Seconds from start to ready before giving up (includes download).",
@@ -519,6 +544,30 @@ def read_secret_file(name: str, path: Path) -> tuple[str | None, str | None]:
         return None, f"{where}: the file's content has spaces, control or non-ASCII characters; allowed: " \
                      f"{SECRET_ALLOWED}"
     return text, None
+
+
+def read_api_key_file(path: Path) -> tuple[list[str], str | None]:
+    """API_KEY_FILE's keys, or the error line (naming the variable, path and line, never a key)."""
+    try:
+        return read_keys(path), None
+    except Unreadable as exc:
+        return [], f"API_KEY_FILE={str(path)!r}: {exc}; allowed: {KEY_FILE_ALLOWED}"
+
+
+def admission_errors(settings: Settings) -> list[str]:
+    """Admission bounds that cannot work: a bound per key needs keys; a bound without the control does nothing."""
+    errors = []
+    if settings.admit_max_per_key is not None and settings.api_key is None:
+        errors.append(f"ADMIT_MAX_PER_KEY={settings.admit_max_per_key}: there is no API key to count by; allowed: "
+                      "unset, or set with API_KEY or API_KEY_FILE")
+    if not settings.admission_control:
+        for name in ("ADMIT_MAX_RUNNING", "ADMIT_MAX_QUEUED", "ADMIT_MAX_PER_KEY"):
+            value = getattr(settings, name.lower())
+            if value is not None:
+                errors.append(f"{name}={value}: has no effect with ADMISSION_CONTROL=false; allowed: unset, or "
+                              "set with ADMISSION_CONTROL=true")
+                break
+    return errors
 
 
 def allowed_values(field: FieldInfo) -> str:
