@@ -12,7 +12,7 @@ Headers = Mapping[str, str]
 
 
 def bearer(api_key: SecretStr | str | None) -> dict[str, str]:
-    """The Authorization header vLLM's API_KEY check wants; none when no key is set."""
+    """The Authorization header the API guard wants; none when no key is set."""
     if api_key is None:
         return {}
     value = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
