@@ -41,6 +41,8 @@ RESULTS_DIR ?= perf_results
 # as API_KEY_FILE / MODELSCOPE_TOKEN_FILE (native). Empty: no key, public model.
 API_KEY_FILE ?=
 MODELSCOPE_TOKEN_FILE ?=
+# With it, vLLM's /metrics wants the key and `make monitor`'s Prometheus sends this file's one key.
+METRICS_KEY_FILE ?=
 # Image builds: a registry mirror prefix put in front of every base image name (e.g.
 # m.daocloud.io/); PIP_INDEX_URL, BASE_IMAGE, CPU_BASE_IMAGE and CUDA_BASE_IMAGE pass
 # from the environment too. README: Registries and mirrors.
@@ -68,6 +70,7 @@ TESTBED_COMPILE_CACHE = $(BUNDLE_CACHE)/container-compile/$(or $(RUNTIME),cpu)-$
 COMPOSE_FILES = compose/compose.yaml compose/$(RESOLVED_PLATFORM).yaml $(if $(NPU),$(NPU_CARDS_FILE)) \
 	$(if $(filter 1,$(TESTBED)),compose/testbed.yaml compose/testbed-compile-cache.yaml) \
 	$(if $(API_KEY_FILE),compose/api-key.yaml) $(if $(MODELSCOPE_TOKEN_FILE),compose/modelscope-token.yaml) \
+	$(if $(METRICS_KEY_FILE),compose/metrics-key.yaml) \
 	$(if $(ROUTED),compose/router.yaml $(if $(API_KEY_FILE),compose/router-api-key.yaml)) \
 	$(if $(filter 1,$(WARM)),compose/warm.yaml)
 # Non-empty when REPLICAS > 1: the router override is on and `up` waits for the router too.
@@ -92,7 +95,7 @@ COMPOSE = $(NPU_PREP) FIXTURE_WEIGHTS=$(FIXTURE_WEIGHTS) TESTBED_COMPILE_CACHE=$
 PREPARE_BUILD = if [ "$(RESOLVED_PLATFORM)" = cpu ]; then scripts/cpu-wheels.sh .build/wheels; fi \
 	&& set -o pipefail && $(COMPOSE) config --format json | python3 scripts/ensure-base-images.py $(RESOLVED_PLATFORM)
 # Native runs read the secrets' files directly (the settings' own *_FILE variables).
-export API_KEY_FILE MODELSCOPE_TOKEN_FILE
+export API_KEY_FILE MODELSCOPE_TOKEN_FILE METRICS_KEY_FILE
 # The weights the native server serves (the fixture when it fell back), for the in-process benches.
 NATIVE_WEIGHTS = $$($(PY) -c 'import pathlib, entrypoint.state as s; \
 	print(s.StateDir(pathlib.Path("$(NATIVE_STATE_DIR)")).state()["model_path"])')

@@ -144,7 +144,8 @@ def test_no_secret_in_log_state_render_or_process_titles(secret_server, key_file
         except OSError:  # exited while we looked
             continue
         assert_no_secret(cmdline, f"/proc/{pid}/cmdline")
-        assert_no_secret(environ, f"/proc/{pid}/environ")  # vLLM's guard reads the file itself
+        # The keys came from the file, which vLLM's guard reads itself (the test gave the token inline).
+        assert KEY not in environ and NEXT_KEY not in environ, f"a key shows in /proc/{pid}/environ"
         vllm_has_key |= "--middleware" in cmdline and "BUNDLE_API_GUARD=" in environ
     assert vllm_has_key, "vLLM should load the guard, configured through its environment"
     # The supervisor itself read the key from the file: its own environment holds only the path.
