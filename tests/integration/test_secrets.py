@@ -247,7 +247,7 @@ def test_a_rotated_key_works_within_seconds_without_a_restart(secret_server, key
 def test_a_burst_past_the_bounds_gets_fast_429s_and_the_probes_stay_green(secret_server):
     url = secret_server.url
     chat = {"model": "gemma-3-270m-it", "messages": [{"role": "user", "content": "Count to twenty."}],
-            "max_tokens": 48, "ignore_eos": True}
+            "max_tokens": 16, "ignore_eos": True}
 
     def one(_: int) -> requests.Response:
         return requests.post(f"{url}/v1/chat/completions", json=chat, headers=bearer(KEY), timeout=300)
