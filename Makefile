@@ -281,6 +281,10 @@ bench-start: venv fixture
 bench-monitoring: venv fixture
 	@$(PY) bench/monitoring.py
 
+.PHONY: bench-overload ## one server at 1x-8x its capacity, admission control off and on -> bench/results/overload.md
+bench-overload: venv fixture
+	@$(PY) bench/overload.py
+
 .PHONY: bench-reliability ## faults, bad inputs, load with probes (c=32) and a secret scan -> bench/reliability.md
 bench-reliability: venv fixture
 	@$(PY) bench/reliability.py
