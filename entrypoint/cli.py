@@ -36,7 +36,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     commands.add_parser("download", help="fetch the weights into MODEL_CACHE_DIR and exit")
     doctor = commands.add_parser("doctor", help="check the host for the platform's known failure classes")
     doctor.add_argument("--json", action="store_true", help="print the findings as JSON")
-    doctor.add_argument("--root", type=Path, default=Path("/"), help="the host's root folder (default: /)")
+    doctor.add_argument("--root", type=Path, default=Path("/"), help="the host's root folder (default: /); "
+                        "nothing is written with it, and its binaries run only with --run-tools")
+    doctor.add_argument("--run-tools", action="store_true", help="run npu-smi / nvidia-smi from the --root tree")
     watch = commands.add_parser("watch", help="show a start's phase, time in it and download progress until ready")
     watch.add_argument("--pid", type=int, help="stop when this process (the supervisor) is gone")
     watch.add_argument("--timeout", type=float, help="seconds to wait (default: STARTUP_TIMEOUT)")
@@ -117,13 +119,13 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
     return serve(settings)
 
 
-def _doctor_host(environ: Mapping[str, str] | None, root: Path = Path("/")) -> Host:
+def _doctor_host(environ: Mapping[str, str] | None, root: Path = Path("/"), run_tools: bool | None = None) -> Host:
     # The CLI edge hands the process environment to the checks (visible devices, HCCL_*).
-    return Host(root=root, environ=os.environ if environ is None else environ)
+    return Host(root=root, environ=os.environ if environ is None else environ, run_tools=run_tools)
 
 
 def _doctor(settings: Settings, args: argparse.Namespace, environ: Mapping[str, str] | None) -> int:
-    findings = run_checks(settings, _doctor_host(environ, args.root))
+    findings = run_checks(settings, _doctor_host(environ, args.root, True if args.run_tools else None))
     print(report(findings, args.json))
     return 2 if failures(findings) else 0
 
