@@ -14,7 +14,8 @@ log=$run/serve.log
 pidfile=$run/serve.pid
 py=.venv/bin/python
 env_file=()
-[ -f .env ] && env_file=(--env-file .env)
+env=${ENV_FILE-.env}
+[ -n "$env" ] && [ -f "$env" ] && env_file=(--env-file "$env")
 
 running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
 
