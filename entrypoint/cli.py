@@ -242,7 +242,12 @@ def main(argv: list[str] | None = None) -> int:
     if command is not None:
         return run_cli(lambda: _exec(command))
     args = parse_args(argv)
-    return run_cli(lambda: run(args, engine_environment(args)))
+    environ = engine_environment(args)
+    if args.command == "serve":
+        from entrypoint.hold import serve_or_hold
+
+        return run_cli(lambda: serve_or_hold(lambda: run(args, environ), environ))
+    return run_cli(lambda: run(args, environ))
 
 
 def _exec(command: list[str]) -> int:
