@@ -298,7 +298,8 @@ class StateDir:
     def mark_failed(self, reason: str, exit_code: int) -> None:
         """Say the start failed for good: the probes report `reason` until the next start."""
         self.root.mkdir(parents=True, exist_ok=True)
-        _write_atomic(self.root / FAILED_FILE, FAILED_FILE, {"reason": reason, "exit_code": exit_code, "at": time.time()})
+        record = {"reason": reason, "exit_code": exit_code, "at": time.time()}
+        _write_atomic(self.root / FAILED_FILE, FAILED_FILE, record)
 
     def failed(self) -> dict[str, Any] | None:
         """The failed start's record, or None."""

@@ -20,8 +20,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from entrypoint.state import (CANARY_FILE, FAILED_FILE, READY_FILE, STATE_FILE, StateDir, StateProblem, process_alive,
-                              role_of)
+from entrypoint.state import (
+    CANARY_FILE,
+    FAILED_FILE,
+    READY_FILE,
+    STATE_FILE,
+    StateDir,
+    StateProblem,
+    process_alive,
+    role_of,
+)
 
 # A record more than this far ahead of the clock was not written by this boot's supervisor.
 FUTURE_TOLERANCE_SECONDS = 1.0
@@ -125,7 +133,8 @@ def run_probe(name: str, state_dir: Path, deadline: float) -> tuple[bool, str]:
     try:
         failed = state.read(FAILED_FILE)
         if failed is not None:
-            return False, f"the start failed and is not retried: {failed['reason']} (fix it, then restart the container)"
+            reason = failed["reason"]
+            return False, f"the start failed and is not retried: {reason} (fix it, then restart the container)"
         return PROBES[name](state, deadline)
     except StateProblem as problem:
         return False, str(problem)
