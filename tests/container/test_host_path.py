@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.container.conftest import ROOT, docker, make
+from tests.container.conftest import ROOT, docker
 from tests.support.net import free_port
 
 pytestmark = pytest.mark.container
