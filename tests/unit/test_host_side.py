@@ -4,18 +4,22 @@ scripts on the standard library only (README: Prerequisites)."""
 
 from __future__ import annotations
 
+import http.server
 import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 import yaml
 from dotenv import dotenv_values
 
+from entrypoint.state import StateDir
 from tests.unit.test_image_build import ROOT, load
 
 host_env = load("host_env.py")
@@ -108,3 +112,40 @@ def test_the_image_table_for_the_host_is_images_yaml():
     assert current == json.loads(regen.images_json()), "templates/images.json is stale: run `make docs`"
     assert {k: v for k, v in current.items() if k not in ("_generated", "default_image")} \
         == yaml.safe_load((ROOT / "templates" / "images.yaml").read_text())
+
+
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        self.send_response(200 if self.path == "/health" else 404)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_the_probes_typed_at_the_checkout_find_the_native_servers_state(tmp_path):
+    # A checkout after a native `make up`: its supervisor's state in .run/state (scripts/paths.sh).
+    for path in ("healthcheck/__init__.py", "healthcheck/__main__.py", "healthcheck/probes.py",
+                 "entrypoint/__init__.py", "entrypoint/state.py", "Makefile", "scripts/paths.sh",
+                 "scripts/make-config.py", "scripts/host_env.py"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / path, tmp_path / path)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        state = StateDir(tmp_path / ".run" / "state")
+        state.reset()
+        state.write_state(url=url, served_model_name="m", supervisor_pid=os.getpid(), server_pid=os.getpid())
+        state.mark_ready(url=url, served_model_name="m")
+        env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+        ready = subprocess.run(["python3", "-m", "healthcheck", "ready"], cwd=tmp_path, env=env, capture_output=True,
+                               text=True, timeout=30)
+        assert (ready.returncode, ready.stdout) == (0, f"ready: OK: {url}/health -> 200\n")
+        status = subprocess.run(["make", "--no-print-directory", "status", "ENGINE=native"], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert [line.split(":")[0:2] for line in status.stdout.splitlines()] == [
+            ["startup", " OK"], ["ready", " OK"], ["live", " OK"]]
+    finally:
+        server.shutdown()
