@@ -14,7 +14,7 @@ SETTING_VARS := PLATFORM IMAGE_VERSION NPU_HARDWARE PORT REPLICAS API_KEY_FILE M
 CHECKED_VARS := ENGINE PROJECT RENDER_FORMAT WARM_ISAS TESTBED WARM PROMETHEUS_PORT RESULTS_DIR
 quote = '$(subst ','\'',$(1))'
 MAKE_CONFIG := $(shell python3 scripts/make-config.py $(call quote,$(ENV_FILE)) \
-	$(foreach v,$(SETTING_VARS),$(if $(filter undefined,$(origin $v)),$v?,$(call quote,$v=$($v)))) \
+	$(foreach v,$(SETTING_VARS),$(if $(and $(filter-out undefined,$(origin $v)),$($v)),$(call quote,$v=$($v)),$v?)) \
 	$(foreach v,$(CHECKED_VARS),$(if $(filter undefined,$(origin $v)),,$(call quote,$v=$($v)))))
 $(if $(filter error:,$(firstword $(MAKE_CONFIG))),$(error $(MAKE_CONFIG)))
 $(foreach assignment,$(MAKE_CONFIG),$(eval $(assignment)))
