@@ -14,7 +14,8 @@ log=$run/serve.log
 pidfile=$run/serve.pid
 py=.venv/bin/python
 env_file=()
-[ -f .env ] && env_file=(--env-file .env)
+env=${ENV_FILE-.env}
+[ -n "$env" ] && [ -f "$env" ] && env_file=(--env-file "$env")
 
 # The pid file holds the supervisor's pid and its start time (field 22 of /proc/PID/stat): a pid
 # the kernel has since given to another process does not match, so that process is never signalled.
