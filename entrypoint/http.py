@@ -7,6 +7,7 @@ byte a second is cut off at the deadline) and reads at most BODY_MAX_BYTES of an
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -42,6 +43,29 @@ def post_json(url: str, body: dict[str, Any], timeout: float, headers: Headers |
 
 def _exchange(method: str, url: str, body: dict[str, Any] | None, timeout: float,
               headers: Headers | None) -> tuple[int, Any]:
+    """The request in a worker thread, given up at the deadline: requests bounds each read, not
+    the whole, and a server dripping an endless header never lets a read time out."""
+    outcome: list[tuple[int, Any]] = []
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(_exchange_in_thread(method, url, body, timeout, headers))
+        except BaseException as exc:  # re-raised in the caller's thread
+            failed.append(exc)
+
+    worker = threading.Thread(target=run, name="http-exchange", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if failed:
+        raise failed[0]
+    if not outcome:
+        raise requests.Timeout(f"no whole answer within {timeout:g} s")
+    return outcome[0]
+
+
+def _exchange_in_thread(method: str, url: str, body: dict[str, Any] | None, timeout: float,
+                        headers: Headers | None) -> tuple[int, Any]:
     deadline = time.monotonic() + timeout
     with requests.request(method, url, json=body, timeout=timeout, headers=dict(headers or {}),
                           stream=True) as response:
