@@ -224,8 +224,9 @@ def managed_flag_errors(words: list[str]) -> list[str]:
     reasons = managed_options()
     errors: list[str] = []
     if words and (words[0] == "-" or not words[0].startswith("-")):
-        errors.append(f"EXTRA_ARGS={words[0]!r}: a positional argument is vLLM's model path, which is managed "
-                      "by MODEL_ID and MODEL_SOURCE; set those instead")
+        # Not quoted: a stray first word may be a pasted key.
+        errors.append("EXTRA_ARGS=(its first word): a positional argument is vLLM's model path, which is managed "
+                      "by MODEL_ID and MODEL_SOURCE; set those instead (EXTRA_ARGS holds flags only)")
     for word in words:
         option = managed_match(word, reasons)
         if option is None:

@@ -30,6 +30,8 @@ recorded_pid() {
   fi
   if [[ ! "$pid" =~ ^[0-9]{1,9}$ ]] || [ -e "/proc/$pid" ]; then
     echo "$pidfile names no server this checkout started (stale or edited); removed it, signalled nothing" >&2
+  else
+    echo "the server (pid $pid) is no longer running; removed $pidfile" >&2
   fi
   rm -f "$pidfile"
   return 1
@@ -64,7 +66,8 @@ up() {
 
 down() {
   local pid
-  if ! pid=$(recorded_pid); then echo "not running"; return 0; fi
+  if [ ! -f "$pidfile" ]; then echo "not running"; return 0; fi
+  pid=$(recorded_pid) || return 0
   kill -TERM "$pid"
   while kill -0 "$pid" 2>/dev/null; do sleep 1; done
   rm -f "$pidfile"
