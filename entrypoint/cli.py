@@ -19,10 +19,11 @@ import shlex
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NoReturn
 
 from entrypoint.doctor import Host, failures, report, run_checks
 from entrypoint.env_file import read_env_file
-from entrypoint.errors import SettingsError, UserError, run_cli
+from entrypoint.errors import ERROR_PREFIX, SettingsError, UserError, run_cli
 from entrypoint.pipes import ClosedPipeSafe
 from entrypoint.resolver import Resolved
 from entrypoint.scrub import install_log_filter
@@ -84,9 +85,17 @@ def engine_environment(args: argparse.Namespace) -> dict[str, str] | None:
     return environ
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose mistakes are one `error:` line and exit 2, as every other bad input (`--help` shows usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{ERROR_PREFIX}{self.prog}: {message} (--help lists the options)", file=sys.stderr)
+        sys.exit(2)
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """The sub-command and its options; `serve` when none is given; engine flags in `engine_flags`."""
-    parser = argparse.ArgumentParser(prog="entrypoint", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="entrypoint", description=__doc__.splitlines()[0])
     parser.add_argument("--env-file", type=Path, help="a .env file under the process environment")
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("serve", help="fetch weights, start vLLM, smoke-check it, keep it running (default)")
@@ -203,10 +212,17 @@ def _doctor_gate(settings: Settings, environ: Mapping[str, str] | None) -> None:
         raise SettingsError([f"doctor: {f.line()}" for f in failures(findings)])
 
 
+WATCH_TIMEOUT_MAX = 7 * 86400
+
+
 def _watch(settings: Settings, args: argparse.Namespace) -> int:
     from entrypoint.state import StateDir
     from entrypoint.watch import Watcher
 
+    if args.timeout is not None and not 0 < args.timeout <= WATCH_TIMEOUT_MAX:  # nan and inf fail here too
+        raise SettingsError([f"watch --timeout={args.timeout:g}: allowed: seconds > 0 and <= {WATCH_TIMEOUT_MAX}"])
+    if args.pid is not None and not 0 < args.pid < 2**22:  # Linux's pid_max ceiling
+        raise SettingsError([f"watch --pid={args.pid}: allowed: the supervisor's process id (a number > 0)"])
     watcher = Watcher(StateDir(settings.state_dir), sys.stdout, live=sys.stdout.isatty() and not args.plain,
                       cache=settings.model_cache_dir)
     return watcher.run(args.timeout or settings.startup_timeout, args.pid)

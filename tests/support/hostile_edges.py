@@ -209,6 +209,10 @@ def watch_smoke_cases(servers: Servers) -> list[EdgeCase]:
         watch_case("a phase that sets the terminal title and fakes [ready]",
                    {"phase": "vllm\x1b]0;owned\x07\r[ready] http://127.0.0.1:1\n"}),
         watch_case("a download folder of /", {"phase": "download", "folder": "/", "total_bytes": 10}),
+        *(EdgeCase("watch and smoke", f"watch --{option} {value}", lambda folder, o=option, v=value: entrypoint(
+            {"PLATFORM": "cpu"}, "watch", f"--{o}", v, folder=folder), frozenset({2}))
+          for option, value in (("timeout", "nan"), ("timeout", "-1"), ("timeout", "inf"), ("pid", "0"),
+                                ("pid", "-5"), ("timeout", "ten"))),
         smoke_case("a server that trickles its answer", lambda: servers.trickle),
         smoke_case("a server whose answer never ends", lambda: servers.huge),
     ]
