@@ -80,7 +80,11 @@ def ensure(ref: str, setting: str, is_debian: bool, mirror: str) -> str | None:
 
 
 def main(platform: str) -> int:
-    args = build_args(json.load(sys.stdin))
+    try:
+        compose = json.load(sys.stdin)
+    except ValueError:  # `docker compose config` failed and said why on its own stderr
+        return 1
+    args = build_args(compose)
     mirror = args.get("REGISTRY_MIRROR", "")
     for name in NEEDS[args.get("RUNTIME", "accelerator")]:
         setting = SETTING.get(name, {}).get(platform, name)
