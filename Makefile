@@ -167,7 +167,7 @@ ifeq ($(RESOLVED_ENGINE),docker)
 	@# The start's phases live (plain lines when not on a terminal); Docker's health decides below,
 	@# on the same container (an image rebuilt meanwhile must not replace a started server).
 	@# watch exits 2 or 3 when the start failed for good (a bad setting; FAILED_START=hold).
-	@rc=0; $(COMPOSE) exec $$([ -t 1 ] || echo -T) serve python3 -m entrypoint watch || rc=$$?; \
+	@rc=0; $(COMPOSE) exec $$([ -t 1 ] || echo -T) serve python3 -m entrypoint watch 2>/dev/null || rc=$$?; \
 		[ $$rc -lt 2 ] || [ $$rc -gt 3 ] || $(START_FAILED)
 	@$(COMPOSE) up --detach --wait --no-recreate serve $(if $(ROUTED),router) \
 		|| { $(if $(ROUTED),$(COMPOSE) logs --no-log-prefix --tail 1 router >&2;) $(START_FAILED) }

@@ -87,7 +87,7 @@ def test_make_up_that_cannot_start_prints_the_reason_and_holds_instead_of_restar
         assert state == ["running", "0"], state
         status = subprocess.run(["make", "--no-print-directory", "status", *args], cwd=ROOT, env=env,
                                 capture_output=True, text=True, timeout=120)
-        assert status.returncode == 1 and status.stdout.count("not retried: MAX_NUM_SEQS='lots'") == 3, status.stdout
+        assert status.returncode != 0 and status.stdout.count("not retried: MAX_NUM_SEQS='lots'") == 3, status.stdout
     finally:
         subprocess.run(["make", "--no-print-directory", "down", *args], cwd=ROOT, env=env, capture_output=True,
                        timeout=300)
