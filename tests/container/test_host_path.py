@@ -92,3 +92,4 @@ def test_make_up_that_cannot_start_prints_the_reason_and_holds_instead_of_restar
         subprocess.run(["make", "--no-print-directory", "down", *args], cwd=ROOT, env=env, capture_output=True,
                        timeout=300)
         subprocess.run(["docker", "rmi", env["IMAGE"]], capture_output=True, timeout=120)
+        subprocess.run(["docker", "volume", "rm", f"{project}_model-cache"], capture_output=True, timeout=120)
