@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from entrypoint.doctor import Host, failures, report, run_checks
+from entrypoint.engine_flags import settings_from_flags
 from entrypoint.env_file import read_env_file
 from entrypoint.errors import ERROR_PREFIX, SettingsError, UserError, run_cli
 from entrypoint.pipes import ClosedPipeSafe
@@ -75,13 +76,15 @@ def exec_in_place(argv: list[str]) -> None:
 
 
 def engine_environment(args: argparse.Namespace) -> dict[str, str] | None:
-    """The environment with the engine flags appended to EXTRA_ARGS (the .env file's, when the
-    environment has none), or None when no flags were given."""
+    """The environment with the engine flags applied, or None when none were given: a flag that
+    names a setting sets it (`--max-num-seqs 8` is MAX_NUM_SEQS=8); the others are appended to
+    EXTRA_ARGS (the .env file's, when the environment has none) under its managed-flag rules."""
     if not getattr(args, "engine_flags", None):
         return None
-    environ = dict(os.environ)
+    settings, rest = settings_from_flags(args.engine_flags)
+    environ = {**os.environ, **settings}  # an argument outranks the environment, as in vLLM's image
     extra = environ.get("EXTRA_ARGS", "").strip() or read_env_file(args.env_file).get("EXTRA_ARGS", "").strip()
-    environ["EXTRA_ARGS"] = " ".join(part for part in (extra, shlex.join(args.engine_flags)) if part)
+    environ["EXTRA_ARGS"] = " ".join(part for part in (extra, shlex.join(rest)) if part)
     return environ
 
 

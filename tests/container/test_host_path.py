@@ -61,8 +61,9 @@ def test_the_image_runs_a_command_serves_by_default_and_takes_engine_flags(deplo
     image = deployment.inspect()["Config"]["Image"]
     assert docker("run", "--rm", image, "bash", "-c", "echo ok") == "ok\n"
     assert deployment.inspect()["Config"]["Cmd"] == ["serve"]  # `docker run IMAGE` serves
-    shown = docker("run", "--rm", "-e", "PLATFORM=cpu", image, "render", "--max-logprobs", "5")
+    shown = docker("run", "--rm", "-e", "PLATFORM=cpu", image, "render", "--max-logprobs", "5", "--max-num-seqs", "8")
     assert shown.rstrip().endswith("--max-logprobs 5"), shown
+    assert "--max-num-seqs 8" in shown.replace(" \\\n", " "), shown  # `docker run IMAGE --max-num-seqs 8` serves with 8
     managed = subprocess.run(["docker", "run", "--rm", image, "--port", "9"], capture_output=True, text=True,
                              timeout=120)
     assert managed.returncode == 2 and managed.stderr.count("\n") == 1, managed.stderr
