@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shlex
+import unicodedata
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -45,6 +46,7 @@ SECRET_FILE_MAX_BYTES = 64 * 1024  # a key is short; this bounds a mistaken /dev
 # Ceilings for seconds: beyond them a value is a typo, and a timer that large overflows.
 HOUR, DAY, WEEK = 3600, 86400, 7 * 86400
 PATH_MAX = 4000  # Linux's 4096, less room for the files inside the weights' folder
+IFACE = re.compile(r"[A-Za-z0-9_.:-]{1,15}")  # a Linux network interface name (IFNAMSIZ - 1)
 URL_FIELDS = frozenset({"MODELSCOPE_ENDPOINT"})  # shown with their credentials masked
 # Free text that may carry a secret (`--api-key K`, a token in a flag's value): an error about
 # it names the variable and the problem, never the value.
@@ -255,7 +257,9 @@ class Settings(BaseModel):
     download_retries: int = setting(5, "Attempts for the whole download before giving up.", "an integer >= 1",
                                     alias="DOWNLOAD_RETRIES", ge=1)
     termination_log: str = setting(KUBERNETES_TERMINATION_LOG, "File that receives the one-line reason of a failed "
-                                   "start (Kubernetes shows it in `kubectl describe`).", "a file path",
+                                   "start (Kubernetes shows it in `kubectl describe`).",
+                                   "an absolute file path; an existing file is overwritten only if empty or an earlier "
+                                   "message (one line, <= 4 KiB)",
                                    alias="TERMINATION_LOG", min_length=1)
     smoke_on_start: bool = setting(True, "Run the smoke check before marking the server ready.", BOOLEAN,
                                    alias="SMOKE_ON_START")
@@ -326,9 +330,20 @@ class Settings(BaseModel):
             raise ValueError("expected modelscope or an absolute path")
         return value
 
+    @field_validator("termination_log")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not Path(value).is_absolute():
+            raise ValueError("not an absolute path")
+        return value
+
     @field_validator("host")
     @classmethod
     def _host_is_ip(cls, value: str) -> str:
+        address, _, zone = value.partition("%")
+        # ipaddress takes any text after `%` as an IPv6 zone; uvicorn's socket does not (`::1%]x`).
+        if zone and not (isinstance(ipaddress.ip_address(address), ipaddress.IPv6Address) and IFACE.fullmatch(zone)):
+            raise ValueError("a zone (`%` and a network interface name) is allowed only after an IPv6 address")
         ipaddress.ip_address(value)
         return value
 
@@ -364,7 +379,7 @@ class Settings(BaseModel):
 
     @field_validator("model_cache_dir", "compile_cache_dir", "shipped_compile_cache_dir", "fallback_model_dir",
                      "state_dir", "ascend_log_path", "model_source", "termination_log", "pytorch_npu_alloc_conf",
-                     mode="before")
+                     "api_key_file", "modelscope_token_file", mode="before")
     @classmethod
     def _one_line(cls, value: Any) -> Any:
         # A NUL byte passes as a Path here but makes every later file call raise ValueError; a line
@@ -373,6 +388,9 @@ class Settings(BaseModel):
             raise ValueError("contains a NUL byte")
         if isinstance(value, str) and "".join(value.splitlines()) != value:
             raise ValueError("contains a line break")
+        # `/models ` and `/models` are two folders to the kernel, one to a person reading the render.
+        if isinstance(value, str) and (value != value.strip() or any(unicodedata.category(c) == "Cc" for c in value)):
+            raise ValueError("starts or ends with white space, or contains control characters")
         return value
 
     @field_validator("api_key", "modelscope_token")
@@ -481,8 +499,19 @@ def cross_field_errors(settings: Settings) -> list[str]:
     if settings.fallback_model_dir and not has_config(settings.fallback_model_dir):
         errors.append(f"FALLBACK_MODEL_DIR={str(settings.fallback_model_dir)!r}: no config.json there; allowed: an "
                       "existing model folder")
-    errors += engine_flags.managed_flag_errors(settings.extra_argv)
+    errors += engine_flags.managed_flag_errors(settings.extra_argv) + port_clashes(settings)
     return errors + node_group_errors(settings)
+
+
+def port_clashes(settings: Settings) -> list[str]:
+    """Every port the bundle listens on is its own: a second bind fails only after minutes of start."""
+    ports = {"PORT": settings.port, "METRICS_PORT": settings.metrics_port, "MULTI_NODE_PORT": settings.multi_node_port}
+    errors, seen = [], {}
+    for name, port in ports.items():
+        if port and port in seen:  # METRICS_PORT=0: no metrics server
+            errors.append(f"{name}={port}: {seen[port]} listens there too; allowed: a port no other setting uses")
+        seen.setdefault(port, name)
+    return errors
 
 
 LWS_NAMES = ("LWS_GROUP_SIZE", "LWS_WORKER_INDEX", "LWS_LEADER_ADDRESS")

@@ -22,6 +22,7 @@ from entrypoint.state import StateDir, process_alive
 from entrypoint.value_grammar import inside
 
 POLL_SECONDS = 1.0
+FAILED_EXIT = 3
 PLAIN_EVERY = 30.0
 LABELS = {"weights": "weights", "download": "download", "compile-cache": "copying the image's compile cache",
           "vllm": "vLLM loading and compiling", "smoke": "smoke check"}
@@ -104,9 +105,14 @@ class Watcher:
         self.out.flush()
 
     def run(self, timeout: float, pid: int | None = None) -> int:
-        """0 once the ready marker is there; 1 when the supervisor is gone or the timeout passes."""
+        """0 once the ready marker is there; 1 when the supervisor is gone or the timeout passes;
+        FAILED_EXIT when the start failed for good (the supervisor holds, FAILED_START=hold)."""
         began = self.clock()
         while self.clock() - began < timeout:
+            failed = self.state.failed()
+            if failed is not None:
+                self.finish(f"[failed] {failed['reason']}")
+                return FAILED_EXIT
             ready = self.state.ready()
             if ready is not None:
                 url = printable(str(ready.get("url", "")))[:200]

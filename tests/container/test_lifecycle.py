@@ -63,8 +63,8 @@ def test_render_inside_equals_render_outside(deployment):
     names = ("PLATFORM", "MODEL_CACHE_DIR", "COMPILE_CACHE_DIR", "HOST", "PORT", "MODEL_PROFILE",
              "MODELSCOPE_ENDPOINT")
     same = {name: settings[name] for name in names if name in settings}
-    outside = subprocess.run(["make", "--no-print-directory", "render", "RENDER_FORMAT=json"], cwd=ROOT,
-                             env={**os.environ, **same}, capture_output=True, text=True, timeout=300)
+    outside = subprocess.run(["make", "--no-print-directory", "render", "ENGINE=native", "RENDER_FORMAT=json"],
+                             cwd=ROOT, env={**os.environ, **same}, capture_output=True, text=True, timeout=300)
     assert outside.returncode == 0, outside.stderr
     rendered = json.loads(outside.stdout)
     # argv[0] is each side's own interpreter; everything after it must match.

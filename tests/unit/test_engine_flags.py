@@ -79,10 +79,10 @@ def test_an_unknown_flag_cannot_be_read_back() -> None:
     ("--no-trust-remote-code", "'--no-trust-remote-code'", "TRUST_REMOTE_CODE"),
     ("--device-memory-utilization 0.5", "'--device-memory-utilization'", "GPU_MEMORY_UTILIZATION"),
     ("--model /elsewhere", "'--model'", "MODEL_ID and MODEL_SOURCE"),
-    ("/elsewhere --chat-template t", "'/elsewhere'", "MODEL_ID and MODEL_SOURCE"),
+    ("/elsewhere --chat-template t", "(its first word)", "MODEL_ID and MODEL_SOURCE"),
     ("--api-key=sk-123", "'--api-key'", "API_KEY_FILE"),
     ("--uds /tmp/s", "'--uds'", "HOST:PORT"),
-    ("- --chat-template t", "'-'", "MODEL_ID and MODEL_SOURCE"),
+    ("- --chat-template t", "(its first word)", "MODEL_ID and MODEL_SOURCE"),
     ("--ssl-certfile /c.pem", "'--ssl-certfile'", "plain HTTP"),
 ])
 def test_extra_args_may_not_set_a_managed_flag(extra: str, named: str, setting: str) -> None:

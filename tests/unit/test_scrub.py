@@ -118,3 +118,44 @@ def test_a_huge_number_is_refused_before_conversion_in_one_short_line(name, valu
 
 def test_a_signed_number_is_read_the_same_by_the_cpu_tuning_and_the_settings():
     assert load_settings({**CPU, "MAX_NUM_SEQS": "+5000"}).max_num_seqs == 5000
+
+
+# --- shapes refused at settings time (class 4) and the termination log (class 10) ---------------
+
+@pytest.mark.parametrize(("name", "value", "reason"), [
+    ("HOST", "::1%]x", "zone"), ("HOST", "127.0.0.1%eth0", "zone"),
+    ("MODEL_CACHE_DIR", "/models ", "white space"), ("STATE_DIR", " /tmp/s", "white space"),
+    ("API_KEY_FILE", "/run/key\t", "white space"), ("TERMINATION_LOG", "relative.log", "absolute"),
+])
+def test_shapes_that_cannot_work_are_refused(name, value, reason):
+    with pytest.raises(SettingsError) as raised:
+        load_settings({**CPU, name: value})
+    assert any(line.startswith(f"{name}=") and reason in line for line in raised.value.lines)
+
+
+def test_an_ipv6_zone_is_an_address():
+    assert load_settings({**CPU, "HOST": "fe80::1%eth0"}).host == "fe80::1%eth0"
+
+
+@pytest.mark.parametrize(("environ", "named"), [({"METRICS_PORT": "8000"}, "METRICS_PORT=8000: PORT"),
+                                                ({"PORT": "9464"}, "METRICS_PORT=9464: PORT")])
+def test_every_listening_port_is_distinct(environ, named):
+    with pytest.raises(SettingsError) as raised:
+        load_settings({**CPU, **environ})
+    assert any(line.startswith(named) for line in raised.value.lines)
+
+
+def test_the_termination_log_overwrites_only_a_termination_message(tmp_path):
+    someone = tmp_path / "notes.txt"
+    someone.write_text("line one\nline two\n")
+    write_termination_message(str(someone), "vLLM exited")
+    assert someone.read_text() == "line one\nline two\n"
+    target = tmp_path / "elsewhere"
+    target.write_text("")
+    (tmp_path / "link").symlink_to(target)
+    write_termination_message(str(tmp_path / "link"), "vLLM exited")
+    assert target.read_text() == ""
+    earlier = tmp_path / "termination-log"
+    write_termination_message(str(earlier), "first")
+    write_termination_message(str(earlier), "second")
+    assert earlier.read_text() == "second\n"
