@@ -30,7 +30,7 @@ from observability.dashboard import dashboard, queries, substituted
 from tests.container.conftest import ROOT, UP_TIMEOUT, make
 from tests.container.test_compose_config import config
 from tests.support.net import free_port
-from tests.support.prometheus import RULES, firing, query, query_range, wait_for
+from tests.support.prometheus import RULES, WAIT_SECONDS, firing, query, query_range, wait_for
 from tests.support.seed_checks import SERVED_NAME
 
 pytestmark = pytest.mark.container
@@ -287,6 +287,7 @@ def restarted_healthy(replica: dict, restarts: int) -> bool:
     return replica["RestartCount"] > restarts and replica["State"].get("Health", {}).get("Status") == "healthy"
 
 
+@pytest.mark.timeout(RESTART_SECONDS + 4 * WAIT_SECONDS)  # a restart and the waits for the alert and rotation
 def test_a_hung_replica_fires_the_alert_leaves_the_rotation_and_comes_back(routed, monitored):
     url, worker = monitored.url, f"http://{routed.project}-serve-1:8000"
     assert in_rotation(url, worker) == [1.0]
