@@ -197,7 +197,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ["Goal (admission on): p99 TTFT at 4x within 2x of 1x, 0 5xx, 0 probe failures: "
               + "; ".join(f"{name}: {verdict}" for name, verdict in result["goal"].items()) + ".", "",
               "The machine is shared (2 cores, other work beside), so capacity itself varies between runs; "
-              "a queued request waits up to one batch's duration, which the no-queue run leaves out.", "",
+              "a queued request waits up to one batch's duration, which the no-queue run leaves out. Peak MiB: the "
+              "summed RSS of the server's process tree (pages shared between processes counted in each).", "",
               "Not measured here: two replicas behind vllm-router (the router's own "
               "admission flags, ROUTER_MAX_CONCURRENT / ROUTER_QUEUE_SIZE / ROUTER_QUEUE_TIMEOUT).", ""]
     return "\n".join(lines)
