@@ -64,7 +64,7 @@ FIXTURE_WEIGHTS = $(shell $(PY) scripts/testbed/build_fixture_model.py --print-p
 # TESTBED=1: vLLM's compile cache in a host folder that outlives the runs' cache volumes
 # (compose/testbed-compile-cache.yaml), keyed by the image's runtime and its lock.
 TESTBED_COMPILE_CACHE = $(BUNDLE_CACHE)/container-compile/$(or $(RUNTIME),cpu)-$(shell \
-	sha256sum requirements/lock-runtime.txt | cut -c1-16)
+	sha256sum requirements/lock-runtime-$(shell uname -m).txt | cut -c1-16)
 COMPOSE_FILES = compose/compose.yaml compose/$(RESOLVED_PLATFORM).yaml $(if $(NPU),$(NPU_CARDS_FILE)) \
 	$(if $(filter 1,$(TESTBED)),compose/testbed.yaml compose/testbed-compile-cache.yaml) \
 	$(if $(API_KEY_FILE),compose/api-key.yaml) $(if $(MODELSCOPE_TOKEN_FILE),compose/modelscope-token.yaml) \
