@@ -243,6 +243,10 @@ test-container: venv fixture
 	@eval "$$(scripts/testbed/docker-engine.sh start)" && scripts/testbed/base-image.sh debian:bookworm-slim \
 		&& scripts/testbed/pytest-layer.sh container $(PYTEST_ARGS)
 
+.PHONY: test-arm64 ## arm64 by emulation: stand-in base, accelerator stage for linux/arm64, NPU render, parser, probes, one completion -> bench/results/arm64.md
+test-arm64: venv target-vllm fixture
+	@eval "$$(scripts/testbed/docker-engine.sh start)" && $(PY) bench/arm64.py
+
 .PHONY: bench-startup ## time-to-ready of `entrypoint serve` vs plain vLLM, and probe latency
 bench-startup: venv fixture
 	@$(PY) bench/startup.py

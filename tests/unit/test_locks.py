@@ -137,3 +137,12 @@ def test_the_locks_local_torch_build_resolves_through_the_override(machine: str,
         assert found == pinned(lines)
 
     cached_check(f"torch-{machine}", [*lines, held[0].name], check)
+
+
+@pytest.mark.parametrize("machine", MACHINES)
+def test_each_lock_is_the_x86_64_freeze_walked_for_its_machine(machine: str) -> None:
+    """scripts/lock-arch.py over this venv (which holds the x86_64 lock) rebuilds each lock's set."""
+    done = subprocess.run([sys.executable, str(ROOT / "scripts/lock-arch.py"), machine], capture_output=True,
+                          text=True, check=True)
+    derived = [line for line in done.stdout.splitlines() if line and not line.startswith("#")]
+    assert sorted(derived, key=str.lower) == sorted(lock_lines(machine), key=str.lower)
