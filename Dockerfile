@@ -7,7 +7,8 @@
 #   CUDA:           docker build --build-arg BASE_IMAGE=docker.io/vllm/vllm-openai:v0.18.0 -t ascend-serve-bundle:cuda .
 #   CPU (test bed): docker build --build-arg RUNTIME=cpu -t ascend-serve-bundle:cpu \
 #                     --secret id=cacert,src=/etc/ssl/certs/ca-certificates.crt .
-#                   needs the torch +cpu wheel in .build/wheels (`make build PLATFORM=cpu` puts it there)
+#                   torch +cpu from TORCH_INDEX_URL (PyTorch's CPU index), or .build/wheels
+#                   (`scripts/cpu-wheels.sh .build/wheels` with TORCH_FIND_LINKS set)
 #
 # REGISTRY_MIRROR is put in front of every base image name (e.g. m.daocloud.io/), so
 # base names are fully qualified. PIP_INDEX_URL, when given, is pip's index in the build.
@@ -39,10 +40,10 @@ ARG PIP_INDEX_URL
 # IMAGE_VERSION and NPU_HARDWARE): the entrypoint inside renders for the vLLM it carries.
 ARG IMAGE_VERSION
 LABEL org.opencontainers.image.base.name="${BASE_IMAGE}"
-COPY requirements/bundle.txt scripts/install-on-base.py /tmp/bundle/
+COPY pyproject.toml scripts/install-on-base.py /tmp/bundle/
 RUN --mount=type=secret,id=cacert \
     if [ -s /run/secrets/cacert ]; then export PIP_CERT=/run/secrets/cacert; fi \
-    && python3 /tmp/bundle/install-on-base.py /tmp/bundle/bundle.txt \
+    && python3 /tmp/bundle/install-on-base.py /tmp/bundle/pyproject.toml verification \
     && rm -rf /tmp/bundle \
     && python3 -c "import jinja2, pydantic, tenacity, modelscope, prometheus_client"
 # Runs as root: the Ascend device nodes (/dev/davinci*) and driver mounts are owned by
@@ -65,16 +66,20 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && python3 --version
 ENV VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH PLATFORM=cpu
-# Dependencies in their own layer (a code change rebuilds in seconds). The lock is a
-# complete freeze, hence --no-deps; torch's +cpu wheel comes from the build context.
-COPY requirements/lock-runtime.txt /tmp/lock-runtime.txt
+# torch's +cpu build: from TORCH_INDEX_URL (empty: PyTorch's CPU wheel index), or from the
+# build context's .build/wheels when `scripts/cpu-wheels.sh` put it there (TORCH_FIND_LINKS).
+ARG TORCH_INDEX_URL
+# Dependencies in their own layer (a code change rebuilds in seconds): the lock of the
+# image's architecture, installed as the project venv is (scripts/install-lock.sh).
+COPY requirements/lock-runtime-*.txt scripts/install-lock.sh /tmp/lock/
 RUN --mount=type=secret,id=cacert \
     --mount=type=bind,source=.build/wheels,target=/wheels \
     --mount=type=cache,target=/root/.cache/pip \
     if [ -s /run/secrets/cacert ]; then export PIP_CERT=/run/secrets/cacert; fi \
+    && if ls /wheels/torch-*.whl >/dev/null 2>&1; then export TORCH_FIND_LINKS=/wheels; fi \
     && python3 -m venv /opt/venv \
-    && pip install --no-deps --find-links /wheels -r /tmp/lock-runtime.txt \
-    && rm /tmp/lock-runtime.txt \
+    && /tmp/lock/install-lock.sh python "/tmp/lock/lock-runtime-$(uname -m).txt" \
+    && rm -rf /tmp/lock \
     && python -c "import vllm, modelscope, jinja2, pydantic, tenacity, prometheus_client"
 # A fixed non-root user; the cache volume is created owned by it, so a named volume
 # starts writable for it.

@@ -81,7 +81,7 @@ FIXTURE_WEIGHTS = $(if $(filter 1,$(TESTBED)),$(shell $(PY) scripts/testbed/buil
 # TESTBED=1: vLLM's compile cache in a host folder that outlives the runs' cache volumes
 # (compose/testbed-compile-cache.yaml), keyed by the image's runtime and its lock.
 TESTBED_COMPILE_CACHE = $(if $(filter 1,$(TESTBED)),$(BUNDLE_CACHE)/container-compile/$(or $(RUNTIME),cpu)-$(shell \
-	sha256sum requirements/lock-runtime.txt | cut -c1-16))
+	sha256sum requirements/lock-runtime-$(shell uname -m).txt | cut -c1-16))
 COMPOSE_FILES = compose/compose.yaml compose/$(RESOLVED_PLATFORM).yaml $(if $(NPU),$(NPU_CARDS_FILE)) \
 	$(if $(filter 1,$(TESTBED)),compose/testbed.yaml compose/testbed-compile-cache.yaml) \
 	$(if $(API_KEY_FILE),compose/api-key.yaml) $(if $(MODELSCOPE_TOKEN_FILE),compose/modelscope-token.yaml) \
@@ -290,6 +290,10 @@ test-integration: venv fixture
 test-container: venv fixture
 	@eval "$$(scripts/testbed/docker-engine.sh start)" && scripts/testbed/base-image.sh debian:bookworm-slim \
 		&& scripts/testbed/pytest-layer.sh container $(PYTEST_ARGS)
+
+.PHONY: test-arm64 ## arm64 by emulation: stand-in base, accelerator stage for linux/arm64, NPU render, parser, probes, one completion -> bench/results/arm64.md
+test-arm64: venv target-vllm fixture
+	@eval "$$(scripts/testbed/docker-engine.sh start)" && $(PY) bench/arm64.py
 
 .PHONY: bench-startup ## time-to-ready of `entrypoint serve` vs plain vLLM, and probe latency
 bench-startup: venv fixture

@@ -12,7 +12,15 @@ link=${1:-$root/.venv}
 python=${PYTHON:-python3}
 . "$root/scripts/paths.sh"
 cache=$BUNDLE_CACHE
-key=$( (cat "$root"/requirements/*.txt; "$python" -c 'import sys; print(sys.version)') | sha256sum | cut -c1-16)
+# The runtime lock of this machine's architecture; torch's +cpu build comes from
+# TORCH_INDEX_URL or TORCH_FIND_LINKS (scripts/install-lock.sh).
+lock=$root/requirements/lock-runtime-$(uname -m).txt
+if [ ! -f "$lock" ]; then
+  echo "error: no runtime lock for $(uname -m); allowed machines: x86_64, aarch64" >&2
+  exit 2
+fi
+key=$( (cat "$lock" "$root/requirements/lock-dev.txt"; "$python" -c 'import sys; print(sys.version)') \
+  | sha256sum | cut -c1-16)
 venv=$cache/venv-$key
 
 mkdir -p "$cache"
@@ -23,11 +31,8 @@ if [ ! -f "$venv/.complete" ]; then
   echo "bootstrap: building $venv (vLLM CPU, about 2 minutes)" >&2
   rm -rf "$venv"
   "$python" -m venv "$venv"
-  # The locks are complete (a pip freeze), so --no-deps installs exactly them and skips
-  # the CUDA builds of torchvision/torchaudio/torchcodec that break `import vllm`.
   # (pip's notes about this machine's empty extra indexes are filtered out.)
-  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps \
-    -r "$root/requirements/lock-runtime.txt" -r "$root/requirements/lock-dev.txt" \
+  "$root/scripts/install-lock.sh" "$venv/bin/python" "$lock" "$root/requirements/lock-dev.txt" \
     2> >(grep -v 'is ignored' >&2)
   (cd "$root" && "$venv/bin/python" -c 'import vllm, modelscope, entrypoint.settings')  # self-test
   touch "$venv/.complete"

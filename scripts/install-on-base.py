@@ -1,6 +1,9 @@
 """Install the bundle's libraries into a base image's Python without moving its serving stack.
 
-    python3 install-on-base.py requirements/bundle.txt
+    python3 install-on-base.py pyproject.toml [EXTRA ...]
+
+The libraries are pyproject.toml's dependencies plus those of the optional groups named
+(the image adds `verification`): the one list the wheel declares too.
 
 Runs inside the accelerator stage's build, on the base image's own Python (vllm-ascend,
 vllm-openai or a stand-in), standard library only:
@@ -79,6 +82,27 @@ def contradictions(requirements: list[str], stack: dict[str, str]) -> list[str]:
     return lines
 
 
+def load_toml(path: str) -> dict:
+    """pyproject.toml as a dict; before Python 3.11 through the TOML parser pip itself carries."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # a base image on Python 3.10
+        from pip._vendor import tomli as tomllib
+    with open(path, "rb") as handle:
+        return tomllib.load(handle)
+
+
+def project_requirements(pyproject: str, extras: list[str]) -> list[str]:
+    """The project's dependencies and those of the named optional groups; an unknown group stops."""
+    project = load_toml(pyproject)["project"]
+    optional = project.get("optional-dependencies", {})
+    unknown = [extra for extra in extras if extra not in optional]
+    if unknown:
+        raise SystemExit(f"install-on-base: {pyproject} has no optional dependencies {', '.join(unknown)}; "
+                         f"allowed: {', '.join(sorted(optional))}")
+    return [*project.get("dependencies", []), *(line for extra in extras for line in optional[extra])]
+
+
 def pip(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     if not env.get("PIP_INDEX_URL"):
@@ -90,9 +114,8 @@ def check_lines() -> set[str]:
     return {line for line in pip("check").stdout.splitlines() if line and "No broken requirements" not in line}
 
 
-def main(requirements_file: str) -> int:
-    with open(requirements_file, encoding="utf-8") as handle:
-        requirements = [line.strip() for line in handle if line.strip() and not line.lstrip().startswith("#")]
+def main(pyproject: str, extras: list[str]) -> int:
+    requirements = project_requirements(pyproject, extras)
     stack = serving_stack(installed())
     if not stack:
         print("install-on-base: no vllm* or torch* distribution in this Python; is BASE_IMAGE a vLLM image?",
@@ -100,14 +123,17 @@ def main(requirements_file: str) -> int:
         return 1
     bad = contradictions(requirements, stack)
     if bad:
-        print(f"install-on-base: {requirements_file} pins against the base: {'; '.join(bad)}", file=sys.stderr)
+        print(f"install-on-base: {pyproject} pins against the base: {'; '.join(bad)}", file=sys.stderr)
         return 1
     before = check_lines()
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as constraints:
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as constraints, \
+            tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as wanted:
         constraints.write("".join(f"{name}=={version}\n" for name, version in sorted(stack.items())))
+        wanted.write("".join(f"{line}\n" for line in requirements))
     print(f"install-on-base: {len(stack)} distributions of the serving stack pinned as installed", flush=True)
-    done = pip("install", "--no-cache-dir", "-r", requirements_file, "-c", constraints.name)
+    done = pip("install", "--no-cache-dir", "-r", wanted.name, "-c", constraints.name)
     os.unlink(constraints.name)
+    os.unlink(wanted.name)
     sys.stdout.write(done.stdout)
     if done.returncode != 0:
         sys.stderr.write(done.stderr)
@@ -122,6 +148,6 @@ def main(requirements_file: str) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit(f"usage: {sys.argv[0]} REQUIREMENTS_FILE")
-    sys.exit(main(sys.argv[1]))
+    if len(sys.argv) < 2:
+        sys.exit(f"usage: {sys.argv[0]} PYPROJECT_TOML [EXTRA ...]")
+    sys.exit(main(sys.argv[1], sys.argv[2:]))

@@ -5,13 +5,18 @@
 # Skips an image that already exists (a pulled one too); rebuilds one this script made
 # from other inputs. The rootfs tarball is cached under $BUNDLE_CACHE/base-images, keyed
 # by its inputs, so a wiped docker data-root costs only the import.
-# Overrides: DEBIAN_MIRROR, DEBIAN_SECURITY_MIRROR (empty: none), DEBIAN_SUITE (bookworm).
+# Overrides: DEBIAN_MIRROR, DEBIAN_SECURITY_MIRROR (empty: none), DEBIAN_SUITE (bookworm),
+# DEBIAN_ARCH (Debian's name, e.g. arm64; default this machine's): a foreign one runs under
+# qemu-user-static (scripts/testbed/emulation.sh) and is imported through a Compose build,
+# since `docker import --platform` does not set the architecture on dockerd 20.10.
 # Needs an engine: run `eval "$(scripts/testbed/docker-engine.sh start)"` first (done here if unset).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
 variant=minbase
 suite=${DEBIAN_SUITE:-bookworm}
+native_arch=$(dpkg --print-architecture)
+arch=${DEBIAN_ARCH:-$native_arch}
 # shellcheck source=scripts/paths.sh
 . "$here/../paths.sh"
 cache=$BUNDLE_CACHE/base-images
@@ -119,6 +124,7 @@ build_tarball() {
   [[ $mirror == https:* ]] && include=(--include=ca-certificates)
   say "debootstrap --variant=$variant $suite from $mirror"
   local t0=$SECONDS
+  [ "$arch" = "$native_arch" ] || { "$here/emulation.sh" "$arch"; include+=(--arch="$arch"); }
   debootstrap --variant="$variant" "${include[@]}" "$suite" "$root" "$mirror" >"$cache/debootstrap.log" 2>&1 ||
     { tail -n 20 "$cache/debootstrap.log" >&2; die "debootstrap failed (log: $cache/debootstrap.log)"; }
   say "debootstrap took $((SECONDS - t0))s"
@@ -129,6 +135,22 @@ build_tarball() {
   tar --numeric-owner -C "$root" -cf "$tarball.tmp" .
   mv "$tarball.tmp" "$tarball"
   remove_rootfs "$root"
+  trap - EXIT
+}
+
+# A Compose build of `FROM scratch` + the rootfs for linux/$arch: the one way this engine
+# records a foreign architecture in the image (the docker CLI here has no buildx).
+import_foreign() {
+  local tarball=$1 name=$2 key=$3 ctx
+  ctx=$(mktemp -d "$cache/import.XXXXXX")
+  # shellcheck disable=SC2064  # expand now: $ctx is local
+  trap "rm -rf '$ctx'" EXIT
+  ln "$tarball" "$ctx/rootfs.tar" 2>/dev/null || cp "$tarball" "$ctx/rootfs.tar"
+  printf 'FROM scratch\nADD rootfs.tar /\nLABEL %s=%s\nCMD ["bash"]\n' "$label" "$key" >"$ctx/Dockerfile"
+  printf 'services:\n  rootfs:\n    image: %s\n    platform: linux/%s\n    build:\n      context: .\n      platforms: [linux/%s]\n' \
+    "$name" "$arch" "$arch" >"$ctx/compose.yaml"
+  COMPOSE_BAKE=false docker compose --project-directory "$ctx" -p "base-import-$$" build >&2
+  rm -rf "$ctx"
   trap - EXIT
 }
 
@@ -143,6 +165,7 @@ main() {
   local key
   key=$({
     printf '%s\n' "$mirror" "$security_mirror" "$suite" "$variant" "$(uname -m)"
+    [ "$arch" = "$native_arch" ] || echo "$arch"
     cat "${BASH_SOURCE[0]}"
     if [[ $mirror == https:* || $security_mirror == https:* ]]; then cat "$ca_bundle"; fi
   } | sha256sum | cut -c1-16)
@@ -172,10 +195,14 @@ main() {
       [ "$old" = "$tarball" ] || [ ! -f "$old" ] || { say "removing stale $old"; rm -f "$old"; }
     done
   fi
-  say "docker import $tarball as $name"
+  say "importing $tarball as $name ($arch)"
   local t0=$SECONDS
   # Metadata as in Debian's official image (CMD bash), plus the key to detect staleness.
-  docker import -c 'CMD ["bash"]' -c "LABEL $label=$key" "$tarball" "$name" >&2
+  if [ "$arch" = "$native_arch" ]; then
+    docker import -c 'CMD ["bash"]' -c "LABEL $label=$key" "$tarball" "$name" >&2
+  else
+    import_foreign "$tarball" "$name" "$key"
+  fi
   say "import took $((SECONDS - t0))s"
 }
 

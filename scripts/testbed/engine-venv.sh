@@ -16,7 +16,7 @@ root=$(cd "$here/../.." && pwd)
 # shellcheck source=scripts/paths.sh
 . "$here/../paths.sh"
 wheels=$("$here/engine-wheels.sh")
-key=$({ cat "${BASH_SOURCE[0]}" "$root/requirements/bundle.txt" "$root/scripts/install-on-base.py"; echo "$wheels"; } \
+key=$({ cat "${BASH_SOURCE[0]}" "$root/pyproject.toml" "$root/scripts/install-on-base.py"; echo "$wheels"; } \
   | sha256sum | cut -c1-16)
 dir=$BUNDLE_CACHE/engine-vllm-0.18.0-$key
 exec 9>"$dir.lock"
@@ -35,7 +35,7 @@ if [ ! -f "$dir/.complete" ]; then
     exit 1
   fi
   echo "LD_PRELOAD=$tcmalloc:$iomp" >"$dir/preload"
-  "$dir/venv/bin/python" "$root/scripts/install-on-base.py" "$root/requirements/bundle.txt" >&2
+  "$dir/venv/bin/python" "$root/scripts/install-on-base.py" "$root/pyproject.toml" verification >&2
   "$dir/venv/bin/python" -m pip install --quiet --disable-pip-version-check pytest pytest-timeout hypothesis >&2
   touch "$dir/.complete"
 fi

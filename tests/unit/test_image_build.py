@@ -55,7 +55,7 @@ def test_a_pin_against_the_stack_is_named_and_one_outside_it_may_move() -> None:
 
 
 def test_the_bundle_requirements_pin_nothing_against_the_test_bed_stack() -> None:
-    requirements = (ROOT / "requirements/bundle.txt").read_text().splitlines()
+    requirements = install_on_base.project_requirements(str(ROOT / "pyproject.toml"), ["verification"])
     stack = install_on_base.serving_stack(install_on_base.installed())
     assert "torch" in stack and install_on_base.contradictions(requirements, stack) == []
 
