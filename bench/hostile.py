@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +24,7 @@ from typing import Any, NamedTuple
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support import hostile_settings, hostile_state  # noqa: E402
+from tests.support import hostile_edges, hostile_settings, hostile_state  # noqa: E402
 
 # The probes' --timeout here: Kubernetes' probes in deploy/ pass the same.
 PROBE_TIMEOUT = 5.0
@@ -170,4 +171,57 @@ def markdown(hostile: dict[str, Any]) -> str:
         "deadline, so a run over it is one the machine did not schedule in time; see the load average):"
         if over else "."))
     out += [f"- {line}" for line in over]
+    return "\n".join(out) + "\n"
+
+
+# --- round three: the edges around the settings (tests/support/hostile_edges.py) ---------------
+
+def checkout_files() -> set[str]:
+    """Untracked and changed files of the checkout: a case that writes into it shows here."""
+    done = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT, capture_output=True,
+                          text=True)
+    return set(done.stdout.splitlines())
+
+
+def run_round_three() -> dict[str, Any]:
+    """Every round-three case, one process at a time, each in a fresh folder."""
+    started, before = time.monotonic(), checkout_files()
+    rows = []
+    with hostile_edges.servers() as servers:
+        for case in hostile_edges.all_cases(servers):
+            folder = Path(tempfile.mkdtemp(prefix="edge-"))
+            try:
+                outcome = hostile_edges.run_case(case, folder)
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+            rows.append({"kind": case.kind, "name": case.name, "handled": outcome.handled,
+                         "traceback": outcome.traceback, "hang": outcome.hang, "secret": outcome.secret_printed,
+                         "broke": outcome.broke, "exit": outcome.run.code, "lines": len(outcome.run.lines),
+                         "first_line": (outcome.run.lines or [""])[0][:200], "wall_s": round(outcome.run.wall_s, 3)})
+    return {"rows": rows, "seconds": round(time.monotonic() - started, 1),
+            "checkout_written": sorted(checkout_files() - before)}
+
+
+def round_three_markdown(report: dict[str, Any]) -> str:
+    """The round-three section of bench/reliability.md: cases and outcomes per class."""
+    rows = report["rows"]
+    kinds = dict.fromkeys(row["kind"] for row in rows)
+    out = [f"## Hostile input, round three: {sum(r['handled'] for r in rows)} of {len(rows)} handled\n",
+           f"Date {report['date']}, commit `{report['commit']}`, {report['seconds']} s. The edges around the "
+           "settings (issue 30), by class; cases: `tests/support/hostile_edges.py`. Each case is a fresh process on "
+           "a fresh input in its own folder; handled = an allowed exit, no traceback, no hang, one line (any number "
+           "for a table such as the doctor's), no secret of the case printed, no terminal control character "
+           "printed, and its post-condition held (nothing written where it must not be, no bystander signalled).\n",
+           "| class | cases | handled | tracebacks | hangs | writes or signals where none belong | secrets printed "
+           "| worst wall s |", "|---|---|---|---|---|---|---|---|"]
+    for kind in kinds:
+        mine = [r for r in rows if r["kind"] == kind]
+        out.append(f"| {kind} | {len(mine)} | {sum(r['handled'] for r in mine)} | {sum(r['traceback'] for r in mine)} "
+                   f"| {sum(r['hang'] for r in mine)} | {sum(bool(r['broke']) for r in mine)} "
+                   f"| {sum(r['secret'] for r in mine)} | {max(r['wall_s'] for r in mine):.2f} |")
+    unhandled = [f"- {r['kind']}: {r['name']}: exit {r['exit']}, {r['lines']} lines, {r['broke'] or ''} "
+                 f"{r['first_line']}" for r in rows if not r["handled"]]
+    written = report["checkout_written"]
+    out += ["", "Not handled:" if unhandled else "Every case was handled.", *unhandled,
+            f"\nFiles the run left in the checkout: {', '.join(written) if written else 'none'}."]
     return "\n".join(out) + "\n"

@@ -169,6 +169,8 @@ def markdown(result: dict[str, Any]) -> str:
         out += [f"- {place}: {count}" for place, count in scan["places"].items()]
     if "hostile" in result:
         out.append("\n" + hostile.markdown(result["hostile"]))
+    if "round_three" in result:
+        out.append("\n" + hostile.round_three_markdown(result["round_three"]))
     return "\n".join(out) + "\n"
 
 
@@ -183,12 +185,18 @@ def hostile_section() -> dict[str, Any]:
             **hostile.run_hostile()}
 
 
-def hostile_only() -> None:
-    """Rerun only the hostile-input table and put it into the existing report."""
+def round_three_section() -> dict[str, Any]:
+    print("reliability: hostile input, round three", file=sys.stderr)
+    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": commit_id(),
+            **hostile.run_round_three()}
+
+
+def hostile_only(sections: dict[str, Any]) -> None:
+    """Rerun only the hostile-input tables named and put them into the existing report."""
     report = ROOT / "bench" / "reliability.json"
     result = json.loads(report.read_text()) if report.exists() else {
         "date": "-", "commit": commit_id(), "machine": machine_facts(), "suites": {}}
-    result["hostile"] = hostile_section()
+    result.update({name: make() for name, make in sections.items()})
     write_report("reliability", result, markdown(result), folder=ROOT / "bench")
 
 
@@ -204,10 +212,13 @@ def main() -> None:
                         "`make test` left there (e.g. .run/junit) instead of running the tests again")
     parser.add_argument("--skip-load", action="store_true", help="only the tests")
     parser.add_argument("--hostile-only", action="store_true",
-                        help="only the hostile-input table, written into the existing report")
+                        help="only the hostile-input tables, written into the existing report")
+    parser.add_argument("--round-three-only", action="store_true",
+                        help="only the round-three table (the edges around the settings), into the existing report")
     args = parser.parse_args()
-    if args.hostile_only:
-        hostile_only()
+    if args.hostile_only or args.round_three_only:
+        hostile_only({"round_three": round_three_section} if args.round_three_only else
+                     {"hostile": hostile_section, "round_three": round_three_section})
         return
     result: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": commit_id(),
                               "machine": machine_facts(), "suites": {}}
@@ -223,6 +234,7 @@ def main() -> None:
         print("reliability: load with probes, then the secret scan", file=sys.stderr)
         result["load"] = load_and_scan(args)
     result["hostile"] = hostile_section()
+    result["round_three"] = round_three_section()
     write_report("reliability", result, markdown(result), folder=ROOT / "bench")
 
 

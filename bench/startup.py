@@ -1,9 +1,9 @@
 """Time-to-ready of `entrypoint serve` against plain vLLM on the same model, in one run.
 
 Both start the same rendered command (the CPU render of the default settings, the
-real serving profile, on the test-bed Gemma 3 270M weights): plain vLLM is ready
-when /health is 200 and /v1/models lists the model; the bundle is ready when its
-ready marker appears (that includes its own readiness wait and the smoke request).
+real serving profile, on the test-bed Gemma 3 270M weights with the fixture profile's
+smoke check): plain vLLM is ready when /health is 200 and /v1/models lists the model;
+the bundle is ready when its ready marker appears (that includes its own readiness wait and the smoke request).
 Starts alternate so both see the same warm compile cache. It also times
 `python -m healthcheck ready` against the ready bundle, interpreter start included.
 
@@ -80,10 +80,17 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def serve_environ(model_path: str | None, extra: list[str]) -> dict[str, str]:
+    """The settings both starts serve with. The fixture weights are a base model that never
+    answers the default smoke check ("Paris"), so they come with the fixture's profile."""
+    model = {"MODEL_SOURCE": model_path} if model_path else {
+        "MODEL_SOURCE": str(fixture_weights()), "MODEL_PROFILE": "gemma-3-270m-fixture"}
+    return {"PLATFORM": "cpu", "HOST": "127.0.0.1", **model, "MODEL_CACHE_DIR": str(BUNDLE_CACHE / "bench-model-cache"),
+            "COMPILE_CACHE_DIR": str(COMPILE_CACHE), **dict(kv.split("=", 1) for kv in extra)}
+
+
 def run(args: argparse.Namespace) -> dict[str, object]:
-    environ = {"PLATFORM": "cpu", "HOST": "127.0.0.1", "MODEL_SOURCE": args.model_path or str(fixture_weights()),
-               "MODEL_CACHE_DIR": str(BUNDLE_CACHE / "bench-model-cache"),
-               "COMPILE_CACHE_DIR": str(COMPILE_CACHE), **dict(kv.split("=", 1) for kv in args.extra)}
+    environ = serve_environ(args.model_path, args.extra)
     rounds = []
     for index in range(args.rounds):
         with tempfile.TemporaryDirectory() as tmp:

@@ -14,6 +14,8 @@ import threading
 from collections.abc import Mapping
 from typing import TextIO
 
+from entrypoint.scrub import scrub
+
 log = logging.getLogger("entrypoint.child")
 TAIL_LINES = 200  # enough to reach a worker's error above the engine's own traceback
 
@@ -40,7 +42,7 @@ class ChildProcess:
     def _pass_output(self) -> None:
         assert self.process.stdout is not None
         for raw in iter(self.process.stdout.readline, b""):
-            line = raw.decode("utf-8", errors="replace")
+            line = scrub(raw.decode("utf-8", errors="replace"))
             self.tail.append(line.rstrip("\n"))
             sink = self._output or sys.stdout  # looked up per line: pytest swaps sys.stdout
             sink.write(line)

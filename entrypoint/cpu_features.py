@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from entrypoint.bounded_read import Unreadable, read_bounded
 from entrypoint.value_grammar import plain_int
 
 GIB = 2**30
@@ -112,10 +113,14 @@ def parse_cgroup_limit(text: str) -> int | None:
     return plain_int(value)
 
 
+PROC_TEXT_MAX = 8 * 2**20  # /proc/cpuinfo of a 512-core host is about 1 MiB
+
+
 def _read(path: Path) -> str:
+    """A /proc or cgroup file's text; "" unless it is a readable regular file (never a FIFO or /dev/zero)."""
     try:
-        return path.read_text()
-    except OSError:
+        return read_bounded(path, PROC_TEXT_MAX).decode("utf-8", errors="replace")
+    except Unreadable:
         return ""
 
 

@@ -7,6 +7,11 @@ same table first: a FAIL stops it before vLLM spends minutes starting.
 
 Every check names its source: the vllm-ascend FAQ, documentation or issue where the
 failure class was reported.
+
+The doctor is safe on any tree it is pointed at: it reads only regular files, at most
+TEXT_MAX_BYTES each (a FIFO, /dev/zero or a folder is never opened); each check has
+CHECK_TIMEOUT; with `--root` it writes nothing, and it runs a binary from that tree only
+when told to (`--run-tools`).
 """
 
 from __future__ import annotations
@@ -16,12 +21,14 @@ import json
 import os
 import re
 import subprocess
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
+from entrypoint.bounded_read import Unreadable, read_bounded
 from entrypoint.cpu_features import GIB, read_host
 from entrypoint.preflight import unwritable_reason, writable_dirs
 from entrypoint.settings import Settings
@@ -29,6 +36,8 @@ from entrypoint.value_grammar import plain_int
 
 Status = Literal["OK", "WARN", "FAIL"]
 NPU_SMI_TIMEOUT = 10.0
+CHECK_TIMEOUT = NPU_SMI_TIMEOUT + 5.0  # a check that walks a hung mount ends here
+TEXT_MAX_BYTES = 2**20  # /proc/mounts of a busy Kubernetes node is some 100 KiB; version files are lines
 NPU_CONTROL_NODES = ("davinci_manager", "devmm_svm", "hisi_hdc")
 NPU_SMI_PATHS = ("usr/local/bin/npu-smi", "usr/local/sbin/npu-smi")
 NVIDIA_SMI_PATHS = ("usr/bin/nvidia-smi", "usr/local/bin/nvidia-smi")
@@ -67,9 +76,21 @@ class Host:
     root: Path = Path("/")
     environ: Mapping[str, str] = field(default_factory=dict)
     timeout: float = NPU_SMI_TIMEOUT
+    run_tools: bool | None = None  # None: only on the real root
 
     def path(self, relative: str) -> Path:
         return self.root / relative
+
+    @property
+    def is_real_root(self) -> bool:
+        return self.root.resolve() == Path("/")
+
+    def text(self, path: Path) -> str:
+        """A file's text, bounded and never blocking; "" when it is not a readable regular file."""
+        try:
+            return read_bounded(path, TEXT_MAX_BYTES).decode("utf-8", errors="replace")
+        except Unreadable:
+            return ""
 
     def first(self, candidates: Iterable[str]) -> Path | None:
         """The first of these paths (globs allowed) that exists."""
@@ -82,6 +103,8 @@ class Host:
 
     def run(self, tool: Path, *args: str) -> tuple[int | None, str]:
         """A tool's exit status and output; None when it did not answer within the timeout."""
+        if not (self.is_real_root if self.run_tools is None else self.run_tools):
+            return 126, f"not run: {tool} lies in the tree --root names (add --run-tools to run it)"
         try:
             done = subprocess.run([str(tool), *args], capture_output=True, text=True, timeout=self.timeout)
         except subprocess.TimeoutExpired:
@@ -183,10 +206,7 @@ def npu_driver_libraries(settings: Settings, host: Host) -> list[Finding]:
 
 def driver_version(host: Host) -> str | None:
     """`Version=` of the driver's version.info."""
-    try:
-        text = host.path(f"{DRIVER}/version.info").read_text()
-    except OSError:
-        return None
+    text = host.text(host.path(f"{DRIVER}/version.info"))
     match = re.search(r"^\s*Version\s*=\s*(\S+)", text, re.MULTILINE | re.IGNORECASE)
     return match.group(1) if match else None
 
@@ -196,7 +216,7 @@ def cann_version(host: Host) -> str | None:
     path = host.first(TOOLKIT_VERSION_FILES)
     if path is None:
         return None
-    match = re.search(r"^\s*version\s*=\s*(\S+)", path.read_text(errors="replace"), re.MULTILINE)
+    match = re.search(r"^\s*version\s*=\s*(\S+)", host.text(path), re.MULTILINE)
     return match.group(1) if match else None
 
 
@@ -384,7 +404,8 @@ def hccl_network(settings: Settings, host: Host) -> list[Finding]:
 
 def shm_size(host: Host) -> int | None:
     """The size of /dev/shm: its mount's size= option, else the file system's own figure."""
-    for line in _text(host.path("proc/self/mounts")).splitlines() or _text(host.path("proc/mounts")).splitlines():
+    mounts = host.text(host.path("proc/self/mounts")) or host.text(host.path("proc/mounts"))
+    for line in mounts.splitlines():
         fields = line.split()
         if len(fields) >= 4 and fields[1] == "/dev/shm":
             size = re.search(r"(?:^|,)size=(\d+)([kmg]?)", fields[3])
@@ -395,13 +416,6 @@ def shm_size(host: Host) -> int | None:
     except OSError:
         return None
     return stat.f_frsize * stat.f_blocks
-
-
-def _text(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError:
-        return ""
 
 
 def shared_memory(settings: Settings, host: Host) -> list[Finding]:
@@ -432,11 +446,20 @@ def writable_folders(settings: Settings, host: Host) -> list[Finding]:
     """
     found = []
     for name, path in writable_dirs(settings).items():
-        reason = unwritable_reason(path)
+        reason = unwritable_reason(path) if host.is_real_root else not_writable_in_tree(host, path)
         if reason:
             found.append(Finding("writable", "FAIL", f"{name}={path} cannot be written ({reason})",
                                  f"point {name} at a writable folder, or make it writable for this user"))
     return found or _ok("writable", ", ".join(writable_dirs(settings)) + " writable")
+
+
+def not_writable_in_tree(host: Host, path: Path) -> str | None:
+    """Why `path` inside the tree --root names could not be written, found without writing there."""
+    inside_tree = host.root / path.relative_to(path.anchor)
+    existing = next((p for p in (inside_tree, *inside_tree.parents) if p.exists()), host.root)
+    if not existing.is_dir():
+        return f"{existing} is not a folder"
+    return None if os.access(existing, os.W_OK | os.X_OK) else f"{existing} is not writable for this user"
 
 
 # --- CUDA ------------------------------------------------------------------------------
@@ -518,8 +541,31 @@ CHECKS: dict[str, tuple[Check, ...]] = {
 
 
 def run_checks(settings: Settings, host: Host) -> list[Finding]:
-    """Every check for the resolved platform, in table order."""
-    return [finding for check in CHECKS[settings.platform] for finding in check(settings, host)]
+    """Every check for the resolved platform, in table order, each within CHECK_TIMEOUT."""
+    return [finding for check in CHECKS[settings.platform] for finding in bounded(check, settings, host)]
+
+
+def bounded(check: Check, settings: Settings, host: Host) -> list[Finding]:
+    """`check`'s findings, or one WARN when it has not finished in CHECK_TIMEOUT (a hung mount, a huge tree)."""
+    result: list[list[Finding]] = []
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(check(settings, host))
+        except BaseException as exc:  # re-raised below, in the caller's thread
+            failed.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(CHECK_TIMEOUT)
+    if failed:
+        raise failed[0]
+    if not result:
+        name = check.__name__.replace("_", "-")
+        return [Finding(name, "WARN", f"did not finish within {CHECK_TIMEOUT:.0f} s; skipped",
+                        "check the folders it reads for a hung mount (see the check's source in `entrypoint doctor`)")]
+    return result[0]
 
 
 def failures(findings: list[Finding]) -> list[Finding]:

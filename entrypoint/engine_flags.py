@@ -127,6 +127,42 @@ SUPERVISOR_FLAGS: dict[str, str] = {
 SECRET_FLAGS = ("--api-key", "--hf-token")
 
 
+# Rows an image argument may not set: where vLLM listens (the probes and the published port
+# depend on it) and a LeaderWorkerSet group's wiring (LWS sets those).
+WIRED = frozenset({"HOST", "PORT", "LWS_GROUP_SIZE", "LWS_WORKER_INDEX", "LWS_LEADER_ADDRESS", "MULTI_NODE_PORT"})
+
+
+def settings_from_flags(words: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Image arguments (`docker run IMAGE --max-num-seqs 8`) split into the settings their flags
+    name, as environment values, and the other words, which join EXTRA_ARGS under its rules.
+    A flag is matched as vLLM's parser matches it (abbreviations, `=` values, `--no-` forms)."""
+    by_option = {option: row for row in FLAGS if row.setting not in WIRED for option in row.options}
+    settings: dict[str, str] = {}
+    rest: list[str] = []
+    index = 0
+    while index < len(words):
+        word = words[index]
+        option = managed_match(word, by_option)
+        row = by_option.get(option) if option else None
+        if row is None or "." in word.split("=", 1)[0]:  # `-cc.mode=3` stays a flag
+            rest.append(word)
+            index += 1
+            continue
+        if row.kind in ("switch", "present"):
+            settings[row.setting] = "false" if option.startswith("--no-") else "true"
+            index += 1
+        elif "=" in word:
+            settings[row.setting] = word.split("=", 1)[1]
+            index += 1
+        elif index + 1 < len(words):
+            settings[row.setting] = words[index + 1]
+            index += 2
+        else:
+            rest.append(word)  # a flag without its value: EXTRA_ARGS' rules name it
+            index += 1
+    return settings, rest
+
+
 def rows(platform: str) -> list[EngineFlag]:
     """The table's rows that apply on this platform."""
     return [row for row in FLAGS if platform in row.platforms]
@@ -204,15 +240,19 @@ def option_key(word: str) -> str:
 
 
 def managed_match(word: str, managed: Iterable[str]) -> str | None:
-    """The managed option this word sets, exactly or as an abbreviation argparse would take."""
+    """The managed option this word sets, resolved as argparse resolves it: exactly, as an
+    abbreviation, or as a short option with its value attached (`-n2` is `-n 2`)."""
     if not word.startswith("-") or word in ("-", "--") or word[1:2].isdigit():
         return None
     key = option_key(word)
     options = sorted(managed)
     if key in options:
         return key
-    return next((option for option in options
-                 if option.startswith(key) and option[:2].count("-") == key[:2].count("-")), None)
+    abbreviated = next((option for option in options
+                        if option.startswith(key) and option[:2].count("-") == key[:2].count("-")), None)
+    if abbreviated or word.startswith("--"):
+        return abbreviated
+    return word[:2] if word[:2] in options else None
 
 
 def managed_flag_errors(words: list[str]) -> list[str]:
@@ -220,14 +260,15 @@ def managed_flag_errors(words: list[str]) -> list[str]:
     reasons = managed_options()
     errors: list[str] = []
     if words and (words[0] == "-" or not words[0].startswith("-")):
-        errors.append(f"EXTRA_ARGS={words[0]!r}: a positional argument is vLLM's model path, which is managed "
-                      "by MODEL_ID and MODEL_SOURCE; set those instead")
+        # Not quoted: a stray first word may be a pasted key.
+        errors.append("EXTRA_ARGS=(its first word): a positional argument is vLLM's model path, which is managed "
+                      "by MODEL_ID and MODEL_SOURCE; set those instead (EXTRA_ARGS holds flags only)")
     for word in words:
         option = managed_match(word, reasons)
         if option is None:
             continue
         key = option_key(word)
-        named = repr(key) if key == option else f"{key!r} (abbreviates {option})"
+        named = repr(key) if key == option else f"{key!r} (read by vLLM as {option})"
         line = f"EXTRA_ARGS={named}: {reasons[option]}"
         if line not in errors:
             errors.append(line)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+from entrypoint.scrub import scrub
+
 
 class UserError(Exception):
     """A failure explained in one line; `exit_code` is what the process exits with."""
@@ -31,12 +33,12 @@ ERROR_PREFIX = "error: "  # every command's user-facing failure lines start with
 
 def run_cli(body: Callable[[], int]) -> int:
     """A command's exit status: body()'s, or a UserError's lines on stderr (each after ERROR_PREFIX)
-    and its exit code, or 130 after Ctrl-C. Never a traceback for what the user can fix."""
+    and its exit code, or 130 after Ctrl-C. Never a traceback for what the user can fix, never a secret."""
     try:
         return body()
     except UserError as exc:
         for line in exc.message.splitlines():
-            print(f"{ERROR_PREFIX}{line}", file=sys.stderr)
+            print(f"{ERROR_PREFIX}{scrub(line)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(file=sys.stderr)  # end the line the ^C was echoed on

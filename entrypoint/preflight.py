@@ -74,8 +74,7 @@ def preflight_errors(settings: Settings, check_port: bool = True) -> list[str]:
     if check_port and port_in_use(settings.host, settings.port):
         errors.append(f"PORT={settings.port}: already in use on {settings.host}; allowed: a free port "
                       "(stop the other server or pick another PORT)")
-    if check_port and settings.metrics_port and (settings.metrics_port == settings.port
-                                                 or port_in_use(settings.host, settings.metrics_port)):
+    if check_port and settings.metrics_port and port_in_use(settings.host, settings.metrics_port):
         errors.append(f"METRICS_PORT={settings.metrics_port}: already in use on {settings.host}; allowed: a free "
                       "port other than PORT, or 0 for no metrics port")
     return errors

@@ -1,6 +1,7 @@
 """Wait until the server answers: /health is 200 and /v1/models lists the served name.
 
-With API_KEY set, vLLM guards /v1 but leaves /health open; `headers` carry the key.
+With API_KEY set, the API guard wants a key on /v1 but leaves /health open; `headers` carry the
+key (the supervisor's own token, entrypoint/api_guard.py).
 """
 
 from __future__ import annotations

@@ -6,8 +6,10 @@ it differs (the API server module on CPU). The flags come from the one table in
 `engine_flags` that the in-process engine reads too. EXTRA_ARGS is appended last; it
 may not set a flag the bundle manages (settings refuse that).
 
-Secrets (API_KEY) reach vLLM through its environment, never argv, which any user can
-read in /proc/<pid>/cmdline and `ps`. `env` holds the real values for the child; the
+With an API key or admission control, the bundle's guard (entrypoint/api_guard.py) goes
+in through vLLM's `--middleware` hook; its configuration and an inline key reach it in
+vLLM's environment. Secrets (API_KEY) never go in argv, which any user can read in
+/proc/<pid>/cmdline and `ps`. `env` holds the real values for the child; the
 printed forms (`to_shell`, `to_json`, the supervisor's log) mask them by position: the
 value of a secret-bearing variable or flag, never another word that happens to be equal.
 """
@@ -22,14 +24,17 @@ from pathlib import Path
 
 import jinja2
 
+from entrypoint.api_guard import GUARD_ENV, KEY_ENV, TOKEN_ENV
 from entrypoint.default_layers import TEMPLATES_DIR
 from entrypoint.engine_flags import SECRET_FLAGS, managed_match, serve_flags
 from entrypoint.settings import Settings
 
 MASK = "***"
-# Variables whose value is a secret: VLLM_API_KEY is rendered; the hub tokens are masked
-# too should a template or a caller's env ever carry them.
-SECRET_ENV = frozenset({"VLLM_API_KEY", "MODELSCOPE_API_TOKEN", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"})
+GUARD_MIDDLEWARE = "entrypoint.api_guard.ApiGuard"
+# Variables whose value is a secret: the guard's key and token are rendered or added by the
+# supervisor; the others are masked too should a template or a caller's env ever carry them.
+SECRET_ENV = frozenset({KEY_ENV, TOKEN_ENV, "VLLM_API_KEY", "MODELSCOPE_API_TOKEN", "HF_TOKEN",
+                        "HUGGING_FACE_HUB_TOKEN"})
 
 
 def masked_env(env: dict[str, str]) -> dict[str, str]:
@@ -117,4 +122,23 @@ def render_command(settings: Settings, model_path: str | Path, templates_dir: Pa
     # A platform without its own template (<platform>.argv.j2) gets the base one.
     launcher = shlex.split(env.select_template([f"{settings.platform}.argv.j2", "base.argv.j2"]).render(context))
     env_text = env.select_template([f"{settings.platform}.env.j2", "base.env.j2"]).render(context)
-    return ServeCommand(argv=launcher + serve_flags(settings) + settings.extra_argv, env=parse_env_lines(env_text))
+    guard_argv, guard_env = guard(settings)
+    return ServeCommand(argv=launcher + serve_flags(settings) + guard_argv + settings.extra_argv,
+                        env={**parse_env_lines(env_text), **guard_env})
+
+
+def guard(settings: Settings) -> tuple[list[str], dict[str, str]]:
+    """The API guard's flag and environment: only with an API key or admission control, so the
+    default render stays the guide's command."""
+    if settings.api_key is None and not settings.admission_control:
+        return [], {}
+    config: dict[str, object] = {"key_file": str(settings.api_key_file) if settings.api_key_file else None,
+                                 "metrics_need_key": settings.metrics_need_key, "admission": None}
+    if settings.admission_control:
+        config["admission"] = {"max_running": settings.admit_max_running, "max_queued": settings.admit_max_queued,
+                               "queue_timeout": settings.admit_queue_timeout,
+                               "max_per_key": settings.admit_max_per_key}
+    env = {GUARD_ENV: json.dumps(config, separators=(",", ":"))}
+    if settings.api_key is not None and settings.api_key_file is None:
+        env[KEY_ENV] = settings.api_key.get_secret_value()  # a file's keys stay in the file, reread on change
+    return ["--middleware", GUARD_MIDDLEWARE], env

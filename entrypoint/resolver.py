@@ -27,12 +27,23 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
-from entrypoint import cpu_features, cpu_tuning, default_layers, images
+from entrypoint import cpu_features, cpu_tuning, default_layers, images, scrub
 from entrypoint.cpu_features import HostFacts
 from entrypoint.errors import SettingsError
 from entrypoint.near_miss import near_misses
 from entrypoint.platform_detect import detect_platform
-from entrypoint.settings import SECRET_FILES, Settings, cross_field_errors, error_line, read_secret_file, setting_names
+from entrypoint.settings import (
+    SECRET_FIELDS,
+    SECRET_FILES,
+    URL_FIELDS,
+    Settings,
+    admission_errors,
+    cross_field_errors,
+    error_line,
+    read_api_key_file,
+    read_secret_file,
+    setting_names,
+)
 
 BUILT_IN = "built-in default"
 USER = "user"
@@ -128,6 +139,7 @@ def resolve(environ: Mapping[str, str], env_file: Mapping[str, str], host: Host,
     """Every layer merged and validated; SettingsError lists every problem found."""
     from_file, from_env = known_values(env_file), known_values(environ)
     user = {**from_file, **from_env}
+    remember_secrets(user)
     platform = platform_of(user.get("PLATFORM", str(default_of("PLATFORM"))), host)
     profile, errors = default_layers.find_profile(templates_dir, user.get("MODEL_PROFILE", "").strip(),
                                                   user.get("MODEL_ID", str(default_of("MODEL_ID"))))
@@ -161,7 +173,7 @@ def resolve(environ: Mapping[str, str], env_file: Mapping[str, str], host: Host,
         raise SettingsError(errors + [error_line(e) for e in exc.errors()]) from None
     settings, derived = derive(settings, stack.sources)
     settings, secret_errors = secrets_from_files(settings, stack.sources)
-    errors += secret_errors + cross_field_errors(settings)
+    errors += secret_errors + cross_field_errors(settings) + admission_errors(settings)
     if errors:
         raise SettingsError(errors)
     typos = near_misses([*env_file, *environ], setting_names())
@@ -178,12 +190,23 @@ def derive(settings: Settings, sources: Mapping[str, str]) -> tuple[Settings, di
         # vllm-ascend's multi-card tutorials expand HCCL's collectives on the AI vector cores.
         derived["HCCL_OP_EXPANSION_MODE"] = ("AIV", "derived from TENSOR_PARALLEL_SIZE x PIPELINE_PARALLEL_SIZE x "
                                              "DATA_PARALLEL_SIZE")
+    if settings.admission_control:
+        # vLLM runs MAX_NUM_SEQS requests at once; more in flight only wait in its unbounded queue.
+        derived["ADMIT_MAX_RUNNING"] = (settings.max_num_seqs, "derived from MAX_NUM_SEQS")
+        derived["ADMIT_MAX_QUEUED"] = (settings.max_num_seqs, "derived from MAX_NUM_SEQS")
     if settings.lws_group_size is not None:
         # The group's nodes join through vLLM's own processes (--nnodes/--node-rank), not Ray.
         derived["DISTRIBUTED_EXECUTOR_BACKEND"] = ("mp", "derived from LWS_GROUP_SIZE")
     chosen = {name: pair for name, pair in derived.items() if name not in sources}
     update = {FIELDS[name]: value for name, (value, _) in chosen.items()}
     return settings.model_copy(update=update), {name: origin for name, (_, origin) in chosen.items()}
+
+
+def remember_secrets(values: Mapping[str, str]) -> None:
+    """Tell the scrubber every secret the user gave, before anything can print one (an error included)."""
+    scrub.remember(*(values.get(name, "").strip() for name in SECRET_FIELDS))
+    for name in URL_FIELDS:
+        scrub.remember_url_credentials(values.get(name, "").strip())
 
 
 def secrets_from_files(settings: Settings, sources: dict[str, str]) -> tuple[Settings, list[str]]:
@@ -198,10 +221,16 @@ def secrets_from_files(settings: Settings, sources: dict[str, str]) -> tuple[Set
             errors.append(f"{file_name}={str(path)!r}: {name} is set too; allowed: one of them ({name} holds the "
                           f"value, {file_name} a file holding it)")
             continue
-        value, error = read_secret_file(file_name, path)
+        if file_name == "API_KEY_FILE":  # several keys: clients of the bundle's own send the first
+            keys, error = read_api_key_file(path)
+            scrub.remember(*keys)
+            value = keys[0] if keys else None
+        else:
+            value, error = read_secret_file(file_name, path)
         if error:
             errors.append(error)
         else:
+            scrub.remember(str(value))
             updates[FIELDS[name]] = SecretStr(str(value))
             sources[name] = f"file {file_name}"
     return settings.model_copy(update=updates), errors

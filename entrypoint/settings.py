@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shlex
+import unicodedata
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,7 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, fi
 from pydantic.fields import FieldInfo
 
 from entrypoint import engine_flags, value_grammar
+from entrypoint.api_keys import KEY_FILE_ALLOWED, read_keys
 from entrypoint.bounded_read import Unreadable, read_bounded
+from entrypoint.scrub import scrub_url
 from entrypoint.startup_errors import KUBERNETES_TERMINATION_LOG
 from entrypoint.state import DEFAULT_STATE_DIR, NodeRole
 
@@ -43,7 +46,12 @@ SECRET_FILE_MAX_BYTES = 64 * 1024  # a key is short; this bounds a mistaken /dev
 # Ceilings for seconds: beyond them a value is a typo, and a timer that large overflows.
 HOUR, DAY, WEEK = 3600, 86400, 7 * 86400
 PATH_MAX = 4000  # Linux's 4096, less room for the files inside the weights' folder
+IFACE = re.compile(r"[A-Za-z0-9_.:-]{1,15}")  # a Linux network interface name (IFNAMSIZ - 1)
 URL_FIELDS = frozenset({"MODELSCOPE_ENDPOINT"})  # shown with their credentials masked
+# Free text that may carry a secret (`--api-key K`, a token in a flag's value): an error about
+# it names the variable and the problem, never the value.
+UNSHOWN_FIELDS = frozenset({"EXTRA_ARGS"})
+SHOWN_VALUE_MAX = 120  # characters of a bad value an error line quotes
 
 
 def setting(default: Any, doc: str, allowed: str, **constraints: Any) -> Any:
@@ -87,11 +95,16 @@ class Settings(BaseModel):
                                        "an http(s) URL", alias="MODELSCOPE_ENDPOINT")
 
     # --- secrets: VAR or VAR_FILE, never both; shown only as *** -------------------------
-    api_key: SecretStr | None = setting(None, "API key clients must send as `Authorization: Bearer <key>` (vLLM "
-                                        "gets it as VLLM_API_KEY, never on its command line); /health stays open "
-                                        "for probes. Prefer API_KEY_FILE.", SECRET_ALLOWED, alias="API_KEY")
-    api_key_file: Path | None = setting(None, "File holding API_KEY (a Docker or Kubernetes secret).",
-                                        SECRET_FILE_ALLOWED, alias="API_KEY_FILE")
+    api_key: SecretStr | None = setting(None, "API key clients must send as `Authorization: Bearer <key>` on every "
+                                        "route but /health and /metrics (entrypoint/api_guard.py's open list; vLLM "
+                                        "gets it in its environment, never on its command line). Prefer "
+                                        "API_KEY_FILE.", SECRET_ALLOWED, alias="API_KEY")
+    api_key_file: Path | None = setting(None, "File holding the API keys, one per line (a Docker or Kubernetes "
+                                        "secret): each one is valid, and a changed file takes effect within "
+                                        "seconds, without a restart.", KEY_FILE_ALLOWED, alias="API_KEY_FILE")
+    metrics_need_key: bool = setting(False, "Put vLLM's /metrics behind the API key too (the shipped Prometheus "
+                                     "configs then send it); false: it stays open for scrapers.", BOOLEAN,
+                                     alias="METRICS_NEED_KEY")
     modelscope_token: SecretStr | None = setting(None, "ModelScope access token, for private models. Prefer "
                                                  "MODELSCOPE_TOKEN_FILE.",
                                                  SECRET_ALLOWED, alias="MODELSCOPE_TOKEN")
@@ -213,6 +226,25 @@ class Settings(BaseModel):
             raise ValueError("expected auto, nobind or CPU lists")
         return value
 
+    # --- admission control (entrypoint/api_guard.py) ---------------------------------------
+    admission_control: bool = setting(
+        False, "Bound the requests that run the model (POST): past ADMIT_MAX_RUNNING in flight and "
+        "ADMIT_MAX_QUEUED waiting, a request gets 429 at once; after ADMIT_QUEUE_TIMEOUT in the queue, 503; both "
+        "with Retry-After. The supervisor's smoke check and canary are never shed.", BOOLEAN,
+        alias="ADMISSION_CONTROL")
+    admit_max_running: int | None = setting(
+        None, "Requests in flight at most (default: MAX_NUM_SEQS, what vLLM runs at once, so its own unbounded "
+        "queue stays empty).", "an integer >= 1", alias="ADMIT_MAX_RUNNING", ge=1)
+    admit_max_queued: int | None = setting(
+        None, "Requests waiting for a slot at most (default: MAX_NUM_SEQS, one more batch: a queued request "
+        "waits for about one request's duration).", "an integer >= 0", alias="ADMIT_MAX_QUEUED", ge=0)
+    admit_queue_timeout: float = setting(10.0, "Seconds a request may wait for a slot before it gets 503.",
+                                         f"a number of seconds > 0 and <= {HOUR}", alias="ADMIT_QUEUE_TIMEOUT",
+                                         gt=0, le=HOUR)
+    admit_max_per_key: int | None = setting(
+        None, "Requests one API key may have in flight or waiting (unset: no bound per key), so one client "
+        "cannot take all the capacity.", "an integer >= 1, with an API key set", alias="ADMIT_MAX_PER_KEY", ge=1)
+
     # --- supervisor -----------------------------------------------------------------------
     startup_timeout: float = setting(3600.0, "Seconds from start to ready before giving up (includes download).",
                                      f"a number of seconds > 0 and <= {WEEK}", alias="STARTUP_TIMEOUT", gt=0,
@@ -225,7 +257,9 @@ class Settings(BaseModel):
     download_retries: int = setting(5, "Attempts for the whole download before giving up.", "an integer >= 1",
                                     alias="DOWNLOAD_RETRIES", ge=1)
     termination_log: str = setting(KUBERNETES_TERMINATION_LOG, "File that receives the one-line reason of a failed "
-                                   "start (Kubernetes shows it in `kubectl describe`).", "a file path",
+                                   "start (Kubernetes shows it in `kubectl describe`).",
+                                   "an absolute file path; an existing file is overwritten only if empty or an earlier "
+                                   "message (one line, <= 4 KiB)",
                                    alias="TERMINATION_LOG", min_length=1)
     smoke_on_start: bool = setting(True, "Run the smoke check before marking the server ready.", BOOLEAN,
                                    alias="SMOKE_ON_START")
@@ -296,9 +330,20 @@ class Settings(BaseModel):
             raise ValueError("expected modelscope or an absolute path")
         return value
 
+    @field_validator("termination_log")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not Path(value).is_absolute():
+            raise ValueError("not an absolute path")
+        return value
+
     @field_validator("host")
     @classmethod
     def _host_is_ip(cls, value: str) -> str:
+        address, _, zone = value.partition("%")
+        # ipaddress takes any text after `%` as an IPv6 zone; uvicorn's socket does not (`::1%]x`).
+        if zone and not (isinstance(ipaddress.ip_address(address), ipaddress.IPv6Address) and IFACE.fullmatch(zone)):
+            raise ValueError("a zone (`%` and a network interface name) is allowed only after an IPv6 address")
         ipaddress.ip_address(value)
         return value
 
@@ -334,7 +379,7 @@ class Settings(BaseModel):
 
     @field_validator("model_cache_dir", "compile_cache_dir", "shipped_compile_cache_dir", "fallback_model_dir",
                      "state_dir", "ascend_log_path", "model_source", "termination_log", "pytorch_npu_alloc_conf",
-                     mode="before")
+                     "api_key_file", "modelscope_token_file", mode="before")
     @classmethod
     def _one_line(cls, value: Any) -> Any:
         # A NUL byte passes as a Path here but makes every later file call raise ValueError; a line
@@ -343,6 +388,9 @@ class Settings(BaseModel):
             raise ValueError("contains a NUL byte")
         if isinstance(value, str) and "".join(value.splitlines()) != value:
             raise ValueError("contains a line break")
+        # `/models ` and `/models` are two folders to the kernel, one to a person reading the render.
+        if isinstance(value, str) and (value != value.strip() or any(unicodedata.category(c) == "Cc" for c in value)):
+            raise ValueError("starts or ends with white space, or contains control characters")
         return value
 
     @field_validator("api_key", "modelscope_token")
@@ -414,7 +462,7 @@ def shown_value(name: str, value: Any) -> Any:
     if name in SECRET_FIELDS and value:
         return "***"
     if name in URL_FIELDS and isinstance(value, str):
-        return value_grammar.mask_url(value)
+        return scrub_url(value)
     return value
 
 
@@ -451,8 +499,19 @@ def cross_field_errors(settings: Settings) -> list[str]:
     if settings.fallback_model_dir and not has_config(settings.fallback_model_dir):
         errors.append(f"FALLBACK_MODEL_DIR={str(settings.fallback_model_dir)!r}: no config.json there; allowed: an "
                       "existing model folder")
-    errors += engine_flags.managed_flag_errors(settings.extra_argv)
+    errors += engine_flags.managed_flag_errors(settings.extra_argv) + port_clashes(settings)
     return errors + node_group_errors(settings)
+
+
+def port_clashes(settings: Settings) -> list[str]:
+    """Every port the bundle listens on is its own: a second bind fails only after minutes of start."""
+    ports = {"PORT": settings.port, "METRICS_PORT": settings.metrics_port, "MULTI_NODE_PORT": settings.multi_node_port}
+    errors, seen = [], {}
+    for name, port in ports.items():
+        if port and port in seen:  # METRICS_PORT=0: no metrics server
+            errors.append(f"{name}={port}: {seen[port]} listens there too; allowed: a port no other setting uses")
+        seen.setdefault(port, name)
+    return errors
 
 
 LWS_NAMES = ("LWS_GROUP_SIZE", "LWS_WORKER_INDEX", "LWS_LEADER_ADDRESS")
@@ -516,6 +575,30 @@ def read_secret_file(name: str, path: Path) -> tuple[str | None, str | None]:
     return text, None
 
 
+def read_api_key_file(path: Path) -> tuple[list[str], str | None]:
+    """API_KEY_FILE's keys, or the error line (naming the variable, path and line, never a key)."""
+    try:
+        return read_keys(path), None
+    except Unreadable as exc:
+        return [], f"API_KEY_FILE={str(path)!r}: {exc}; allowed: {KEY_FILE_ALLOWED}"
+
+
+def admission_errors(settings: Settings) -> list[str]:
+    """Admission bounds that cannot work: a bound per key needs keys; a bound without the control does nothing."""
+    errors = []
+    if settings.admit_max_per_key is not None and settings.api_key is None:
+        errors.append(f"ADMIT_MAX_PER_KEY={settings.admit_max_per_key}: there is no API key to count by; allowed: "
+                      "unset, or set with API_KEY or API_KEY_FILE")
+    if not settings.admission_control:
+        for name in ("ADMIT_MAX_RUNNING", "ADMIT_MAX_QUEUED", "ADMIT_MAX_PER_KEY"):
+            value = getattr(settings, name.lower())
+            if value is not None:
+                errors.append(f"{name}={value}: has no effect with ADMISSION_CONTROL=false; allowed: unset, or "
+                              "set with ADMISSION_CONTROL=true")
+                break
+    return errors
+
+
 def allowed_values(field: FieldInfo) -> str:
     """What a setting accepts, as its error lines and the generated docs say it."""
     extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
@@ -528,11 +611,15 @@ def error_line(error: Mapping[str, Any]) -> str:
     field = next((f for f in Settings.model_fields.values() if f.alias == name), None)
     allowed = allowed_values(field) if field else None
     reason = str(error["msg"]).removeprefix("Value error, ")
-    shown = shown_value(name, error.get("input"))
     suffix = f"; allowed: {allowed}" if allowed else ""
+    if name in UNSHOWN_FIELDS:
+        return f"{name}=(not shown: it may hold a secret): {reason}{suffix}"
+    shown = shown_value(name, error.get("input"))
     # Quoted as the environment holds it, whether the value came as text or a YAML number.
-    quoted = repr(shown if isinstance(shown, str) else str(shown).lower() if isinstance(shown, bool) else str(shown))
-    return f"{name}={quoted}: {reason}{suffix}"
+    text = shown if isinstance(shown, str) else str(shown).lower() if isinstance(shown, bool) else str(shown)
+    if len(text) > SHOWN_VALUE_MAX:  # a pasted file or 5,000 digits: the line stays a line
+        return f"{name}={text[:SHOWN_VALUE_MAX // 2]!r}... ({len(text)} characters): {reason}{suffix}"
+    return f"{name}={text!r}: {reason}{suffix}"
 
 
 def setting_names() -> set[str]:

@@ -10,9 +10,15 @@ then quotes vLLM's last lines.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import stat
 from collections.abc import Iterable
+
+from entrypoint.scrub import scrub
+
+log = logging.getLogger("entrypoint.startup_errors")
 
 KNOWN_FAILURES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"unrecognized arguments: (.+)"),
@@ -74,6 +80,7 @@ def classify(lines: Iterable[str]) -> str | None:
 
 
 KUBERNETES_TERMINATION_LOG = "/dev/termination-log"
+MESSAGE_MAX = 4000  # the kubelet keeps at most 4 KiB
 
 
 def write_termination_message(path: str, message: str) -> None:
@@ -84,8 +91,31 @@ def write_termination_message(path: str, message: str) -> None:
     """
     if path == KUBERNETES_TERMINATION_LOG and not os.path.exists(path):
         return
+    if not holds_termination_message(path):
+        log.warning("TERMINATION_LOG=%s is not empty and not a termination message; left as it is", path)
+        return
     try:
-        with open(path, "w") as handle:
-            handle.write(message[:4000] + "\n")  # the kubelet keeps at most 4 KiB
+        # O_NOFOLLOW: a link planted at the path is not followed to another file.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(scrub(message)[:MESSAGE_MAX] + "\n")
     except OSError:
         pass
+
+
+def holds_termination_message(path: str) -> bool:
+    """Whether `path` may be overwritten: absent, or a regular file of at most one message's length and
+    one line (the kubelet's empty file, or what an earlier start wrote). Anything else is someone's file."""
+    try:
+        found = os.lstat(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    if not stat.S_ISREG(found.st_mode) or found.st_size > MESSAGE_MAX + 1:
+        return False
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(MESSAGE_MAX + 2).count(b"\n") <= 1
+    except OSError:
+        return False

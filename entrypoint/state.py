@@ -42,6 +42,8 @@ CANARY_FILE = "canary.json"
 MAX_RECORD_BYTES = 64 * 1024
 _SHOWN_VALUE_CHARS = 60
 PHASE_FILE = "phase.json"
+# A start that failed for a reason a restart cannot mend, held instead of restarted (FAILED_START).
+FAILED_FILE = "failed.json"
 NodeRole = Literal["server", "leader", "worker"]
 NODE_ROLES: tuple[str, ...] = get_args(NodeRole)
 
@@ -118,9 +120,10 @@ SCHEMAS: dict[str, dict[str, Field]] = {
                   "error": TEXT.or_null().optional(), "at": NUMBER.optional(), "interval": NUMBER.optional()},
     PHASE_FILE: {"phase": TEXT, "since": NUMBER, "pid": PID, "folder": TEXT.optional(),
                  "total_bytes": COUNT.or_null().optional(), "server_pid": PID.optional()},
+    FAILED_FILE: {"reason": TEXT, "exit_code": COUNT, "at": NUMBER},
 }
 ROLES = {STATE_FILE: "supervisor state", READY_FILE: "ready marker", CANARY_FILE: "canary record",
-         PHASE_FILE: "start phase record"}
+         PHASE_FILE: "start phase record", FAILED_FILE: "failed start record"}
 
 
 def _shown(value: Any) -> str:
@@ -227,11 +230,24 @@ def process_alive(pid: int) -> bool:
     return bool(fields) and fields[0] not in (b"Z", b"X")
 
 
+def _scrubbed(value: Any) -> Any:
+    """`value` with every text in it scrubbed: the probes print these records' messages."""
+    from entrypoint.scrub import scrub  # only writers scrub; the probes import nothing but this module
+
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {key: _scrubbed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_scrubbed(item) for item in value]
+    return value
+
+
 def _write_atomic(path: Path, name: str, data: dict[str, Any]) -> None:
     problem = schema_problem(name, data)
     if problem is not None:  # a bug in the writer: the probes would refuse this record
         raise ValueError(f"{ROLES[name]} {problem}")
-    text = json.dumps(data, allow_nan=False)
+    text = json.dumps(_scrubbed(data), allow_nan=False)
     if len(text.encode()) > MAX_RECORD_BYTES:
         raise ValueError(f"{ROLES[name]} is over {MAX_RECORD_BYTES} bytes")
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
@@ -249,7 +265,7 @@ class StateDir:
     def reset(self) -> None:
         """Forget an earlier run: a stale ready marker must not make a new start look ready."""
         self.root.mkdir(parents=True, exist_ok=True)
-        for name in (READY_FILE, STATE_FILE, CANARY_FILE, PHASE_FILE):
+        for name in (READY_FILE, STATE_FILE, CANARY_FILE, PHASE_FILE, FAILED_FILE):
             (self.root / name).unlink(missing_ok=True)
 
     def write_state(self, **data: Any) -> None:
@@ -291,6 +307,16 @@ class StateDir:
     def ready(self) -> dict[str, Any] | None:
         """The ready marker, or None when not ready (or when it is unusable)."""
         return self._read_or_none(READY_FILE)
+
+    def mark_failed(self, reason: str, exit_code: int) -> None:
+        """Say the start failed for good: the probes report `reason` until the next start."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        record = {"reason": reason, "exit_code": exit_code, "at": time.time()}
+        _write_atomic(self.root / FAILED_FILE, FAILED_FILE, record)
+
+    def failed(self) -> dict[str, Any] | None:
+        """The failed start's record, or None."""
+        return self._read_or_none(FAILED_FILE)
 
     def canary(self) -> dict[str, Any] | None:
         """The canary's last record, or None when it has not run (disabled, or not ready yet)."""

@@ -19,12 +19,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import signal
 import sys
 import time
+from pathlib import Path
 from types import FrameType
 
-from entrypoint import metrics
+from pydantic import SecretStr
+
+from entrypoint import metrics, scrub
+from entrypoint.api_guard import GUARD_ENV, TOKEN_ENV
 from entrypoint.canary import Canary, start_canary
 from entrypoint.child import ChildProcess, exit_status
 from entrypoint.errors import UserError
@@ -63,8 +68,9 @@ def install_signal_handlers() -> None:
         signal.signal(sig, _raise_stop)
 
 
-def start_server(settings: Settings, state: StateDir) -> tuple[ChildProcess, Weights]:
-    """Fetch weights, render the command and start vLLM."""
+def start_server(settings: Settings, state: StateDir) -> tuple[ChildProcess, Weights, str | None]:
+    """Fetch weights, render the command and start vLLM; also the internal token its API guard
+    takes from the supervisor (None without a guard)."""
     began = time.monotonic()
     state.write_phase("weights")
     weights = ensure_weights(settings, lambda folder, total: state.write_phase("download", folder=str(folder),
@@ -72,6 +78,11 @@ def start_server(settings: Settings, state: StateDir) -> tuple[ChildProcess, Wei
     metrics.phase_done("weights", time.monotonic() - began)
     command = render_command(settings, weights.path)
     env = {**inherited_environment(), **command.env}
+    token = None
+    if GUARD_ENV in command.env and settings.node_role != "worker":
+        token = secrets.token_urlsafe(32)
+        scrub.remember(token)
+        env = {**bundle_importable(env), TOKEN_ENV: token}
     if settings.platform == "cpu" and settings.compile_cache_dir is not None:
         state.write_phase("compile-cache")
         seed(settings.compile_cache_dir, settings.shipped_compile_cache_dir, sys.executable, env)
@@ -82,7 +93,21 @@ def start_server(settings: Settings, state: StateDir) -> tuple[ChildProcess, Wei
     state.write_state(url=settings.base_url, served_model_name=settings.served_model_name,
                       supervisor_pid=os.getpid(), server_pid=child.pid, model_path=str(weights.path),
                       fallback=weights.fallback, server_started_at=time.time(), role=settings.node_role)
-    return child, weights
+    return child, weights, token
+
+
+def bundle_importable(env: dict[str, str]) -> dict[str, str]:
+    """`env` with the bundle's folder on PYTHONPATH, so vLLM's interpreter imports the API guard
+    (the image sets it already; a `vllm` console script elsewhere would not find it)."""
+    root = str(Path(__file__).resolve().parents[1])
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return env if root in paths else {**env, "PYTHONPATH": os.pathsep.join([*paths, root])}
+
+
+def as_supervisor(settings: Settings, token: str | None) -> Settings:
+    """The settings the supervisor's own clients use: with a guard, its internal token as their key,
+    so readiness, smoke and canary pass whatever the key file holds and are never shed."""
+    return settings.model_copy(update={"api_key": SecretStr(token)}) if token else settings
 
 
 def wait_for_api(settings: Settings, url: str, child: ChildProcess, deadline: float) -> float:
@@ -166,13 +191,14 @@ def serve(settings: Settings) -> int:
     install_signal_handlers()
     try:
         metrics.serve_metrics(settings)
-        child, weights = start_server(settings, state)
+        child, weights, token = start_server(settings, state)
+        clients = as_supervisor(settings, token)
         if settings.node_role == "worker":
             join_group(settings, child, state, deadline)
         else:
-            become_ready(settings, child, weights, state, deadline)
+            become_ready(clients, child, weights, state, deadline)
         metrics.phase_done("ready", time.monotonic() - began)
-        canary = start_canary(settings, state) if settings.node_role != "worker" else None
+        canary = start_canary(clients, state) if settings.node_role != "worker" else None
         try:
             return watch(child, settings.termination_log, canary if settings.canary_action == "restart" else None)
         finally:

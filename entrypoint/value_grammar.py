@@ -29,8 +29,6 @@ HOST_NAME = re.compile(rf"{HOST_LABEL}(\.{HOST_LABEL})*\.?")
 HOST_NAME_MAX = 253
 INTEGER = re.compile(r"[+-]?[0-9]{1,18}")  # fits 64 bits; no `2_0`, no `1e3`
 DECIMAL = re.compile(r"[+-]?([0-9]{1,15}(\.[0-9]{0,15})?|\.[0-9]{1,15})")  # no `inf`, `nan`, `1e10`
-URL_CREDENTIALS = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)?[^\s]*@")
-URL_CREDENTIALS_IN_TEXT = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^\s/@]+@")
 
 
 def model_id(value: str) -> str:
@@ -75,9 +73,11 @@ def number_text(value: str, integer: bool) -> str:
 
 
 def plain_int(text: str) -> int | None:
-    """ASCII digits as an int, else None: str.isdigit() also takes '²' and '٣', which int() refuses
-    or reads as another number."""
-    return int(text) if text.isascii() and text.isdigit() else None
+    """The integer the settings' grammar reads in `text` (INTEGER: its length bound comes before any
+    conversion), else None. Everything that reads a number the user wrote goes through here or
+    `number_text`, so `+5000` is 5000 everywhere and 5,000 digits are refused, never converted."""
+    stripped = text.strip()
+    return int(stripped) if INTEGER.fullmatch(stripped) else None
 
 
 def http_url(value: str) -> str:
@@ -100,16 +100,6 @@ def http_url(value: str) -> str:
     if parts.query or parts.fragment:
         raise ValueError("has a query or fragment")
     return value.rstrip("/")
-
-
-def mask_url(value: str) -> str:
-    """A URL as printed: `user:password@` shown as `***@`."""
-    return URL_CREDENTIALS.sub(lambda m: f"{m.group(1) or ''}***@", value)
-
-
-def mask_urls_in(text: str) -> str:
-    """Free text (a client's error) with the credentials of every URL in it shown as `***@`."""
-    return URL_CREDENTIALS_IN_TEXT.sub(lambda m: f"{m.group(1)}***@", text)
 
 
 def inside(path: Path, root: Path) -> bool:

@@ -4,29 +4,44 @@ A first start spends minutes in the download, vLLM's load and compilation and th
 check. On a terminal one line is redrawn every second (`[download] 42% 120 MB/280 MB 35 s`);
 elsewhere (a log, CI) a plain line is printed when the phase changes and every
 `every` seconds within it. The records come from the state folder (entrypoint/state.py);
-the download's bytes are what has landed in its folder so far.
+the download's bytes are what has landed in its folder so far, counted only inside the
+cache it is told about and only up to a bounded number of entries. Text from the records is
+printed without control characters, so a record cannot redraw the terminal or fake a line.
 """
 
 from __future__ import annotations
 
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from entrypoint.state import StateDir, process_alive
+from entrypoint.value_grammar import inside
 
 POLL_SECONDS = 1.0
+FAILED_EXIT = 3
 PLAIN_EVERY = 30.0
 LABELS = {"weights": "weights", "download": "download", "compile-cache": "copying the image's compile cache",
           "vllm": "vLLM loading and compiling", "smoke": "smoke check"}
 
 
+SCAN_LIMIT = 20_000  # entries a poll looks at: a model folder has tens, a mistake millions
+
+
+def printable(text: str) -> str:
+    """`text` without control or format characters (escape sequences, carriage returns, bidi marks)."""
+    return "".join(c for c in text if unicodedata.category(c)[0] != "C")
+
+
 def folder_bytes(folder: Path) -> int:
-    """Bytes under `folder` so far, partial files included."""
+    """Bytes under `folder` so far, partial files included (the first SCAN_LIMIT entries)."""
     total = 0
-    for path in folder.rglob("*"):
+    for count, path in enumerate(folder.rglob("*")):
+        if count >= SCAN_LIMIT:
+            break
         try:
             if path.is_file():
                 total += path.stat().st_size
@@ -39,12 +54,13 @@ def megabytes(size: float) -> str:
     return f"{size / 1e6:.0f} MB"
 
 
-def describe(record: dict[str, Any], now: float) -> str:
-    """`[phase] progress seconds` for one phase record."""
-    phase = str(record.get("phase", "?"))
+def describe(record: dict[str, Any], now: float, cache: Path | None = None) -> str:
+    """`[phase] progress seconds` for one phase record; a download is measured only inside `cache`."""
+    phase = printable(str(record.get("phase", "?")))[:40]
     parts = [f"[{phase}] {LABELS.get(phase, phase)}"]
-    if phase == "download" and record.get("folder"):
-        done, total = folder_bytes(Path(record["folder"])), int(record.get("total_bytes") or 0)
+    folder = record.get("folder")
+    if phase == "download" and isinstance(folder, str) and cache is not None and inside(Path(folder), cache):
+        done, total = folder_bytes(Path(folder)), int(record.get("total_bytes") or 0)
         if total:
             parts.append(f"{min(100, 100 * done // total)}% {megabytes(done)}/{megabytes(total)}")
         else:
@@ -65,6 +81,7 @@ class Watcher:
     state: StateDir
     out: TextIO
     live: bool
+    cache: Path | None = None
     every: float = PLAIN_EVERY
     clock: Callable[[], float] = time.time
     _last_phase: str | None = None
@@ -72,7 +89,7 @@ class Watcher:
 
     def show(self, record: dict[str, Any]) -> None:
         now = self.clock()
-        line, changed = describe(record, now), record.get("phase") != self._last_phase
+        line, changed = describe(record, now, self.cache), record.get("phase") != self._last_phase
         if self.live:
             if changed and self._last_phase is not None:
                 self.out.write("\n")
@@ -88,12 +105,18 @@ class Watcher:
         self.out.flush()
 
     def run(self, timeout: float, pid: int | None = None) -> int:
-        """0 once the ready marker is there; 1 when the supervisor is gone or the timeout passes."""
+        """0 once the ready marker is there; 1 when the supervisor is gone or the timeout passes;
+        FAILED_EXIT when the start failed for good (the supervisor holds, FAILED_START=hold)."""
         began = self.clock()
         while self.clock() - began < timeout:
+            failed = self.state.failed()
+            if failed is not None:
+                self.finish(f"[failed] {failed['reason']}")
+                return FAILED_EXIT
             ready = self.state.ready()
             if ready is not None:
-                self.finish(f"[ready] {ready.get('url', '')} after {self.clock() - began:.0f} s of watching")
+                url = printable(str(ready.get("url", "")))[:200]
+                self.finish(f"[ready] {url} after {self.clock() - began:.0f} s of watching")
                 return 0
             record = self.state.phase()
             if not alive(pid or (record or {}).get("pid")):

@@ -37,8 +37,9 @@ from filelock import FileLock, Timeout
 
 from entrypoint import metrics
 from entrypoint.errors import SettingsError, UserError
+from entrypoint.scrub import scrub, scrub_url
 from entrypoint.settings import Settings
-from entrypoint.value_grammar import inside, mask_url, mask_urls_in
+from entrypoint.value_grammar import inside
 
 log = logging.getLogger("entrypoint.weights")
 MARKER = ".bundle-complete.json"
@@ -132,7 +133,7 @@ def write_marker(folder: Path, settings: Settings, files: list[RemoteFile]) -> N
 def describe(settings: Settings) -> str:
     """MODEL_ID, revision, endpoint and cache, for error lines."""
     return (f"MODEL_ID={settings.model_id} MODEL_REVISION={settings.model_revision} "
-            f"MODELSCOPE_ENDPOINT={mask_url(settings.modelscope_endpoint) or '(client default)'} "
+            f"MODELSCOPE_ENDPOINT={scrub_url(settings.modelscope_endpoint) or '(client default)'} "
             f"MODEL_CACHE_DIR={settings.model_cache_dir}")
 
 
@@ -140,7 +141,7 @@ def headline(exc: BaseException) -> str:
     """The first line of an error, URL credentials masked: the client's errors append request
     details on further lines and quote the URLs they tried."""
     text = str(exc).strip()
-    return mask_urls_in(text.splitlines()[0]) if text else type(exc).__name__
+    return scrub(text.splitlines()[0]) if text else type(exc).__name__
 
 
 def disk_error_of(exc: BaseException) -> OSError | None:
@@ -266,14 +267,14 @@ def list_remote(settings: Settings) -> list[RemoteFile]:
             given = "the token given was refused" if settings.modelscope_token else "no token given"
             raise SettingsError([f"{where}: the hub refused access ({given}); allowed: for a private model, "
                                  "MODELSCOPE_TOKEN or MODELSCOPE_TOKEN_FILE with a token that may read it"]) from None
-        endpoint = f"MODELSCOPE_ENDPOINT={mask_url(settings.modelscope_endpoint) or '(client default)'}"
+        endpoint = f"MODELSCOPE_ENDPOINT={scrub_url(settings.modelscope_endpoint) or '(client default)'}"
         if _is_unreachable(exc):
             raise HubUnreachable(f"model hub unreachable at {endpoint} for {where}: {headline(exc)}") from None
         raise UserError(f"listing {where} at {endpoint} failed: {headline(exc)}") from None
     files = [RemoteFile(i.path, int(i.size or 0), i.sha256) for i in infos if getattr(i, "type", "blob") != "tree"]
     unsafe = [f.path for f in files if not safe_relative(f.path)]
     if unsafe:
-        hub = mask_url(settings.modelscope_endpoint) or "the hub"
+        hub = scrub_url(settings.modelscope_endpoint) or "the hub"
         raise UserError(f"refusing {where} from {hub}: it lists file names outside the model folder {unsafe[:5]}")
     return files
 

@@ -20,6 +20,10 @@ from typing import NoReturn
 from entrypoint.state import DEFAULT_STATE_DIR
 from healthcheck.probes import PROBES, run_probe
 
+# The native server's state folder in the checkout this healthcheck belongs to (`make up`
+# without Docker: NATIVE_STATE_DIR in scripts/paths.sh), so the probe typed at the checkout
+# finds that server; the image has no such folder and keeps the supervisor's default.
+CHECKOUT_STATE_DIR = Path(__file__).resolve().parents[1] / ".run" / "state"
 MAX_TIMEOUT_SECONDS = 3600.0
 # Left between the watchdog's deadline and --timeout for writing the line and exiting (a
 # tenth of a short timeout): on a loaded machine that takes tens of milliseconds.
@@ -86,11 +90,17 @@ class OneLineParser(argparse.ArgumentParser):
         quiet_exit(status)  # after --help, which may have gone to a closed pipe
 
 
+def default_state_dir(checkout: Path = CHECKOUT_STATE_DIR) -> Path:
+    """The checkout's native state folder when a native `make up` made it, else the supervisor's default."""
+    return checkout if checkout.is_dir() else DEFAULT_STATE_DIR
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = OneLineParser(prog="healthcheck", description=__doc__.splitlines()[0])
     parser.add_argument("probe", choices=sorted(PROBES))
-    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
-                        help="the supervisor's STATE_DIR (default: %(default)s)")
+    parser.add_argument("--state-dir", type=Path, default=default_state_dir(),
+                        help="the supervisor's STATE_DIR (default: the checkout's .run/state after a native "
+                             f"`make up`, else {DEFAULT_STATE_DIR})")
     parser.add_argument("--timeout", type=timeout_seconds, default=5.0,
                         help="seconds before the probe fails, interpreter start included (default: %(default)s)")
     return parser.parse_args(argv)

@@ -20,7 +20,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from entrypoint.state import CANARY_FILE, READY_FILE, STATE_FILE, StateDir, StateProblem, process_alive, role_of
+from entrypoint.state import (
+    CANARY_FILE,
+    FAILED_FILE,
+    READY_FILE,
+    STATE_FILE,
+    StateDir,
+    StateProblem,
+    process_alive,
+    role_of,
+)
 
 # A record more than this far ahead of the clock was not written by this boot's supervisor.
 FUTURE_TOLERANCE_SECONDS = 1.0
@@ -120,7 +129,12 @@ PROBES = {"startup": startup, "ready": ready, "live": live}
 def run_probe(name: str, state_dir: Path, deadline: float) -> tuple[bool, str]:
     """Run one probe by name until the monotonic `deadline`; a state file the supervisor could
     not have written fails it with the reason."""
+    state = StateDir(state_dir)
     try:
-        return PROBES[name](StateDir(state_dir), deadline)
+        failed = state.read(FAILED_FILE)
+        if failed is not None:
+            reason = failed["reason"]
+            return False, f"the start failed and is not retried: {reason} (fix it, then restart the container)"
+        return PROBES[name](state, deadline)
     except StateProblem as problem:
         return False, str(problem)

@@ -3,45 +3,64 @@
     eval "$(scripts/base-image.py)"   # sets BASE_IMAGE and IMAGE_VERSION for `docker compose build`
 
 IMAGE_VERSION is the setting (the environment, then .env, then its default), NPU_HARDWARE the
-Ascend hardware (a2 by default; a3 and 310p images carry a tag suffix, templates/images.yaml).
-A BASE_IMAGE already set wins: a mirror's copy or a local build. The image keeps
-IMAGE_VERSION as ENV, so the entrypoint inside renders for the vLLM it was built on. A bad
-value exits 2 with one line.
+Ascend hardware (a2 by default; a3 and 310p images carry a tag suffix). Both are looked up in
+templates/images.json, the copy of templates/images.yaml that `make docs` writes for the
+host side, which has the standard library only. A BASE_IMAGE already set wins: a mirror's
+copy or a local build. The image keeps IMAGE_VERSION as ENV, so the entrypoint inside renders
+for the vLLM it was built on. A bad value exits 2 with one line.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from entrypoint import images  # noqa: E402
-from entrypoint.errors import SettingsError, run_cli  # noqa: E402
-from entrypoint.settings import resolve_settings  # noqa: E402
+from host_env import ROOT, checkout_env_file, lookup, read_env_file
+
+CATALOGUE = ROOT / "templates" / "images.json"
+DEFAULT_HARDWARE = "a2"
 
 
-def build_args(environ: Mapping[str, str], env_file: Path | None) -> dict[str, str]:
-    """BASE_IMAGE and IMAGE_VERSION for the NPU build; SettingsError with the one line for a bad value."""
-    hardware = environ.get("NPU_HARDWARE", "").strip() or images.DEFAULT_HARDWARE
-    error = images.hardware_error(hardware)
-    if error:
-        raise SettingsError([error])
-    tag = resolve_settings({**environ, "PLATFORM": "npu"}, env_file=env_file).settings.image_version
-    base = environ.get("BASE_IMAGE", "").strip() or images.base_image("npu", tag, hardware)
+class BadValue(Exception):
+    """IMAGE_VERSION or NPU_HARDWARE is not one the images are built for; the one line to print."""
+
+
+def catalogue(path: Path = CATALOGUE) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def build_args(environ: Mapping[str, str], env_file: Path | None, images: Mapping[str, Any] | None = None
+               ) -> dict[str, str]:
+    """BASE_IMAGE and IMAGE_VERSION for the NPU build; BadValue with the one line for a bad value."""
+    images = catalogue() if images is None else images
+    from_file = read_env_file(env_file)
+    hardware = lookup("NPU_HARDWARE", environ, from_file, DEFAULT_HARDWARE)
+    if hardware not in images["hardware"]:
+        raise BadValue(f"NPU_HARDWARE={hardware!r}: not an Ascend hardware the images are built for; "
+                       f"allowed: {', '.join(images['hardware'])}")
+    tag = lookup("IMAGE_VERSION", environ, from_file, images["default_image"])
+    if tag not in images["images"]:
+        raise BadValue(f"IMAGE_VERSION={tag!r}: not a supported image; allowed: {', '.join(images['images'])}")
+    base = environ.get("BASE_IMAGE", "").strip() or f"{images['registry_image']}:{tag}{images['hardware'][hardware]}"
     return {"BASE_IMAGE": base, "IMAGE_VERSION": tag}
 
 
 def main(environ: Mapping[str, str]) -> int:
-    env_file = ROOT / ".env"
-    args = build_args(environ, env_file if env_file.is_file() else None)
+    try:
+        args = build_args(environ, checkout_env_file())
+    except BadValue as bad:
+        print(f"error: {bad}", file=sys.stderr)
+        return 2
     print(" ".join(f"export {name}={shlex.quote(value)};" for name, value in args.items()))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(lambda: main(os.environ)))
+    sys.exit(main(os.environ))

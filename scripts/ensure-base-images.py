@@ -3,9 +3,9 @@
     docker compose ... config --format json | python3 scripts/ensure-base-images.py PLATFORM
 
 Reads the build arguments Compose will pass (stdin) over the Dockerfile's defaults, and
-for each base image of the chosen runtime: present -> done; the Debian base without a
-mirror -> built locally (scripts/testbed/base-image.sh, from this machine's apt mirror, no
-registry); otherwise `docker pull`. When that fails too it prints one line naming the
+for each base image of the chosen runtime: present -> done; with TESTBED=1 the Debian base
+without a mirror -> built locally (scripts/testbed/base-image.sh, from this machine's apt
+mirror, no registry); otherwise `docker pull`. When that fails too it prints one line naming the
 image and the setting to change, instead of BuildKit's error wall, and exits 1.
 """
 
@@ -67,7 +67,7 @@ def ensure(ref: str, setting: str, is_debian: bool, mirror: str) -> str | None:
     """None when REF is here afterwards, else the one line to print."""
     if docker("image", "inspect", ref).returncode == 0:
         return None
-    if is_debian and not mirror and build_debian_locally(ref):
+    if is_debian and not mirror and os.environ.get("TESTBED") == "1" and build_debian_locally(ref):
         return None
     print(f"base images: pulling {ref}", file=sys.stderr)
     pulled = docker("pull", "--quiet", ref)
@@ -80,7 +80,11 @@ def ensure(ref: str, setting: str, is_debian: bool, mirror: str) -> str | None:
 
 
 def main(platform: str) -> int:
-    args = build_args(json.load(sys.stdin))
+    try:
+        compose = json.load(sys.stdin)
+    except ValueError:  # `docker compose config` failed and said why on its own stderr
+        return 1
+    args = build_args(compose)
     mirror = args.get("REGISTRY_MIRROR", "")
     for name in NEEDS[args.get("RUNTIME", "accelerator")]:
         setting = SETTING.get(name, {}).get(platform, name)

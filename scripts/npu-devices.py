@@ -1,38 +1,40 @@
 """The NPU cards Compose hands to `serve`: every /dev/davinciN and both visible-device variables.
 
-    scripts/npu-devices.py OUT   (prints the first card, for compose/npu.yaml's NPU_DEVICE)
+    scripts/npu-devices.py OUT                    (prints the first card, for compose/npu.yaml's NPU_DEVICE)
+    entrypoint settings | scripts/npu-devices.py OUT --settings-json -
 
 Compose cannot loop over a list, so this writes OUT, an override naming each card. The cards
-are NPU_DEVICES (a list such as 0,1), else NPU_DEVICE (one card), else the first N, where N
-is what the settings (.env and the environment) give one server: TENSOR_PARALLEL_SIZE x
-PIPELINE_PARALLEL_SIZE x DATA_PARALLEL_SIZE, the model profile's included. A bad list exits 2
-with one line. Inside the container, `entrypoint doctor` checks the cards against the same
-product and both variables against each other.
+are NPU_DEVICES (a list such as 0,1), else NPU_DEVICE (one card), both from the environment
+then .env; else the first N, where N is what the settings give one server:
+TENSOR_PARALLEL_SIZE x PIPELINE_PARALLEL_SIZE x DATA_PARALLEL_SIZE, the model profile's
+included. Only the image has the libraries that resolve the settings, so `make up` counts
+after the build, feeding `entrypoint settings` (run in the image) with --settings-json; without
+it an OUT already counted is kept (make down, logs), else one card. A bad list exits 2 with
+one line. Standard library only: the host needs nothing installed. Inside the container,
+`entrypoint doctor` checks the cards against the same product and both variables.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from entrypoint.errors import SettingsError, run_cli  # noqa: E402
-from entrypoint.settings import resolve_settings  # noqa: E402
+from host_env import checkout_env_file, lookup, read_env_file
 
 CARD_LIST = re.compile(r"[0-9]{1,3}(,[0-9]{1,3})*")
 ALLOWED = "card numbers separated by commas, such as 0 or 0,1 (npu-smi info lists them)"
+_LISTED = re.compile(r'ASCEND_VISIBLE_DEVICES: "([0-9,]+)"')
 
 
-class BadCards(SettingsError):
+class BadCards(Exception):
     """NPU_DEVICES or NPU_DEVICE is not a list of cards; the message is the one line to print."""
-
-    def __init__(self, line: str) -> None:
-        super().__init__([line])
 
 
 def parse_cards(name: str, text: str) -> list[int]:
@@ -46,20 +48,45 @@ def parse_cards(name: str, text: str) -> list[int]:
     return cards
 
 
-def cards_from_settings(environ: Mapping[str, str], env_file: Path | None) -> int:
-    """How many cards one server's ranks use, as the entrypoint will resolve its settings (1 when
-    they do not resolve: the container then says why, in one line)."""
+def cards_from_settings(settings: Mapping[str, Any] | None) -> int:
+    """How many cards one server's ranks use, from `entrypoint settings` JSON (1 when the
+    settings did not resolve: the container then says why, in one line)."""
     try:
-        return resolve_settings({**environ, "PLATFORM": "npu"}, env_file=env_file).settings.cards_per_model
-    except SettingsError:
+        sizes = [settings[name] or 1 for name in  # type: ignore[index]
+                 ("TENSOR_PARALLEL_SIZE", "PIPELINE_PARALLEL_SIZE", "DATA_PARALLEL_SIZE")]
+        count = sizes[0] * sizes[1] * sizes[2]
+    except (KeyError, TypeError):
         return 1
+    return count if isinstance(count, int) and 1 <= count <= 256 else 1
 
 
-def choose_cards(environ: Mapping[str, str], env_file: Path | None) -> list[int]:
+def explicit_cards(environ: Mapping[str, str], env_file: Mapping[str, str]) -> list[int] | None:
+    """NPU_DEVICES, else NPU_DEVICE, as set; None when neither is."""
     for name in ("NPU_DEVICES", "NPU_DEVICE"):
-        if environ.get(name, "").strip():
-            return parse_cards(name, environ[name])
-    return list(range(cards_from_settings(environ, env_file)))
+        value = lookup(name, environ, env_file)
+        if value:
+            return parse_cards(name, value)
+    return None
+
+
+def counted_before(out: Path) -> list[int] | None:
+    """The cards an earlier count wrote to OUT, if it did."""
+    try:
+        match = _LISTED.search(out.read_text())
+    except OSError:
+        return None
+    return [int(card) for card in match.group(1).split(",")] if match else None
+
+
+def choose_cards(environ: Mapping[str, str], env_file: Mapping[str, str], out: Path | None = None,
+                 settings: Mapping[str, Any] | None = None, counted: bool = False) -> list[int]:
+    """The cards: as set, else counted from `settings` (when `counted`), else OUT's, else card 0."""
+    listed = explicit_cards(environ, env_file)
+    if listed is not None:
+        return listed
+    if counted:
+        return list(range(cards_from_settings(settings)))
+    return (counted_before(out) if out is not None else None) or [0]
 
 
 def override(cards: list[int]) -> str:
@@ -73,9 +100,25 @@ def override(cards: list[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(out: Path, environ: Mapping[str, str]) -> int:
-    env_file = ROOT / ".env"
-    cards = choose_cards(environ, env_file if env_file.is_file() else None)
+def read_settings(text: str) -> dict[str, Any] | None:
+    try:
+        settings = json.loads(text)
+    except ValueError:
+        return None
+    return settings if isinstance(settings, dict) else None
+
+
+def main(argv: list[str], environ: Mapping[str, str]) -> int:
+    if len(argv) not in (1, 3) or (len(argv) == 3 and argv[1:] != ["--settings-json", "-"]):
+        print("usage: npu-devices.py OUT [--settings-json -]", file=sys.stderr)
+        return 2
+    out, counted = Path(argv[0]), len(argv) == 3
+    settings = read_settings(sys.stdin.read()) if counted else None
+    try:
+        cards = choose_cards(environ, read_env_file(checkout_env_file()), out, settings, counted)
+    except BadCards as bad:
+        print(f"error: {bad}", file=sys.stderr)
+        return 2
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(override(cards))
     print(cards[0])
@@ -83,6 +126,4 @@ def main(out: Path, environ: Mapping[str, str]) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit(f"usage: {sys.argv[0]} OUT")
-    sys.exit(run_cli(lambda: main(Path(sys.argv[1]), os.environ)))
+    sys.exit(main(sys.argv[1:], os.environ))

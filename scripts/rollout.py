@@ -162,10 +162,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         help="seconds a replacement may take to turn healthy (default 1800, the start_period)")
     parser.add_argument("compose_args", nargs="*", help="arguments for `docker compose` (-p PROJECT -f FILE ...)")
     args = parser.parse_args(argv)
-    for option in ("drain", "ready_timeout"):
-        if not getattr(args, option) > 0:
+    for option, most in (("drain", 3600), ("ready_timeout", 86400)):
+        if not 0 < getattr(args, option) <= most:  # nan and inf fail here too
             raise BadInput(f"--{option.replace('_', '-')}={getattr(args, option):g} is not allowed: "
-                             "a number of seconds > 0")
+                           f"a number of seconds > 0 and <= {most}")
     return args
 
 

@@ -28,6 +28,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from entrypoint.errors import UserError, run_cli  # noqa: E402 (standard library only)
+
 # The build's RUN shares the host's network (Compose builds with `network: host`): a port that is
 # neither a usual server's nor in Linux's ephemeral range (32768-60999), where test servers bind.
 PINNED = {"COMPILE_CACHE_DIR": "/tmp/warm-cache", "MODEL_CACHE_DIR": "/tmp/models", "PORT": "28711",
@@ -45,10 +49,14 @@ def plan(render: list[str], settings: dict[str, str], extra_env: dict[str, str])
     # `compose run -e` options go before the service name, the word just before `render`.
     service = render.index("render") - 1
     done = subprocess.run(render[:service] + options + render[service:], capture_output=True, text=True)
+    last = (done.stderr.strip().splitlines() or ["no output"])[-1]
     if done.returncode != 0:
-        sys.exit(f"warm-plans: the render failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    command = json.loads(done.stdout)
-    command["env"].update(extra_env)
+        raise UserError(f"warm-plans: the image's render failed (exit {done.returncode}): {last}")
+    try:
+        command = json.loads(done.stdout)
+        command["env"].update(extra_env)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise UserError(f"warm-plans: the image's render printed no serve command as JSON: {last}") from None
     return command
 
 
@@ -69,7 +77,7 @@ def main(out: Path, weights: Path, isas: list[str], render: list[str]) -> int:
         print(f"error: WARM_ISAS={' '.join(isas)!r} is not a list of {', '.join(ISAS)}; allowed: one or more of "
               f"{', '.join(ISAS)}", file=sys.stderr)
         return 2
-    if not (weights / "config.json").is_file():
+    if "\x00" in str(weights) or not (weights / "config.json").is_file():
         print(f"error: WARM_WEIGHTS={str(weights)!r} holds no config.json; allowed: the folder of the model to warm on",
               file=sys.stderr)
         return 2
@@ -87,5 +95,6 @@ def main(out: Path, weights: Path, isas: list[str], render: list[str]) -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) < 5:
-        sys.exit(__doc__)
-    sys.exit(main(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3].split(), sys.argv[4:]))
+        print(f"usage: {sys.argv[0]} OUT WEIGHTS \"ISAS\" RENDER...", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(run_cli(lambda: main(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3].split(), sys.argv[4:])))

@@ -9,9 +9,20 @@ to the code or the strategy, never from chance. Widen the search locally with
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
+import pytest
 from hypothesis import settings
+
+from entrypoint import scrub
 
 settings.register_profile("repeatable", derandomize=True, database=None, deadline=None)
 settings.register_profile("explore", deadline=None, max_examples=2000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
+
+
+@pytest.fixture(autouse=True)
+def _scrubber_forgets_between_tests() -> Iterator[None]:
+    """The scrubber remembers every secret a test's settings held; the next test starts without them."""
+    yield
+    scrub.forget_all()

@@ -8,6 +8,8 @@ import re
 import shutil
 import subprocess
 
+import pytest
+
 from entrypoint.state import DEFAULT_STATE_DIR, READY_FILE, STATE_FILE
 from tests.container.conftest import ROOT, docker, files_under, inductor_folder, make
 from tests.support.seed_checks import assert_seed_smoke_requests
@@ -114,6 +116,7 @@ def test_cache_owned_by_another_user_is_one_clear_line(deployment, tmp_path):
     assert "MODEL_CACHE_DIR=/models" in lines[0] and "uid 4242" in lines[0] and "chown" in lines[0]
 
 
+@pytest.mark.timeout(2 * 1800 + 300)  # two tool runs, each bounded at 1800 s
 def test_compose_bench_and_eval_services_write_their_reports(deployment):
     # The guide's tools in their own containers against `serve`; reports on the host. What is tested
     # is each service, not the figures: the smallest runs the tools take (one `vllm bench serve`; two

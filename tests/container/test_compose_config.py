@@ -130,3 +130,12 @@ def test_the_warm_override_builds_the_warm_stage_under_its_own_tag():
     plain, warm = (config("cpu", *files)["services"]["serve"] for files in ((), ("compose/warm.yaml",)))
     assert (plain["build"]["target"], plain["image"]) == ("bundle", "ascend-serve-bundle:cpu")
     assert (warm["build"]["target"], warm["image"]) == ("bundle-warm", "ascend-serve-bundle:cpu-warm")
+
+
+def test_the_settings_file_is_the_one_make_reads(tmp_path):
+    # Make passes ENV_FILE (default .env) to Compose too, so both read one file.
+    env_file = tmp_path / "settings.env"
+    env_file.write_text("MAX_NUM_SEQS=7\nPLATFORM=npu\n")
+    serve = config("npu", ENV_FILE=str(env_file))["services"]["serve"]
+    assert (serve["environment"]["MAX_NUM_SEQS"], serve["environment"]["PLATFORM"]) == ("7", "npu")
+    assert serve["environment"]["FAILED_START"] == "hold"

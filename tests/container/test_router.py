@@ -30,7 +30,7 @@ from observability.dashboard import dashboard, queries, substituted
 from tests.container.conftest import ROOT, UP_TIMEOUT, make
 from tests.container.test_compose_config import config
 from tests.support.net import free_port
-from tests.support.prometheus import RULES, firing, query, query_range, wait_for
+from tests.support.prometheus import RULES, WAIT_SECONDS, firing, query, query_range, wait_for
 from tests.support.seed_checks import SERVED_NAME
 
 pytestmark = pytest.mark.container
@@ -165,9 +165,19 @@ def test_the_clients_key_passes_through_to_the_replicas(routed):
     assert direct.stdout.strip() == "401"
 
 
-def test_bad_policy_is_one_line_from_the_router():
+@pytest.fixture(scope="module")
+def router_image(tmp_path_factory) -> str:
+    """The router's image, built here (its few layers come from the build cache once `routed`
+    has built it), so this test does not rely on that fixture having run first."""
+    built = Routed(tmp_path_factory.mktemp("router-image")).compose("build", "router", timeout=1800)
+    if built.returncode != 0:
+        pytest.fail(f"building the router image failed ({built.returncode}):\n{built.stderr[-3000:]}")
+    return "ascend-serve-router:local"
+
+
+def test_bad_policy_is_one_line_from_the_router(router_image):
     done = subprocess.run(["docker", "run", "--rm", "-e", "ROUTER_PROJECT=p", "-e", "ROUTER_POLICY=fastest",
-                           "ascend-serve-router:local"], capture_output=True, text=True, timeout=120)
+                           router_image], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "router: ROUTER_POLICY=fastest is not allowed: one of random, round_robin, cache_aware, power_of_two"]
@@ -287,6 +297,7 @@ def restarted_healthy(replica: dict, restarts: int) -> bool:
     return replica["RestartCount"] > restarts and replica["State"].get("Health", {}).get("Status") == "healthy"
 
 
+@pytest.mark.timeout(RESTART_SECONDS + 4 * WAIT_SECONDS)  # a restart and the waits for the alert and rotation
 def test_a_hung_replica_fires_the_alert_leaves_the_rotation_and_comes_back(routed, monitored):
     url, worker = monitored.url, f"http://{routed.project}-serve-1:8000"
     assert in_rotation(url, worker) == [1.0]

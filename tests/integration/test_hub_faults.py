@@ -28,6 +28,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import modelscope_hub  # noqa: F401  (a hard dependency: a broken install fails here, never skips)
 import pytest
 
 from entrypoint.weights import MARKER
@@ -49,8 +50,6 @@ from tests.support.downloads import (
 from tests.support.modelscope_hub import Faults, LoopbackHub, Reply, RequestInfo
 
 pytestmark = pytest.mark.integration
-
-pytest.importorskip("modelscope_hub")
 
 FAIL_FAST = {"DOWNLOAD_RETRIES": "2"}  # the whole-download retry backs off 2 s; failing cases need not wait longer
 

@@ -12,13 +12,12 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import modelscope  # noqa: F401  (the subprocesses use this interpreter's client; a broken install fails here)
 import pytest
 
 from tests.support.modelscope_hub import LoopbackHub, RequestInfo
 
 pytestmark = pytest.mark.integration
-
-pytest.importorskip("modelscope")  # the subprocesses use this interpreter's client
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NETGUARD = REPO_ROOT / "tests" / "support" / "netguard"

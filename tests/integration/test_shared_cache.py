@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import modelscope_hub  # noqa: F401  (a hard dependency: a broken install fails here, never skips)
 import pytest
 
 from entrypoint.weights import MARKER
@@ -31,8 +32,6 @@ from tests.support.downloads import (
 from tests.support.modelscope_hub import Faults, LoopbackHub
 
 pytestmark = pytest.mark.integration
-
-pytest.importorskip("modelscope_hub")
 
 
 @pytest.fixture

@@ -35,6 +35,8 @@ OTHER_OWNERS = {
     "TRANSFORMERS_OFFLINE": "transformers",
     "MODELSCOPE_CACHE": "modelscope",
     "TORCHINDUCTOR_CACHE_DIR": "torch inductor",
+    "BUNDLE_API_GUARD": "the bundle's API guard (entrypoint/api_guard.py), loaded by --middleware",
+    "BUNDLE_API_KEY": "the bundle's API guard (entrypoint/api_guard.py), loaded by --middleware",
 }
 
 
@@ -105,6 +107,10 @@ def check(render: dict[str, Any], parser: Any, vllm_env: set[str], ascend_env: s
     except Exception as exc:
         fail("argv", f"{type(exc).__name__}: {exc}")
         return failures
+    for middleware in args.middleware or []:
+        problem = middleware_problem(middleware)
+        if problem:
+            fail("--middleware", problem)
     argv = render["argv"]
     if "--compilation-config" in argv:
         raw = json.loads(argv[argv.index("--compilation-config") + 1])
@@ -127,6 +133,22 @@ def check(render: dict[str, Any], parser: Any, vllm_env: set[str], ascend_env: s
             fail(variable, "not in vllm/envs.py, vllm_ascend/envs.py or the sourced list of CANN, torch_npu, "
                  "OpenMP and hub variables")
     return failures
+
+
+def middleware_problem(path: str) -> str | None:
+    """What vLLM's build_app would refuse in `--middleware path`: it imports it under this vLLM
+    and adds a class with app.add_middleware, a coroutine function as an http middleware."""
+    import importlib
+    import inspect
+
+    module_path, _, name = path.rpartition(".")
+    try:
+        imported = getattr(importlib.import_module(module_path), name)
+    except Exception as exc:
+        return f"{path} does not import: {type(exc).__name__}: {exc}"
+    if not (inspect.isclass(imported) or inspect.iscoroutinefunction(imported)):
+        return f"{path} is neither a class nor a coroutine function"
+    return None
 
 
 def main() -> int:

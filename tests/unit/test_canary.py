@@ -238,7 +238,9 @@ HUNG = "the engine canary failed 3 times in a row (no answer to the 1-token comp
 def test_a_hung_verdict_kills_the_whole_group_and_leaves_the_reason(tmp_path):
     # A server with a worker under it, as vLLM's API server has its engine core.
     child = ChildProcess(["sh", "-c", "sleep 300 & echo worker $!; wait"], {"PATH": "/usr/bin:/bin"})
+    deadline = time.monotonic() + 30  # bounds a hang only: the shell prints at once
     while not child.tail:
+        assert time.monotonic() < deadline and child.poll() is None, "the shell never printed its worker's pid"
         time.sleep(0.05)
     worker = int(child.tail[0].split()[1])
     termination = tmp_path / "termination-log"

@@ -51,6 +51,10 @@ def named_renders(image: str) -> dict[str, dict[str, object]]:
             cases[f"{platform}+{profile}"] = {**base, "MODEL_PROFILE": profile}
         for role, index in LWS_ROLES.items():
             cases[f"{platform} lws {role}"] = {**base, **LWS_GROUP, "LWS_WORKER_INDEX": index}
+        # The API guard through --middleware: an inline key, then admission control with a bound per key.
+        cases[f"{platform} api guard"] = {**base, "API_KEY": "sk-conformance-1", "METRICS_NEED_KEY": "true"}
+        cases[f"{platform} admission"] = {**base, "API_KEY": "sk-conformance-1", "ADMISSION_CONTROL": "true",
+                                          "ADMIT_MAX_PER_KEY": "4"}
     return {name: render(environ) for name, environ in cases.items()}
 
 
@@ -139,4 +143,5 @@ def test_renders_cover_every_variant_and_profile():
         assert {f"{platform}/{v}" for v in variant_names(TEMPLATES_DIR, platform)} <= names
         assert {f"{platform}+{p}" for p in profile_names(TEMPLATES_DIR)} <= names
         assert {f"{platform} lws {role}" for role in LWS_ROLES} <= names
+        assert {f"{platform} api guard", f"{platform} admission"} <= names
     assert sum(name.startswith("generated") for name in names) >= 20

@@ -65,7 +65,7 @@ def statuses(findings, check: str) -> list[str]:
 
 
 def npu_findings(tmp_path: Path, environ: dict[str, str] | None = None, **settings: str):
-    return run_checks(settings_for(tmp_path, "npu", **settings), Host(tmp_path / "host", environ or {}))
+    return run_checks(settings_for(tmp_path, "npu", **settings), Host(tmp_path / "host", environ or {}, run_tools=True))
 
 
 @pytest.fixture
@@ -99,7 +99,7 @@ def test_each_npu_failure_class_fails_its_check(tmp_path, host, breakage, check)
 
 def test_a_hung_npu_smi_is_cut_at_the_timeout(tmp_path, host):
     script(host / "usr/local/bin/npu-smi", "exec sleep 30")
-    findings = run_checks(settings_for(tmp_path, "npu"), Host(host, {}, timeout=0.5))
+    findings = run_checks(settings_for(tmp_path, "npu"), Host(host, {}, timeout=0.5, run_tools=True))
     assert statuses(findings, "npu-smi") == ["FAIL"]
     assert "did not answer within" in next(f.detail for f in findings if f.check == "npu-smi")
 
@@ -142,12 +142,13 @@ def test_fewer_cards_than_tp_times_dp_fail(tmp_path, host):
 def test_an_unwritable_default_plog_folder_fails(tmp_path, host):
     touch(host / "home/user/ascend")  # a file where the folder must be
     findings = run_checks(settings_for(tmp_path, "npu").model_copy(update={"ascend_log_path": None}),
-                          Host(host, {"HOME": "/home/user"}))
+                          Host(host, {"HOME": "/home/user"}, run_tools=True))
     assert statuses(findings, "ascend-log") == ["FAIL"]
 
 
 def test_unwritable_cache_fails(tmp_path, host):
-    touch(tmp_path / "cache")  # a file where MODEL_CACHE_DIR must be a folder
+    # A file where MODEL_CACHE_DIR must be a folder, in the tree --root names.
+    touch(host / str(tmp_path / "cache").lstrip("/"))
     findings = npu_findings(tmp_path)
     assert statuses(findings, "writable") == ["FAIL"]
     assert "MODEL_CACHE_DIR" in failures(findings)[0].detail
@@ -170,13 +171,13 @@ def test_hccl_and_network_variables_when_tp_above_one(tmp_path, host, environ, d
 def test_cuda_nodes_and_nvidia_smi(tmp_path):
     root = tmp_path / "host"
     touch(root / "proc/self/mounts", SHM_1G)
-    findings = run_checks(settings_for(tmp_path, "cuda"), Host(root, {}))
+    findings = run_checks(settings_for(tmp_path, "cuda"), Host(root, {}, run_tools=True))
     assert statuses(findings, "cuda-devices") == ["FAIL"] and statuses(findings, "nvidia-smi") == ["WARN"]
     touch(root / "dev/nvidiactl")
     touch(root / "dev/nvidia0")
     script(root / "usr/bin/nvidia-smi", "echo \"NVIDIA-SMI has failed because it couldn't communicate with the "
            "NVIDIA driver.\"; exit 9")
-    findings = run_checks(settings_for(tmp_path, "cuda"), Host(root, {}))
+    findings = run_checks(settings_for(tmp_path, "cuda"), Host(root, {}, run_tools=True))
     assert statuses(findings, "cuda-devices") == ["OK"] and statuses(findings, "nvidia-smi") == ["FAIL"]
 
 
@@ -198,14 +199,14 @@ def test_cpu_without_avx2_fails_and_with_it_passes(tmp_path):
 
 def test_cpu_kv_cache_larger_than_memory_fails(tmp_path):
     root = cpu_host(tmp_path / "host", (CPUINFO / "avx2-amd-epyc.cpuinfo").read_text(), "meminfo-4g.meminfo")
-    findings = run_checks(settings_for(tmp_path, "cpu", VLLM_CPU_KVCACHE_SPACE="16"), Host(root, {}))
+    findings = run_checks(settings_for(tmp_path, "cpu", VLLM_CPU_KVCACHE_SPACE="16"), Host(root, {}, run_tools=True))
     assert statuses(findings, "cpu-memory") == ["FAIL"]
 
 
 def test_small_shm_only_warns_for_one_worker(tmp_path):
     root = cpu_host(tmp_path / "host", (CPUINFO / "avx2-amd-epyc.cpuinfo").read_text())
     touch(root / "proc/self/mounts", "shm /dev/shm tmpfs rw,size=16m 0 0\n")
-    findings = run_checks(settings_for(tmp_path, "cpu"), Host(root, {}))
+    findings = run_checks(settings_for(tmp_path, "cpu"), Host(root, {}, run_tools=True))
     assert statuses(findings, "shm") == ["WARN"]
 
 
@@ -218,8 +219,45 @@ def test_cli_prints_the_table_or_json_and_exits_2_on_a_fail(tmp_path, host, caps
     for name, value in {"PLATFORM": "npu", "MODEL_CACHE_DIR": str(tmp_path / "c"), "STATE_DIR": str(tmp_path / "s"),
                         "ASCEND_LOG_PATH": str(tmp_path / "p")}.items():
         monkeypatch.setenv(name, value)
-    assert main(["doctor", "--root", str(host)]) == 0
+    assert main(["doctor", "--root", str(host), "--run-tools"]) == 0
     assert "OK   npu-devices" in capsys.readouterr().out
     (host / "dev/hisi_hdc").unlink()
-    assert main(["doctor", "--json", "--root", str(host)]) == 2
+    assert main(["doctor", "--json", "--root", str(host), "--run-tools"]) == 2
     assert '"status": "FAIL"' in capsys.readouterr().out
+
+
+# --- a tree that fights back (issue 30, class 5) ---------------------------------------------
+
+def test_a_hostile_tree_neither_hangs_nor_tracebacks_nor_runs_its_binaries(tmp_path, host):
+    import os
+    version = host / "usr/local/Ascend/driver/version.info"
+    version.unlink()
+    os.mkfifo(version)  # opened for reading, a FIFO blocks forever
+    (host / "proc/self/mounts").unlink()
+    (host / "proc/self/mounts").symlink_to("/dev/zero")  # read whole, it eats memory
+    toolkit = next(host.glob("usr/local/Ascend/ascend-toolkit/latest/*/ascend_toolkit_install.info"))
+    toolkit.write_bytes(b"version=\xff\xfe8.5\n")  # not UTF-8
+    ran = tmp_path / "ran"
+    script(host / "usr/local/bin/npu-smi", f"touch '{ran}'")
+    findings = run_checks(settings_for(tmp_path, "npu"), Host(host, {}))
+    assert findings and not ran.exists()
+    assert any("--run-tools" in f.detail or "--run-tools" in f.fix for f in findings if f.check == "npu-smi")
+
+
+def test_with_a_root_nothing_is_written_outside_it(tmp_path, host):
+    settings = settings_for(tmp_path, "npu")
+    run_checks(settings, Host(host, {}))
+    for folder in (settings.model_cache_dir, settings.state_dir, settings.ascend_log_path):
+        assert not folder.exists()
+
+
+def test_a_check_that_hangs_is_cut_at_its_time_limit(monkeypatch, tmp_path, host):
+    import threading
+
+    from entrypoint import doctor
+
+    never = threading.Event()
+    monkeypatch.setattr(doctor, "CHECK_TIMEOUT", 0.2)
+    monkeypatch.setitem(doctor.CHECKS, "npu", (lambda settings, host: never.wait() and [],))
+    (finding,) = run_checks(settings_for(tmp_path, "npu"), Host(host, {}))
+    assert finding.status == "WARN" and "did not finish" in finding.detail

@@ -26,6 +26,7 @@ from entrypoint.engine_flags import FLAGS, SUPERVISOR_FLAGS, engine_kwargs, mana
 from entrypoint.errors import SettingsError
 from entrypoint.render import render_command
 from entrypoint.settings import load_settings
+from tests.support.draws import Draws
 from tests.support.setting_values import (
     FLAG_SETTINGS,
     FREE_FLAGS,
@@ -104,20 +105,31 @@ FLAG_ENVIRONMENTS = environments([n for n in FLAG_SETTINGS if n != "SERVED_MODEL
                                        "SERVED_MODEL_NAME": NAMES}))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(FLAG_ENVIRONMENTS)
-def test_settings_render_a_command_vllm_takes_or_are_refused_line_by_line(vllm, unrelated, environ) -> None:
+def test_settings_render_a_command_vllm_takes_or_are_refused_line_by_line(vllm, unrelated) -> None:
     """Across the boundary: a refusal is one line per problem; anything accepted renders a
-    command vLLM's own parser takes, and (without EXTRA_ARGS) the same engine as the kwargs."""
-    try:
-        settings = load_settings(environ)
-    except SettingsError as error:
-        assert_one_line_per_problem(error)
-        return
-    parsed = vllm.AsyncEngineArgs.from_cli_args(parse(vllm, render_command(settings, MODEL).argv))
-    if not settings.extra_args:
-        built = vllm.EngineArgs(**engine_kwargs(settings, MODEL))
-        assert engine_fields(vllm, parsed, unrelated) == engine_fields(vllm, built, unrelated)
+    command vLLM's own parser takes, and (without EXTRA_ARGS) the same engine as the kwargs.
+    Enough draws must get past the settings to vLLM's parser and to the engine comparison."""
+    draws = Draws()
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(FLAG_ENVIRONMENTS)
+    def check(environ: dict[str, str]) -> None:
+        draws.drawn()
+        try:
+            loaded = load_settings(environ)
+        except SettingsError as error:
+            assert_one_line_per_problem(error)
+            return
+        parsed = vllm.AsyncEngineArgs.from_cli_args(parse(vllm, render_command(loaded, MODEL).argv))
+        draws.reached("parsed by vLLM")
+        if not loaded.extra_args:
+            built = vllm.EngineArgs(**engine_kwargs(loaded, MODEL))
+            assert engine_fields(vllm, parsed, unrelated) == engine_fields(vllm, built, unrelated)
+            draws.reached("same engine")
+
+    check()
+    draws.assert_share("parsed by vLLM", 0.05)
+    draws.assert_share("same engine", 0.05)
 
 
 def test_the_free_flags_drawn_above_are_vllms(vllm) -> None:

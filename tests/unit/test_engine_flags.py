@@ -67,7 +67,10 @@ def test_an_unknown_flag_cannot_be_read_back() -> None:
     ("--host 127.0.0.1", "'--host'", "HOST"),
     ("--served-model-name other", "'--served-model-name'", "SERVED_MODEL_NAME"),
     ("--max_model_len 4096", "'--max-model-len'", "MAX_MODEL_LEN"),
-    ("--max-model 4096", "'--max-model' (abbreviates --max-model-len)", "MAX_MODEL_LEN"),
+    ("--max-model 4096", "'--max-model' (read by vLLM as --max-model-len)", "MAX_MODEL_LEN"),
+    # A short option with its value attached, as argparse reads it (issue 30: `-n2 -r1`).
+    ("-n2", "'-n2' (read by vLLM as -n)", "LWS_GROUP_SIZE"),
+    ("-r1", "'-r1' (read by vLLM as -r)", "LWS_WORKER_INDEX"),
     ("-tp 2", "'-tp'", "TENSOR_PARALLEL_SIZE"),
     ("-tp=2", "'-tp'", "TENSOR_PARALLEL_SIZE"),
     ("-cc.cudagraph_mode PIECEWISE", "'-cc'", "COMPILATION_CONFIG"),
@@ -76,10 +79,10 @@ def test_an_unknown_flag_cannot_be_read_back() -> None:
     ("--no-trust-remote-code", "'--no-trust-remote-code'", "TRUST_REMOTE_CODE"),
     ("--device-memory-utilization 0.5", "'--device-memory-utilization'", "GPU_MEMORY_UTILIZATION"),
     ("--model /elsewhere", "'--model'", "MODEL_ID and MODEL_SOURCE"),
-    ("/elsewhere --chat-template t", "'/elsewhere'", "MODEL_ID and MODEL_SOURCE"),
+    ("/elsewhere --chat-template t", "(its first word)", "MODEL_ID and MODEL_SOURCE"),
     ("--api-key=sk-123", "'--api-key'", "API_KEY_FILE"),
     ("--uds /tmp/s", "'--uds'", "HOST:PORT"),
-    ("- --chat-template t", "'-'", "MODEL_ID and MODEL_SOURCE"),
+    ("- --chat-template t", "(its first word)", "MODEL_ID and MODEL_SOURCE"),
     ("--ssl-certfile /c.pem", "'--ssl-certfile'", "plain HTTP"),
 ])
 def test_extra_args_may_not_set_a_managed_flag(extra: str, named: str, setting: str) -> None:

@@ -78,3 +78,18 @@ def test_pod_monitor_scrapes_vllm_and_the_supervisor_on_named_ports():
                     and d["metadata"]["name"].startswith("ascend-serve-settings"))
     default = Settings.model_fields["metrics_port"].default
     assert ports["metrics"] == int(settings["data"].get("METRICS_PORT", default)) == default
+
+
+def test_metrics_behind_the_key_and_the_pod_monitor_sends_one():
+    example = "examples/cpu-with-metrics-key"
+    for doc in render(example):
+        if doc["kind"] in OPERATOR_KINDS:
+            jsonschema.validate(doc, operator_schema(doc["kind"]))
+        else:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+    env = {e["name"]: e.get("value") for e in containers(example)["serve"]["env"]}
+    assert env["METRICS_NEED_KEY"] == "true" and env["API_KEY_FILE"].startswith("/run/secrets/")
+    vllm, supervisor = one(example, "PodMonitor")["spec"]["podMetricsEndpoints"]
+    assert vllm["port"] == "http" and vllm["authorization"] == \
+        {"type": "Bearer", "credentials": {"name": "ascend-serve-secrets", "key": "metrics_key"}}
+    assert "authorization" not in supervisor  # METRICS_PORT's metrics stay open

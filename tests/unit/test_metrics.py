@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from entrypoint import metrics
 from entrypoint.canary import Canary, Look
-from entrypoint.errors import UserError
+from entrypoint.errors import SettingsError, UserError
 from entrypoint.preflight import preflight_errors
 from entrypoint.settings import load_settings
 from entrypoint.state import StateDir
@@ -61,10 +61,10 @@ def test_a_busy_metrics_port_is_one_line_naming_it(tmp_path):
             metrics.serve_metrics(settings)
 
 
-def test_metrics_port_equal_to_port_is_refused(tmp_path):
-    settings = load_settings({"PLATFORM": "cpu", "PORT": "8123", "METRICS_PORT": "8123",
-                              "MODEL_CACHE_DIR": str(tmp_path / "c"), "STATE_DIR": str(tmp_path / "s")})
-    assert any(e.startswith("METRICS_PORT=8123") for e in preflight_errors(settings))
+def test_metrics_port_equal_to_port_is_refused_by_the_settings(tmp_path):
+    with pytest.raises(SettingsError) as raised:
+        load_settings({"PLATFORM": "cpu", "PORT": "8123", "METRICS_PORT": "8123"})
+    assert any(e.startswith("METRICS_PORT=8123: PORT") for e in raised.value.lines)
 
 
 def test_settings_hash_follows_the_effective_settings():

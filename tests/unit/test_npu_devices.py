@@ -4,14 +4,25 @@ or the settings' card count, written as an override; a bad list is one line and 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 import pytest
 
+from entrypoint.errors import SettingsError
+from entrypoint.settings import resolve_settings
 from tests.unit.test_image_build import ROOT, load
 
 npu_devices = load("npu-devices.py")
+
+
+def settings_json(environ: dict[str, str]) -> dict | None:
+    """What `entrypoint settings` prints in the image for `environ` (None when it exits 2)."""
+    try:
+        return resolve_settings({**environ, "PLATFORM": "npu"}, env_file=None).settings.public_dict()
+    except SettingsError:
+        return None
 
 
 @pytest.mark.parametrize(("environ", "cards"), [
@@ -25,7 +36,19 @@ npu_devices = load("npu-devices.py")
     ({"TENSOR_PARALLEL_SIZE": "two"}, [0]),  # the container says why, in one line
 ])
 def test_the_cards_one_server_gets(environ, cards):
-    assert npu_devices.choose_cards(environ, None) == cards
+    assert npu_devices.choose_cards(environ, {}, settings=settings_json(environ), counted=True) == cards
+
+
+def test_the_lists_come_from_the_env_file_too_and_the_environment_wins():
+    assert npu_devices.choose_cards({}, {"NPU_DEVICES": "2,3"}) == [2, 3]
+    assert npu_devices.choose_cards({"NPU_DEVICES": "1"}, {"NPU_DEVICES": "2,3"}) == [1]
+
+
+def test_without_a_count_the_last_one_is_kept(tmp_path):
+    out = tmp_path / "npu.yaml"
+    assert npu_devices.choose_cards({}, {}, out) == [0]
+    out.write_text(npu_devices.override([0, 1, 2]))
+    assert npu_devices.choose_cards({}, {}, out) == [0, 1, 2]
 
 
 @pytest.mark.parametrize(("name", "value"), [("NPU_DEVICES", "0,,1"), ("NPU_DEVICES", "a"),
@@ -33,7 +56,7 @@ def test_the_cards_one_server_gets(environ, cards):
                                              ("NPU_DEVICES", "/dev/davinci0")])
 def test_a_bad_list_names_the_variable_and_what_is_allowed(name, value):
     with pytest.raises(npu_devices.BadCards) as caught:
-        npu_devices.choose_cards({name: value}, None)
+        npu_devices.choose_cards({name: value}, {})
     assert str(caught.value).startswith(f"{name}={value!r}: ") and "allowed: " in str(caught.value)
 
 
@@ -51,3 +74,7 @@ def test_the_script_prints_the_first_card_or_exits_2_with_one_line(tmp_path):
     assert done.returncode == 0 and done.stdout == "1\n" and "/dev/davinci2" in out.read_text()
     done = subprocess.run(script, env={**env, "NPU_DEVICES": "x"}, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "NPU_DEVICES='x'" in done.stderr
+    counted = json.dumps(settings_json({"TENSOR_PARALLEL_SIZE": "2"}))
+    done = subprocess.run([*script, "--settings-json", "-"], env=env, input=counted, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and done.stdout == "0\n" and "/dev/davinci1" in out.read_text()

@@ -109,3 +109,25 @@ class ComposeLoader(yaml.SafeLoader):
 ComposeLoader.add_multi_constructor("!", lambda loader, _tag, node: loader.construct_scalar(node) if isinstance(
     node, yaml.ScalarNode) else (loader.construct_sequence(node) if isinstance(node, yaml.SequenceNode)
                                  else loader.construct_mapping(node)))
+
+
+@pytest.mark.parametrize("name", ["prometheus.yml", "routed.yml"])
+def test_keyed_configs_are_the_plain_ones_sending_the_key_to_vllm(tmp_path, name):
+    folder = ROOT / "observability" / "prometheus"
+    plain, keyed = (yaml.safe_load(path.read_text()) for path in (folder / name, folder / "keyed" / name))
+    vllm = next(job for job in keyed["scrape_configs"] if job["job_name"] == "vllm")
+    assert vllm.pop("authorization") == {"type": "Bearer", "credentials_file": "/run/secrets/metrics_key"}
+    assert keyed == plain
+    # compose/metrics-key.yaml mounts them over the image's files and gives Prometheus the secret.
+    override = yaml.load((ROOT / "compose" / "metrics-key.yaml").read_text(), ComposeLoader)
+    assert f"../observability/prometheus/keyed/{name}:/etc/prometheus/{name}:ro" in \
+        override["services"]["prometheus"]["volumes"]
+    assert override["services"]["serve"]["environment"]["METRICS_NEED_KEY"] == "true"
+    key = tmp_path / "metrics_key"
+    key.write_text("sk-metrics-1a2b\n")
+    vllm["authorization"] = {"type": "Bearer", "credentials_file": str(key)}
+    keyed["rule_files"] = [str(RULES / "*.yaml")]
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(keyed))
+    done = promtool("check", "config", str(path))
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -13,8 +13,10 @@ from tests.support.testbed import ROOT
 
 
 @pytest.mark.parametrize(("args", "line"), [
-    (["--drain", "0"], "rollout: --drain=0 is not allowed: a number of seconds > 0"),
-    (["--ready-timeout", "-5"], "rollout: --ready-timeout=-5 is not allowed: a number of seconds > 0"),
+    (["--drain", "0"], "rollout: --drain=0 is not allowed: a number of seconds > 0 and <= 3600"),
+    (["--drain", "inf"], "rollout: --drain=inf is not allowed: a number of seconds > 0 and <= 3600"),
+    (["--drain", "nan"], "rollout: --drain=nan is not allowed: a number of seconds > 0 and <= 3600"),
+    (["--ready-timeout", "-5"], "rollout: --ready-timeout=-5 is not allowed: a number of seconds > 0 and <= 86400"),
     (["--drain", "soon"], "rollout: argument --drain: invalid float value: 'soon'"),
     (["--bogus"], "rollout: unrecognized arguments: --bogus"),
 ])

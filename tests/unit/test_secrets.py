@@ -41,9 +41,9 @@ def cli(tmp_path: Path, *args: str, **settings: str) -> subprocess.CompletedProc
                           text=True, timeout=60)
 
 
-def secret_file(tmp_path: Path, content: str, name: str = "secret") -> Path:
+def secret_file(tmp_path: Path, content: str | bytes, name: str = "secret") -> Path:
     path = tmp_path / name
-    path.write_text(content)
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
     return path
 
 
@@ -74,8 +74,10 @@ def test_both_set_is_one_error_naming_both(tmp_path, name):
     (None, "No such file"),
     ("", "empty"),
     ("\n", "empty"),
-    (f"{KEY} {KEY}", "spaces"),
-    (f"{KEY}\n\n", "control"),
+    ("# the keys\n\n", "empty"),
+    (f"{KEY} {KEY}", "line 1 has spaces"),
+    (f"{KEY}\nsk-\x01bad", "line 2 has spaces, control"),
+    ("sk-\xfcber\n".encode("latin-1"), "not UTF-8"),
 ])
 def test_a_bad_file_names_variable_and_path_never_the_content(tmp_path, content, reason):
     path = tmp_path / "missing" if content is None else secret_file(tmp_path, content)
@@ -83,6 +85,12 @@ def test_a_bad_file_names_variable_and_path_never_the_content(tmp_path, content,
     assert len(lines) == 1
     assert lines[0].startswith(f"API_KEY_FILE='{path}': ") and reason in lines[0] and "allowed:" in lines[0]
     assert KEY not in lines[0]
+
+
+def test_a_key_file_holds_several_keys_and_clients_send_the_first(tmp_path):
+    path = secret_file(tmp_path, f"# rotated 2026-12\n\n  {KEY}  \r\nsk-next-2b9d\n# old: gone\n")
+    settings = load_settings({**CPU, "API_KEY_FILE": str(path)})
+    assert settings.api_key.get_secret_value() == KEY
 
 
 def test_a_folder_is_not_a_secret_file(tmp_path):
@@ -126,17 +134,26 @@ def test_public_dict_and_repr_mask_secrets():
 def test_the_key_reaches_vllm_through_its_environment_only():
     settings = load_settings({**CPU, "API_KEY": KEY, "MODELSCOPE_TOKEN": TOKEN})
     command = render_command(settings, "/models/m")
-    assert command.env["VLLM_API_KEY"] == KEY
+    assert command.env["BUNDLE_API_KEY"] == KEY
     assert not any(KEY in word or TOKEN in word for word in command.argv)
     assert TOKEN not in command.env.values()  # weights are local by now: vLLM never needs the hub token
     for text in (command.to_shell(), command.to_json(), repr(command)):
         assert KEY not in text and TOKEN not in text
-    assert "export VLLM_API_KEY='***'" in command.to_shell()
-    assert json.loads(command.to_json())["env"]["VLLM_API_KEY"] == "***"
+    assert "export BUNDLE_API_KEY='***'" in command.to_shell()
+    assert json.loads(command.to_json())["env"]["BUNDLE_API_KEY"] == "***"
 
 
-def test_no_key_no_vllm_api_key():
-    assert "VLLM_API_KEY" not in render_command(load_settings(CPU), "/models/m").env
+def test_a_key_file_stays_a_file_for_the_guard_to_reread(tmp_path):
+    path = secret_file(tmp_path, f"{KEY}\n")
+    command = render_command(load_settings({**CPU, "API_KEY_FILE": str(path)}), "/models/m")
+    assert json.loads(command.env["BUNDLE_API_GUARD"])["key_file"] == str(path)
+    assert not any(KEY in value for value in command.env.values()) and "BUNDLE_API_KEY" not in command.env
+
+
+def test_no_key_no_guard_and_no_vllm_api_key():
+    command = render_command(load_settings(CPU), "/models/m")
+    assert "VLLM_API_KEY" not in command.env and "BUNDLE_API_GUARD" not in command.env
+    assert "--middleware" not in command.argv
 
 
 @pytest.mark.parametrize("extra", [f"--api-key {KEY}", f"--api-key={KEY}", f"--api_key {KEY}", f"--api-k {KEY}"])
@@ -151,7 +168,7 @@ def test_masking_is_by_position_never_by_value(key):
     """A key equal to another word (a TP size, the port) hides only itself."""
     command = render_command(load_settings({**CPU, "API_KEY": key}), "/models/m")
     assert command.shown_argv() == command.argv
-    assert command.shown_env() == {**command.env, "VLLM_API_KEY": "***"}
+    assert command.shown_env() == {**command.env, "BUNDLE_API_KEY": "***"}
 
 
 @pytest.mark.parametrize(("argv", "shown"), [
@@ -178,7 +195,8 @@ def test_cli_output_never_shows_a_secret(tmp_path, args):
         done = cli(tmp_path, *args, **CPU, **settings)
         assert done.returncode == 0, done.stderr
         assert KEY not in done.stdout + done.stderr and TOKEN not in done.stdout + done.stderr
-        assert "***" in done.stdout
+        # render shows the key masked, or the file the guard reads it from.
+        assert "***" in done.stdout or (args[0] == "render" and "API_KEY_FILE" in settings)
 
 
 @pytest.mark.parametrize("command", ["serve", "render", "download", "smoke", "settings"])

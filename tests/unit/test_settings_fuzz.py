@@ -31,6 +31,7 @@ from entrypoint.cli import parse_args, run
 from entrypoint.errors import SettingsError
 from entrypoint.render import render_command
 from entrypoint.settings import load_settings, setting_names
+from tests.support.draws import Draws
 from tests.support.setting_values import ALL_SETTINGS, assert_one_line_per_problem
 from tests.support.setting_values import environments as shaped_environments
 
@@ -73,15 +74,25 @@ def test_every_edge_value_on_every_variable(name: str) -> None:
             assert_one_line_per_problem(error)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(environments)
-def test_any_environment_gives_settings_or_one_line_per_problem(environ: dict[str, str]) -> None:
-    try:
-        run_command(["render", "--format", "json"], environ)
-        run_command(["render"], environ)
-        run_command(["settings"], environ)
-    except SettingsError as error:
-        assert_one_line_per_problem(error)
+def test_any_environment_gives_settings_or_one_line_per_problem() -> None:
+    draws = Draws()
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(environments)
+    def check(environ: dict[str, str]) -> None:
+        draws.drawn()
+        try:
+            run_command(["render", "--format", "json"], environ)
+            run_command(["render"], environ)
+            run_command(["settings"], environ)
+            draws.reached("rendered")
+        except SettingsError as error:
+            assert_one_line_per_problem(error)
+            draws.reached("refused")
+
+    check()
+    draws.assert_share("rendered", 0.05)
+    draws.assert_share("refused", 0.5)
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -98,13 +109,21 @@ def test_the_command_line_exits_0_or_2_without_a_traceback(environ: dict[str, st
         assert lines and all(line.startswith("error: ") for line in lines), stderr
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(shaped_environments(ALL_SETTINGS))
-def test_shaped_values_render_a_command_or_one_line_per_problem(environ: dict[str, str]) -> None:
-    try:
-        command = render_command(load_settings(environ), "/models/m")
-    except SettingsError as error:
-        assert_one_line_per_problem(error)
-        return
-    assert command.argv and all(isinstance(word, str) for word in command.argv)
-    assert json.loads(command.to_json())["argv"] == command.shown_argv() and command.to_shell()
+def test_shaped_values_render_a_command_or_one_line_per_problem() -> None:
+    draws = Draws()
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(shaped_environments(ALL_SETTINGS))
+    def check(environ: dict[str, str]) -> None:
+        draws.drawn()
+        try:
+            command = render_command(load_settings(environ), "/models/m")
+        except SettingsError as error:
+            assert_one_line_per_problem(error)
+            return
+        assert command.argv and all(isinstance(word, str) for word in command.argv)
+        assert json.loads(command.to_json())["argv"] == command.shown_argv() and command.to_shell()
+        draws.reached("rendered")
+
+    check()
+    draws.assert_share("rendered", 0.1)

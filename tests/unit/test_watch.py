@@ -14,8 +14,26 @@ def test_download_progress_from_the_folder_and_the_listing(tmp_path):
     folder = tmp_path / "model"
     folder.mkdir()
     (folder / "model.safetensors.incomplete").write_bytes(b"x" * 120_000_000)
-    line = describe({"phase": "download", "since": 100.0, "folder": str(folder), "total_bytes": 280_000_000}, 135.0)
+    line = describe({"phase": "download", "since": 100.0, "folder": str(folder), "total_bytes": 280_000_000}, 135.0,
+                    cache=tmp_path)
     assert line == "[download] download 42% 120 MB/280 MB 35 s"
+
+
+def test_a_download_folder_outside_the_cache_is_not_scanned(tmp_path):
+    """phase.json names the folder; `/` or a folder elsewhere is not walked on every poll."""
+    line = describe({"phase": "download", "since": 0.0, "folder": "/", "total_bytes": 10}, 1.0, cache=tmp_path)
+    assert line == "[download] download 1 s"
+
+
+def test_record_text_cannot_redraw_the_terminal_or_fake_a_line(tmp_path):
+    state = StateDir(tmp_path)
+    state.reset()
+    state.write_phase("vllm\r\x1b]0;owned\x07[ready] fake\n")
+    out = io.StringIO()
+    watcher = Watcher(state, out, live=False)
+    watcher.show(state.phase())
+    assert "\x1b" not in out.getvalue() and "\r" not in out.getvalue() and "\x07" not in out.getvalue()
+    assert out.getvalue().count("\n") == 1 and out.getvalue().startswith("[vllm]0;owned[ready] fake]")
 
 
 def test_phases_without_progress_show_their_time(tmp_path):
