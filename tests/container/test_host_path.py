@@ -34,7 +34,7 @@ def stranger_checkout(root: Path) -> tuple[Path, dict[str, str]]:
         (tools / tool).write_text(f'#!/bin/sh\necho "{POISON} {tool} $*" >&2\nexit 99\n')
         (tools / tool).chmod(0o755)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV", "PYTHON"))
-           and k not in ("PLATFORM", "PORT", "ENGINE", "MAKEFLAGS", "MAKELEVEL")}
+           and k not in ("PLATFORM", "PORT", "ENGINE", "MAKEFLAGS", "MAKELEVEL", "TORCH_FIND_LINKS", "TORCH_INDEX_URL")}
     # The engine may stay the shared one (DOCKER_HOST); nothing else of the test bed's.
     env.update(PIP_CONFIG_FILE="/dev/null", BUNDLE_CACHE=str(cache), PATH=f"{tools}:{env['PATH']}")
     return checkout, env
