@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ import urllib.request
 from pathlib import Path
 
 from bench.common import ROOT, cpu_facts, write_report
+from entrypoint.render import read_shell
 
 PREFIX = os.environ.get("ARM64_PREFIX", "ascend-serve")
 DEBIAN = f"{PREFIX}-debian:bookworm-arm64"
@@ -85,15 +85,7 @@ def run_in(image_args: list[str], *, entrypoint: str | None = None, stdin: str |
 
 
 def golden_npu() -> tuple[dict[str, str], list[str]]:
-    env, command = {}, []
-    for line in (ROOT / "tests/unit/golden/npu.sh").read_text().replace("\\\n", " ").splitlines():
-        words = shlex.split(line)
-        if words[:1] == ["export"]:
-            key, value = words[1].split("=", 1)
-            env[key] = value
-        elif words:
-            command = words
-    return env, command
+    return read_shell((ROOT / "tests/unit/golden/npu.sh").read_text())
 
 
 def check_render(result: dict) -> dict:

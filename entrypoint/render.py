@@ -142,3 +142,16 @@ def guard(settings: Settings) -> tuple[list[str], dict[str, str]]:
     if settings.api_key is not None and settings.api_key_file is None:
         env[KEY_ENV] = settings.api_key.get_secret_value()  # a file's keys stay in the file, reread on change
     return ["--middleware", GUARD_MIDDLEWARE], env
+
+
+def read_shell(text: str) -> tuple[dict[str, str], list[str]]:
+    """The exports and the command of a shell form such as `to_shell` prints (or the guide's)."""
+    env, command = {}, []
+    for line in text.replace("\\\n", " ").splitlines():
+        words = shlex.split(line)
+        if words[:1] == ["export"]:
+            key, value = words[1].split("=", 1)
+            env[key] = value
+        elif words:
+            command = words
+    return env, command

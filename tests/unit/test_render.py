@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import shlex
 from pathlib import Path
 
 import pytest
 
-from entrypoint.render import render_command
+from entrypoint.render import read_shell, render_command
 from entrypoint.settings import load_settings
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -18,19 +17,6 @@ CACHE_KEYS = {"HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "MODELSCOPE_C
               "TORCHINDUCTOR_CACHE_DIR"}
 
 
-def parse_shell(text: str) -> tuple[dict[str, str], list[str]]:
-    """Exports and the command of a seed-style shell snippet."""
-    env, command = {}, []
-    for line in text.replace("\\\n", " ").splitlines():
-        words = shlex.split(line)
-        if words[:1] == ["export"]:
-            key, value = words[1].split("=", 1)
-            env[key] = value
-        elif words:
-            command = words
-    return env, command
-
-
 def test_golden_is_the_seed_text():
     # CI runs in a fresh clone with a copy of shared/ beside it: a missing guide is a failure.
     assert SEED.is_file(), f"no deployment guide at {SEED}: put a copy of shared/ beside the checkout"
@@ -38,7 +24,7 @@ def test_golden_is_the_seed_text():
 
 
 def test_npu_render_equals_seed_flag_for_flag():
-    seed_env, seed_argv = parse_shell((GOLDEN / "npu.sh").read_text())
+    seed_env, seed_argv = read_shell((GOLDEN / "npu.sh").read_text())
     command = render_command(load_settings({"PLATFORM": "npu"}), SEED_MODEL_PATH)
     assert command.argv == seed_argv
     assert list(command.env)[: len(seed_env)] == list(seed_env)
@@ -47,7 +33,7 @@ def test_npu_render_equals_seed_flag_for_flag():
 
 def test_npu_shell_output_round_trips():
     command = render_command(load_settings({"PLATFORM": "npu"}), SEED_MODEL_PATH)
-    env, argv = parse_shell(command.to_shell())
+    env, argv = read_shell(command.to_shell())
     assert argv == command.argv and env == command.env
 
 
