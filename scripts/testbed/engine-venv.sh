@@ -38,6 +38,9 @@ if [ ! -f "$dir/.complete" ]; then
   "$dir/venv/bin/python" "$root/scripts/install-on-base.py" "$root/pyproject.toml" verification >&2
   "$dir/venv/bin/python" -m pip install --quiet --disable-pip-version-check pytest pytest-timeout hypothesis >&2
   touch "$dir/.complete"
+  # Each is ~8.5 GB with its CUDA torch: an older key's copy is only disk spent.
+  find "$BUNDLE_CACHE" -maxdepth 1 -name 'engine-vllm-0.18.0-*' ! -name "engine-vllm-0.18.0-$key*" \
+    -exec rm -rf {} +
 fi
 echo "$dir/venv/bin/python"
 cut -d= -f2- "$dir/preload"
