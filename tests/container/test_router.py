@@ -307,8 +307,9 @@ def test_a_hung_replica_fires_the_alert_leaves_the_rotation_and_comes_back(route
     assert done.returncode == 0, done.stdout + done.stderr
     try:
         wait_for(lambda: in_rotation(url, worker) == [0.0], "replica 1 out of the router's rotation")
-        # The first scrape that saw it out, to the scrape interval (1 s).
-        health = query_range(url, f'vllm_router_worker_health{{worker="{worker}"}}', stopped_at, time.time(), 1)
+        # The first scrape that saw it out, to the scrape interval (1 s). The range ends one step past now:
+        # its last evaluation point must not fall before the scrape the instant query just saw.
+        health = query_range(url, f'vllm_router_worker_health{{worker="{worker}"}}', stopped_at, time.time() + 1, 1)
         ejected_at = min(t for t, value in health[0]["values"] if float(value) == 0)
         print(f"\nhung replica out of the router's rotation {ejected_at - stopped_at:.0f} s after its engine core "
               "was stopped")
