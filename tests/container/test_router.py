@@ -26,6 +26,7 @@ import pytest
 import requests
 import yaml
 
+from entrypoint.api_guard import OPEN_ROUTES
 from observability.dashboard import dashboard, queries, substituted
 from tests.container.conftest import ROOT, UP_TIMEOUT, make
 from tests.container.test_compose_config import config
@@ -163,6 +164,43 @@ def test_the_clients_key_passes_through_to_the_replicas(routed):
                             "try: u.urlopen('http://127.0.0.1:8000/v1/models')\n"
                             "except e.HTTPError as x: print(x.code)")
     assert direct.stdout.strip() == "401"
+
+
+# Inside a replica: every route of its running vLLM's own OpenAPI table, asked without the key (and
+# the read-only GETs with it), as (path, method, without_key, with_key) rows of JSON.
+ROUTE_TABLE = """import json, urllib.request, urllib.error
+KEY, OPEN = {key!r}, {open!r}
+def ask(path, method, key):
+    headers = {{"Content-Type": "application/json", **({{"Authorization": "Bearer " + key}} if key else {{}})}}
+    data = b"{{}}" if method != "GET" else None
+    try:
+        with urllib.request.urlopen(urllib.request.Request("http://127.0.0.1:8000" + path, data=data,
+                                    headers=headers, method=method), timeout=60) as answer:
+            return answer.status
+    except urllib.error.HTTPError as error:
+        return error.code
+table = json.load(urllib.request.urlopen(urllib.request.Request("http://127.0.0.1:8000/openapi.json",
+                  headers={{"Authorization": "Bearer " + KEY}}), timeout=60))
+rows = []
+for path, operations in table["paths"].items():
+    while "{{" in path:
+        path = path[:path.index("{{")] + "x" + path[path.index("}}") + 1:]
+    for method in (m.upper() for m in operations if m != "head"):
+        with_key = ask(path, method, KEY) if method == "GET" or path in OPEN else None
+        rows.append((path, method, ask(path, method, None), with_key))
+print(json.dumps(rows))
+"""
+
+
+def test_every_route_of_a_running_replica_needs_the_key_but_the_open_list(routed):
+    # The image's vLLM (the container layer's) as it runs, with the guard the render loads.
+    done = routed.python(1, ROUTE_TABLE.format(key=API_KEY, open=sorted(OPEN_ROUTES)))
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads(done.stdout)
+    assert {"/v1/chat/completions", "/invocations", "/tokenize"} <= {path for path, *_ in rows}
+    assert {path: without for path, _, without, _ in rows if path in OPEN_ROUTES} == dict.fromkeys(OPEN_ROUTES, 200)
+    assert [row for row in rows if row[0] not in OPEN_ROUTES and row[2] != 401] == []
+    assert [row for row in rows if row[3] == 401] == []
 
 
 @pytest.fixture(scope="module")
@@ -351,3 +389,41 @@ def test_rollout_of_a_project_that_runs_nothing_is_one_line():
     assert done.stderr.strip().splitlines() == [
         "rollout: no `serve` replica runs in this Compose project: start it first (make up REPLICAS=2), "
         "with the same PROJECT, PLATFORM and REPLICAS as make rollout"]
+
+
+def answered(url: str, prompt: str) -> tuple[int, str | None]:
+    """The status of one keyed completion and its Retry-After header."""
+    body = json.dumps({"model": SERVED_NAME, "prompt": prompt, "max_tokens": 16}).encode()
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(f"{url}/v1/completions", data=body, headers=headers),
+                                    timeout=300) as response:
+            return response.status, response.headers.get("Retry-After")
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers.get("Retry-After")
+
+
+def failing_streak(container: str) -> int:
+    done = subprocess.run(["docker", "inspect", "-f", "{{.State.Health.FailingStreak}}", container],
+                          capture_output=True, text=True, timeout=60, check=True)
+    return int(done.stdout)
+
+
+def test_the_routers_admission_sheds_a_burst_with_429_and_retry_after_and_the_probes_stay_green(routed):
+    # vllm-router's own bounds (ROUTER_MAX_CONCURRENT, ROUTER_QUEUE_SIZE) on the running project: one in
+    # flight and no queue, so a burst of eight is mostly shed at the router, before any replica.
+    bounded = {**routed.env, "ROUTER_MAX_CONCURRENT": "1", "ROUTER_QUEUE_SIZE": "0"}
+    recreate = [*routed.args, "up", "--detach", "--no-deps", "--wait", "router"]
+    try:
+        up = subprocess.run(recreate, cwd=ROOT, env=bounded, capture_output=True, text=True, timeout=UP_TIMEOUT)
+        assert up.returncode == 0, up.stderr[-3000:]
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda n: answered(routed.url, f"burst request {n}"), range(8)))
+        statuses = sorted(status for status, _ in answers)
+        assert set(statuses) == {200, 429}, statuses
+        assert all(retry_after and retry_after.isdigit() for status, retry_after in answers if status == 429), answers
+        containers = [f"{routed.project}-router-1", *(f"{routed.project}-serve-{i}" for i in range(1, REPLICAS + 1))]
+        assert [failing_streak(name) for name in containers] == [0] * len(containers)
+        assert complete(routed.url, "after the burst") == 200
+    finally:
+        subprocess.run(recreate, cwd=ROOT, env=routed.env, capture_output=True, text=True, timeout=UP_TIMEOUT)
