@@ -4,7 +4,6 @@ and stopped with the entrypoint's own helpers) and the report files."""
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
 import sys
 import time
@@ -17,6 +16,7 @@ from entrypoint.errors import UserError
 from entrypoint.readiness import NotReadyYet, ServerExited, poll_until, wait_until_ready
 from entrypoint.settings import Settings
 from entrypoint.state import StateDir
+from verification import runs
 from verification.runs import machine_facts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,6 +96,5 @@ def wait_bundle(state_dir: Path, child: ChildProcess, log: Path, poll: float) ->
 def write_report(name: str, result: dict, markdown: str, folder: Path = RESULTS) -> None:
     """<folder>/<name>.json and .md (bench/results by default), and the Markdown on stdout."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (folder / f"{name}.md").write_text(markdown)
+    runs.write_report(folder, name, result, markdown)
     print(markdown)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -37,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import bundle_server, cpu_facts, free_port, wait_bundle, write_report
 from entrypoint.state import StateDir
 from tests.support.testbed import COMPILE_CACHE, fixture_weights
+from verification.load import percentile
 
 MAX_NUM_SEQS = 4
 REPLICAS = 2
@@ -178,9 +180,9 @@ def level(deployment: Deployment, rate: float) -> dict[str, Any]:
     return {"offered_rps": round(rate, 3), "requests": count, "completed": len(ok),
             "goodput_rps": round(len(ok) / elapsed, 3),
             "ttft_p50_s": round(statistics.median(ttfts), 3) if ttfts else None,
-            "ttft_p99_s": round(quantile(ttfts, 0.99), 3) if ttfts else None,
+            "ttft_p99_s": round(percentile(ttfts, 99), 3) if ttfts else None,
             "rejected_share": round(len(rejected) / count, 3),
-            "fast_rejections_p99_s": round(quantile(sorted(a["seconds"] for a in rejected), 0.99), 3)
+            "fast_rejections_p99_s": round(percentile([a["seconds"] for a in rejected], 99), 3)
             if rejected else None,
             "http_5xx": sum(isinstance(a["status"], int) and a["status"] >= 500 and a["status"] != 503
                             for a in answers),
@@ -188,10 +190,6 @@ def level(deployment: Deployment, rate: float) -> dict[str, Any]:
             "client_errors": sum(not isinstance(a["status"], int) for a in answers),
             "probe_failures": watch.health_failures, "replicas_ejected": len(watch.ejected),
             "peak_memory_mib": round(watch.peak_rss / 2**20)}
-
-
-def quantile(values: list[float], q: float) -> float:
-    return values[min(len(values) - 1, int(q * len(values)))]
 
 
 def run_setting(weights: Path, admission: bool, queued: int | None = None) -> dict[str, Any]:
@@ -273,6 +271,9 @@ def router_up(workers: list[str], bounds: dict[str, int]) -> Iterator[tuple[str,
 
 def router_image() -> None:
     """The router's image, built from compose/router if this engine has none (its layers are cached)."""
+    if not shutil.which("docker") or subprocess.run(["docker", "info"], capture_output=True, timeout=60).returncode:
+        raise SystemExit("bench-overload: no Docker engine answers; the routed runs start the router's image "
+                         "(scripts/testbed/docker-engine.sh start on the test bed)")
     if subprocess.run(["docker", "image", "inspect", ROUTER_IMAGE], capture_output=True, timeout=60).returncode:
         done = subprocess.run(["docker", "build", "--network", "host", "-t", ROUTER_IMAGE,
                                str(Path(__file__).resolve().parents[1] / "compose" / "router")],

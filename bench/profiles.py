@@ -47,7 +47,7 @@ from bench.common import (  # noqa: E402
 from entrypoint.render import ServeCommand, render_command  # noqa: E402
 from entrypoint.settings import Settings, inherited_environment, load_settings  # noqa: E402
 from tests.support.testbed import fixture_weights  # noqa: E402
-from verification.perf import Load, bench_env, engine_args, parse_serve, run_bench, serve_command  # noqa: E402
+from verification.perf import BenchLoad, bench_env, engine_args, parse_serve, run_bench, serve_command  # noqa: E402
 from verification.roofline import decode_bytes_per_step, measure_copy_bandwidth_gbps, served_dtype  # noqa: E402
 
 # name -> (what it is, the settings it adds to the common ones)
@@ -132,7 +132,7 @@ def _seconds(match: re.Match) -> int:
     return hours * 3600 + minutes * 60 + seconds
 
 
-def serve_bench(load: Load, url: str, name: str, model_path: Path, out: Path) -> dict[str, Any]:
+def serve_bench(load: BenchLoad, url: str, name: str, model_path: Path, out: Path) -> dict[str, Any]:
     """One `vllm bench serve` run (one warm-up request first); its summary metrics."""
     command = serve_command(load, url, name, model_path, out, seed=0, warmups=1)
     run_bench(command, bench_env(inherited_environment(), None), out.with_suffix(".log"))
@@ -166,7 +166,7 @@ def distinct(names: list[str], starts_as: Callable[[str], Hashable]) -> list[str
     return list(seen.values())
 
 
-def measure(name: str, common: dict[str, str], model_path: Path, workdir: Path, loads: dict[str, Load]
+def measure(name: str, common: dict[str, str], model_path: Path, workdir: Path, loads: dict[str, BenchLoad]
             ) -> dict[str, Any]:
     """Cold start, warm start, then the workloads on the warm server."""
     folder = workdir / name
@@ -610,8 +610,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     progress(f"memory bandwidth {bandwidth:.1f} GB/s")
     common = {"PLATFORM": "cpu", "HOST": "127.0.0.1", "MODEL_PROFILE": "gemma-3-270m-fixture",
               "MODEL_SOURCE": str(model_path)}
-    loads = {"c1": Load(args.c1_prompts, args.length, args.length, 1),
-             "c8": Load(args.c8_prompts, args.length, args.length, 8)}
+    loads = {"c1": BenchLoad(args.c1_prompts, args.length, args.length, 1),
+             "c8": BenchLoad(args.c8_prompts, args.length, args.length, 8)}
     rows: list[dict[str, Any]] = []
     result: dict[str, Any] = {"machine": cpu_facts(), "vllm": vllm.__version__, "started": started,
                               "bandwidth_gbps": bandwidth, "loads": {k: v.__dict__ for k, v in loads.items()},

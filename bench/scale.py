@@ -46,7 +46,7 @@ from tests.container.conftest import UP_TIMEOUT  # noqa: E402
 from tests.container.test_router import API_KEY, SUCCESS, Routed, complete  # noqa: E402
 from tests.support.seed_checks import SERVED_NAME  # noqa: E402
 from tests.support.testbed import fixture_weights  # noqa: E402
-from verification.perf import Load, _read_json, bench_env, parse_serve, run_bench, serve_command  # noqa: E402
+from verification.perf import BenchLoad, _read_json, bench_env, parse_serve, run_bench, serve_command  # noqa: E402
 
 INPUT_LEN, OUTPUT_LEN = 128, 32
 PROBES = 200  # GET /v1/models per target for the router's own latency
@@ -101,7 +101,7 @@ def healthy_lines(metrics: str) -> str:
 
 def bench_serve(url: str, concurrency: int, prompts: int, folder: Path, tag: str) -> dict[str, Any]:
     out = folder / f"{tag}.json"
-    load = Load(num_prompts=prompts, input_len=INPUT_LEN, output_len=OUTPUT_LEN, concurrency=concurrency)
+    load = BenchLoad(num_prompts=prompts, input_len=INPUT_LEN, output_len=OUTPUT_LEN, concurrency=concurrency)
     command = serve_command(load, url, SERVED_NAME, fixture_weights(), out, seed=0, warmups=min(prompts, 2))
     run_bench(command, bench_env(dict(os.environ), API_KEY), folder / f"{tag}.log")
     summary = parse_serve(_read_json(out))

@@ -43,7 +43,7 @@ from bench.start_report import analyse, markdown, plot  # noqa: E402
 from entrypoint.render import render_command  # noqa: E402
 from entrypoint.settings import inherited_environment, load_settings  # noqa: E402
 from tests.support.testbed import fixture_weights  # noqa: E402
-from verification.perf import Load  # noqa: E402
+from verification.perf import BenchLoad  # noqa: E402
 from verification.roofline import served_dtype  # noqa: E402
 
 
@@ -104,7 +104,7 @@ def formatted(candidate: Candidate, model_path: Path) -> dict[str, str]:
 
 
 def one_start(name: str, start: str, candidate: Candidate, common: dict[str, str], folder: Path,
-              loads: dict[str, Load], model_path: Path) -> dict[str, Any]:
+              loads: dict[str, BenchLoad], model_path: Path) -> dict[str, Any]:
     """One start of a candidate on its cache folder: seconds to ready, phases, compile numbers, loads."""
     settings = load_settings({**common, **formatted(candidate, model_path),
                               "COMPILE_CACHE_DIR": str(folder / "compile-cache"), "PORT": str(free_port())})
@@ -126,7 +126,7 @@ def one_start(name: str, start: str, candidate: Candidate, common: dict[str, str
             "argv": command.argv[1:], "dtype": served_dtype(settings.dtype, model_path), **measured}
 
 
-def measure(name: str, common: dict[str, str], model_path: Path, workdir: Path, loads: dict[str, Load]
+def measure(name: str, common: dict[str, str], model_path: Path, workdir: Path, loads: dict[str, BenchLoad]
             ) -> dict[str, Any]:
     """A candidate's first start (cold, or on a copied cache), then its warm start with the loads."""
     candidate = CANDIDATES[name]
@@ -181,8 +181,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-start-"))  # kept: the logs explain a failed run
     progress(f"logs in {workdir}")
     common = common_settings(model_path)
-    loads = {"c1": Load(args.c1_prompts, args.length, args.length, 1),
-             "c8": Load(args.c8_prompts, args.length, args.length, 8)}
+    loads = {"c1": BenchLoad(args.c1_prompts, args.length, args.length, 1),
+             "c8": BenchLoad(args.c8_prompts, args.length, args.length, 8)}
     rows: list[dict[str, Any]] = []
     result: dict[str, Any] = {"machine": cpu_facts(), "vllm": vllm.__version__,
                               "started": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),

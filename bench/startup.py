@@ -37,6 +37,7 @@ from entrypoint.render import render_command  # noqa: E402
 from entrypoint.settings import inherited_environment, load_settings  # noqa: E402
 from entrypoint.state import StateDir  # noqa: E402
 from tests.support.testbed import BUNDLE_CACHE, COMPILE_CACHE, fixture_weights  # noqa: E402
+from verification.load import percentile  # noqa: E402
 
 POLL_SECONDS = 0.1  # often: these are the times being compared
 
@@ -75,11 +76,6 @@ def probe_seconds(state_dir: Path) -> float:
     return time.monotonic() - started
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def serve_environ(model_path: str | None, extra: list[str]) -> dict[str, str]:
     """The settings both starts serve with. The fixture weights are a base model that never
     answers the default smoke check ("Paris"), so they come with the fixture's profile."""
@@ -112,8 +108,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             "rounds": rounds,
             "overhead_s_median": round(statistics.median(r["overhead_s"] for r in rounds), 2),
             "ab_difference_s_median": round(statistics.median(r["ab_difference_s"] for r in rounds), 2),
-            "healthcheck_ready_ms": {"n": len(probes), "p50": round(percentile(probes, 0.5) * 1000, 1),
-                                     "p95": round(percentile(probes, 0.95) * 1000, 1)},
+            "healthcheck_ready_ms": {"n": len(probes), "p50": round(percentile(probes, 50) * 1000, 1),
+                                     "p95": round(percentile(probes, 95) * 1000, 1)},
             "targets": {"overhead_s": 3.0, "healthcheck_ready_p95_ms": 150.0}}
 
 

@@ -50,14 +50,14 @@ SAMPLE = re.compile(r"^([A-Za-z_:][\w:]*)(?:\{.*\})?\s+(\S+)")
 
 
 @dataclass(frozen=True)
-class Load:
+class EngineLoad:
     """What /metrics says: requests in flight, and a number that grows with engine work."""
 
     pending: float
     progress: float
 
 
-def parse_load(text: str) -> Load | None:
+def parse_load(text: str) -> EngineLoad | None:
     """Sum the pending gauges and progress counters over all label sets; None without them
     (stats disabled, or not vLLM)."""
     pending = progress = 0.0
@@ -77,7 +77,7 @@ def parse_load(text: str) -> Load | None:
                 pending += number
             else:
                 progress += number
-    return Load(pending, progress) if seen else None
+    return EngineLoad(pending, progress) if seen else None
 
 
 @dataclass
@@ -102,7 +102,7 @@ class Canary:
         self.metrics_timeout = min(timeout, METRICS_TIMEOUT_SECONDS)
         self.consecutive_failures = 0
         self.verdict: str | None = None  # why the engine counts as hung, once the failures reach the limit
-        self._last: Load | None = None
+        self._last: EngineLoad | None = None
         self._stop = threading.Event()
         self._writing = threading.Lock()  # stop() waits out a write, so none lands after the state reset
         self._thread: threading.Thread | None = None
@@ -119,7 +119,7 @@ class Canary:
         longest_look = self.interval + self.timeout + 2 * self.metrics_timeout
         return self.failures * longest_look
 
-    def load(self) -> Load | None:
+    def load(self) -> EngineLoad | None:
         """The engine's load from /metrics, or None when it cannot be read."""
         try:
             response = requests.get(f"{self.base_url}/metrics", headers=self._headers, timeout=self.metrics_timeout)

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import NoReturn
 
-from entrypoint.doctor import Host, failures, report, run_checks
+from entrypoint.doctor import HostTree, failures, report, run_checks
 from entrypoint.engine_flags import settings_from_flags
 from entrypoint.env_file import read_env_file
 from entrypoint.errors import ERROR_PREFIX, SettingsError, UserError, run_cli
@@ -118,9 +118,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     smoke = commands.add_parser("smoke", help="run the seed's smoke checks against a running server")
     smoke.add_argument("--url", help="server base URL (default: from HOST and PORT)")
     smoke.add_argument("--json", action="store_true", help="print the result as JSON")
-    table = commands.add_parser("settings", help="print the effective settings, or the README table")
+    table = commands.add_parser("settings", help="print the effective settings, or the settings reference table")
     table.add_argument("--explain", action="store_true", help="each value with where it came from")
-    table.add_argument("--markdown", action="store_true", help="the settings table for the README")
+    table.add_argument("--markdown", action="store_true", help="the settings table of docs/configuration.md")
     table.add_argument("--env-example", action="store_true", help="compose/.env.example")
     table.add_argument("--configmap-env", action="store_true",
                        help="deploy/kubernetes/base/settings.env (the Kubernetes ConfigMap)")
@@ -194,9 +194,9 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
     return serve(settings)
 
 
-def _doctor_host(environ: Mapping[str, str] | None, root: Path = Path("/"), run_tools: bool | None = None) -> Host:
+def _doctor_host(environ: Mapping[str, str] | None, root: Path = Path("/"), run_tools: bool | None = None) -> HostTree:
     # The CLI edge hands the process environment to the checks (visible devices, HCCL_*).
-    return Host(root=root, environ=os.environ if environ is None else environ, run_tools=run_tools)
+    return HostTree(root=root, environ=os.environ if environ is None else environ, run_tools=run_tools)
 
 
 def _doctor(settings: Settings, args: argparse.Namespace, environ: Mapping[str, str] | None) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from entrypoint.cpu_features import GIB, CpuFeatures, HostFacts
-from entrypoint.value_grammar import plain_int
+from entrypoint.value_grammar import env_text, plain_int
 
 CPU_DTYPE_RESULTS_PATH = "bench/results/cpu-dtype.md"
 PROFILES_RESULTS_PATH = "bench/results/profiles.md"
@@ -168,16 +168,11 @@ def applicable(choices: list[Choice], taken: Collection[str]) -> list[Choice]:
     return [c for c in choices if c.setting not in blocked]
 
 
-def _plain(value: Any) -> str:
-    """A setting's value as an env file writes it."""
-    return "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
-
-
 def explain(choices: list[Choice], effective: Mapping[str, Any]) -> list[str]:
     """One line per tuned setting: the choice and its reason, or that a higher layer overrode it."""
     lines = []
     for choice in choices:
-        actual = _plain(effective.get(choice.setting))
+        actual = env_text(effective.get(choice.setting))
         if actual == choice.value:
             lines.append(f"cpu tuning: {choice.line()}")
         else:

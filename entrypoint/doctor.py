@@ -1,6 +1,6 @@
 """`entrypoint doctor`: the host problems vllm-ascend operators meet before vLLM starts.
 
-Each check is a small function of the resolved settings and a `Host` (a root folder
+Each check is a small function of the resolved settings and a `HostTree` (a root folder
 and an environment mapping, so tests build fixture trees and pass their own variables);
 it returns findings, OK, WARN or FAIL, each with the one fix to make. `serve` runs the
 same table first: a FAIL stops it before vLLM spends minutes starting.
@@ -70,7 +70,7 @@ class Finding:
 
 
 @dataclass
-class Host:
+class HostTree:
     """The machine as the checks see it: files under `root`, variables from `environ`."""
 
     root: Path = Path("/")
@@ -143,7 +143,7 @@ class Host:
         return self.npu_nodes()
 
 
-Check = Callable[[Settings, Host], list[Finding]]
+Check = Callable[[Settings, HostTree], list[Finding]]
 
 
 def _ok(check: str, detail: str) -> list[Finding]:
@@ -157,7 +157,7 @@ def world_size(settings: Settings) -> int:
 
 # --- Ascend NPU ------------------------------------------------------------------------
 
-def npu_device_nodes(settings: Settings, host: Host) -> list[Finding]:
+def npu_device_nodes(settings: Settings, host: HostTree) -> list[Finding]:
     """/dev/davinciN for each card the server will use.
 
     Source: vllm-ascend's `docker run` passes --device /dev/davinciN per card
@@ -177,7 +177,7 @@ def npu_device_nodes(settings: Settings, host: Host) -> list[Finding]:
     return _ok("npu-devices", "device node for card(s) " + ", ".join(map(str, cards)))
 
 
-def npu_control_nodes(settings: Settings, host: Host) -> list[Finding]:
+def npu_control_nodes(settings: Settings, host: HostTree) -> list[Finding]:
     """davinci_manager, devmm_svm and hisi_hdc, which every card needs.
 
     Source: a misspelt /dev/davinci_manager mapping (`/dev/dav_manager`) left torch_npu without
@@ -190,7 +190,7 @@ def npu_control_nodes(settings: Settings, host: Host) -> list[Finding]:
     return _ok("npu-control-nodes", "/dev/" + ", /dev/".join(NPU_CONTROL_NODES))
 
 
-def npu_driver_libraries(settings: Settings, host: Host) -> list[Finding]:
+def npu_driver_libraries(settings: Settings, host: HostTree) -> list[Finding]:
     """The host driver's libascend_hal.so mounted into the container.
 
     Source: "libascend_hal.so: cannot open shared object file" when the driver folder is not
@@ -204,14 +204,14 @@ def npu_driver_libraries(settings: Settings, host: Host) -> list[Finding]:
     return _ok("npu-driver-libs", f"libascend_hal.so under /{DRIVER}/lib64")
 
 
-def driver_version(host: Host) -> str | None:
+def driver_version(host: HostTree) -> str | None:
     """`Version=` of the driver's version.info."""
     text = host.text(host.path(f"{DRIVER}/version.info"))
     match = re.search(r"^\s*Version\s*=\s*(\S+)", text, re.MULTILINE | re.IGNORECASE)
     return match.group(1) if match else None
 
 
-def cann_version(host: Host) -> str | None:
+def cann_version(host: HostTree) -> str | None:
     """`version=` of the image's CANN toolkit install record."""
     path = host.first(TOOLKIT_VERSION_FILES)
     if path is None:
@@ -225,7 +225,7 @@ def major_minor(version: str) -> tuple[int, int] | None:
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
-def npu_driver_version(settings: Settings, host: Host) -> list[Finding]:
+def npu_driver_version(settings: Settings, host: HostTree) -> list[Finding]:
     """version.info mounted, and the driver at least what the image's CANN was validated with.
 
     Source: CANN of the image rejecting an older driver (24.1):
@@ -249,7 +249,7 @@ def npu_driver_version(settings: Settings, host: Host) -> list[Finding]:
     return _ok("npu-driver-version", f"driver {driver}, CANN {cann}")
 
 
-def npu_smi_answers(settings: Settings, host: Host) -> list[Finding]:
+def npu_smi_answers(settings: Settings, host: HostTree) -> list[Finding]:
     """npu-smi mounted and answering within the timeout.
 
     Source: vllm-ascend's installation check is `npu-smi info`, with npu-smi mounted from the host
@@ -275,7 +275,7 @@ def busy_code(output: str) -> str | None:
     return match.group(1) if match else None
 
 
-def npu_card_free(settings: Settings, host: Host) -> list[Finding]:
+def npu_card_free(settings: Settings, host: HostTree) -> list[Finding]:
     """No other container or process holds the card.
 
     Source: dcmi "ret is -8005" when another container holds the device
@@ -309,7 +309,7 @@ def npu_processes(output: str) -> list[tuple[int, int, str]]:
     return [(int(m.group(1)), int(m.group(2)), m.group(3)) for m in map(PROCESS_ROW.match, rows) if m]
 
 
-def npu_visible_devices(settings: Settings, host: Host) -> list[Finding]:
+def npu_visible_devices(settings: Settings, host: HostTree) -> list[Finding]:
     """ASCEND_VISIBLE_DEVICES and ASCEND_RT_VISIBLE_DEVICES well formed and naming the same cards.
 
     Source: only setting both to the same cards made two cards usable
@@ -331,7 +331,7 @@ def npu_visible_devices(settings: Settings, host: Host) -> list[Finding]:
     return _ok("visible-devices", "visible-device variables agree")
 
 
-def npu_enough_cards(settings: Settings, host: Host) -> list[Finding]:
+def npu_enough_cards(settings: Settings, host: HostTree) -> list[Finding]:
     """As many visible cards as this node's ranks: TENSOR_PARALLEL_SIZE x PIPELINE_PARALLEL_SIZE x
     DATA_PARALLEL_SIZE, divided by LWS_GROUP_SIZE in a LeaderWorkerSet group.
 
@@ -348,7 +348,7 @@ def npu_enough_cards(settings: Settings, host: Host) -> list[Finding]:
     return _ok("npu-card-count", f"{len(cards)} card(s) for {need} rank(s)")
 
 
-def default_ascend_log(settings: Settings, host: Host) -> list[Finding]:
+def default_ascend_log(settings: Settings, host: HostTree) -> list[Finding]:
     """Without ASCEND_LOG_PATH, CANN writes its plog under $HOME/ascend/log.
 
     Source: the seed guide's note 2 (ASCEND_LOG_PATH on a read-only or foreign home), and
@@ -366,7 +366,7 @@ def default_ascend_log(settings: Settings, host: Host) -> list[Finding]:
     return _ok("ascend-log", f"plog under {home}/ascend/log")
 
 
-def hccl_network(settings: Settings, host: Host) -> list[Finding]:
+def hccl_network(settings: Settings, host: HostTree) -> list[Finding]:
     """With TP or DP above 1: HCCL timeouts in range, socket interfaces present, HCCL_IF_IP an address.
 
     Source: HCCL's defaults (connect 120 s, exec 1836 s) printed in a plog
@@ -402,7 +402,7 @@ def hccl_network(settings: Settings, host: Host) -> list[Finding]:
 
 # --- every platform --------------------------------------------------------------------
 
-def shm_size(host: Host) -> int | None:
+def shm_size(host: HostTree) -> int | None:
     """The size of /dev/shm: its mount's size= option, else the file system's own figure."""
     mounts = host.text(host.path("proc/self/mounts")) or host.text(host.path("proc/mounts"))
     for line in mounts.splitlines():
@@ -418,7 +418,7 @@ def shm_size(host: Host) -> int | None:
     return stat.f_frsize * stat.f_blocks
 
 
-def shared_memory(settings: Settings, host: Host) -> list[Finding]:
+def shared_memory(settings: Settings, host: HostTree) -> list[Finding]:
     """/dev/shm large enough for vLLM's worker broadcast queue.
 
     Source: "No available shared memory broadcast block found" and the shm question
@@ -438,7 +438,7 @@ def shared_memory(settings: Settings, host: Host) -> list[Finding]:
     return _ok("shm", f"/dev/shm {size // 2**20} MiB")
 
 
-def writable_folders(settings: Settings, host: Host) -> list[Finding]:
+def writable_folders(settings: Settings, host: HostTree) -> list[Finding]:
     """ASCEND_LOG_PATH and every cache folder writable by this user.
 
     Source: the seed guide's note 2 (ASCEND_LOG_PATH), and the plog folder vllm-ascend asks for
@@ -453,7 +453,7 @@ def writable_folders(settings: Settings, host: Host) -> list[Finding]:
     return found or _ok("writable", ", ".join(writable_dirs(settings)) + " writable")
 
 
-def not_writable_in_tree(host: Host, path: Path) -> str | None:
+def not_writable_in_tree(host: HostTree, path: Path) -> str | None:
     """Why `path` inside the tree --root names could not be written, found without writing there."""
     inside_tree = host.root / path.relative_to(path.anchor)
     existing = next((p for p in (inside_tree, *inside_tree.parents) if p.exists()), host.root)
@@ -464,7 +464,7 @@ def not_writable_in_tree(host: Host, path: Path) -> str | None:
 
 # --- CUDA ------------------------------------------------------------------------------
 
-def cuda_devices(settings: Settings, host: Host) -> list[Finding]:
+def cuda_devices(settings: Settings, host: HostTree) -> list[Finding]:
     """/dev/nvidiactl and at least TP x DP /dev/nvidiaN.
 
     Source: vLLM's CUDA image needs the NVIDIA runtime (`docker run --gpus all`,
@@ -480,7 +480,7 @@ def cuda_devices(settings: Settings, host: Host) -> list[Finding]:
     return _ok("cuda-devices", f"{len(gpus)} GPU node(s)")
 
 
-def cuda_smi(settings: Settings, host: Host) -> list[Finding]:
+def cuda_smi(settings: Settings, host: HostTree) -> list[Finding]:
     """nvidia-smi answers (the driver is reachable from the container).
 
     Source: vLLM's docker deployment page (https://docs.vllm.ai/en/latest/deployment/docker.html).
@@ -499,7 +499,7 @@ def cuda_smi(settings: Settings, host: Host) -> list[Finding]:
 
 # --- CPU -------------------------------------------------------------------------------
 
-def cpu_isa(settings: Settings, host: Host) -> list[Finding]:
+def cpu_isa(settings: Settings, host: HostTree) -> list[Finding]:
     """An x86 CPU with at least AVX2, which vLLM's CPU build needs.
 
     Source: vLLM CPU installation requirements
@@ -513,7 +513,7 @@ def cpu_isa(settings: Settings, host: Host) -> list[Finding]:
     return _ok("cpu-isa", f"{cpu.isa if x86 else 'non-x86'}, {cpu.physical_cores} core(s)")
 
 
-def cpu_memory(settings: Settings, host: Host) -> list[Finding]:
+def cpu_memory(settings: Settings, host: HostTree) -> list[Finding]:
     """Memory for the KV cache (VLLM_CPU_KVCACHE_SPACE) on top of what is in use.
 
     Source: vLLM CPU's VLLM_CPU_KVCACHE_SPACE
@@ -540,12 +540,12 @@ CHECKS: dict[str, tuple[Check, ...]] = {
 }
 
 
-def run_checks(settings: Settings, host: Host) -> list[Finding]:
+def run_checks(settings: Settings, host: HostTree) -> list[Finding]:
     """Every check for the resolved platform, in table order, each within CHECK_TIMEOUT."""
     return [finding for check in CHECKS[settings.platform] for finding in bounded(check, settings, host)]
 
 
-def bounded(check: Check, settings: Settings, host: Host) -> list[Finding]:
+def bounded(check: Check, settings: Settings, host: HostTree) -> list[Finding]:
     """`check`'s findings, or one WARN when it has not finished in CHECK_TIMEOUT (a hung mount, a huge tree)."""
     result: list[list[Finding]] = []
     failed: list[BaseException] = []

@@ -44,6 +44,7 @@ from entrypoint.settings import (
     read_secret_file,
     setting_names,
 )
+from entrypoint.value_grammar import env_text
 
 BUILT_IN = "built-in default"
 USER = "user"
@@ -54,16 +55,16 @@ FIELDS = {str(f.alias): key for key, f in Settings.model_fields.items()}
 
 
 @dataclass(frozen=True)
-class Host:
+class Machine:
     """What the resolver needs to know about the machine."""
 
     platform: str  # the accelerator found: npu, cuda or cpu
     cpu: HostFacts
 
 
-def read_host() -> Host:
+def read_host() -> Machine:
     """The live machine; called once, at the edge."""
-    return Host(platform=detect_platform(), cpu=cpu_features.read_host())
+    return Machine(platform=detect_platform(), cpu=cpu_features.read_host())
 
 
 @dataclass(frozen=True)
@@ -86,15 +87,10 @@ class Resolved:
     def explain(self) -> list[str]:
         """One `NAME=value  # origin` line per setting (`NAME (unset)` for none), secrets masked."""
         values = self.settings.public_dict()
-        rows = [(f"{name}={plain(value)}" if value is not None else f"{name} (unset)", self.source(name))
+        rows = [(f"{name}={env_text(value)}" if value is not None else f"{name} (unset)", self.source(name))
                 for name, value in values.items()]
         width = max(len(text) for text, _ in rows)
         return [f"{text.ljust(width)}  # {origin}" for text, origin in sorted(rows)]
-
-
-def plain(value: Any) -> str:
-    """A value as an env file writes it: empty for unset, lower-case booleans."""
-    return "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 @dataclass
@@ -116,13 +112,13 @@ def known_values(environ: Mapping[str, str]) -> dict[str, str]:
     return {key: value for key, value in environ.items() if key in names and value.strip() != ""}
 
 
-def platform_of(choice: str, host: Host) -> str:
+def platform_of(choice: str, host: Machine) -> str:
     """The platform whose defaults apply: the user's choice, or the host's for auto."""
     choice = choice.strip().lower()
     return host.platform if choice == "auto" else choice
 
 
-def machine_choices(platform: str, host: Host, above: dict[str, Any],
+def machine_choices(platform: str, host: Machine, above: dict[str, Any],
                     below: dict[str, Any]) -> list[cpu_tuning.Choice]:
     """On CPU with CPU_TUNING not off, every choice the machine makes (applied or not)."""
     if platform != "cpu" or str(above.get("CPU_TUNING", "auto")).strip().lower() == "off":
@@ -134,7 +130,7 @@ def default_of(name: str) -> Any:
     return Settings.model_fields[FIELDS[name]].default
 
 
-def resolve(environ: Mapping[str, str], env_file: Mapping[str, str], host: Host,
+def resolve(environ: Mapping[str, str], env_file: Mapping[str, str], host: Machine,
             templates_dir: Path = default_layers.TEMPLATES_DIR) -> Resolved:
     """Every layer merged and validated; SettingsError lists every problem found."""
     from_file, from_env = known_values(env_file), known_values(environ)

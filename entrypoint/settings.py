@@ -31,7 +31,7 @@ from entrypoint.startup_errors import KUBERNETES_TERMINATION_LOG
 from entrypoint.state import DEFAULT_STATE_DIR, NodeRole
 
 if TYPE_CHECKING:
-    from entrypoint.resolver import Host, Resolved
+    from entrypoint.resolver import Machine, Resolved
 
 Platform = Literal["npu", "cuda", "cpu"]
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "ascend-serve"
@@ -55,7 +55,7 @@ SHOWN_VALUE_MAX = 120  # characters of a bad value an error line quotes
 
 
 def setting(default: Any, doc: str, allowed: str, **constraints: Any) -> Any:
-    """A field whose alias is its environment variable; `allowed` feeds error lines and the README."""
+    """A field whose alias is its environment variable; `allowed` feeds error lines and the settings reference."""
     return Field(default, description=doc, json_schema_extra={"allowed": allowed}, **constraints)
 
 
@@ -638,14 +638,14 @@ def inherited_environment(environ: Mapping[str, str] = os.environ) -> dict[str, 
 
 
 def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | None = None,
-                  templates_dir: Path | None = None, host: Host | None = None) -> Settings:
+                  templates_dir: Path | None = None, host: Machine | None = None) -> Settings:
     """The validated settings (from the process environment unless `environ` is given);
     SettingsError lists every problem found. See `resolve_settings`."""
     return resolve_settings(environ, env_file, templates_dir, host).settings
 
 
 def resolve_settings(environ: Mapping[str, str] | None = None, env_file: Path | None = None,
-                     templates_dir: Path | None = None, host: Host | None = None) -> Resolved:
+                     templates_dir: Path | None = None, host: Machine | None = None) -> Resolved:
     """The edge of the resolver: read the environment, the env file and the host (unless given), then resolve."""
     from entrypoint import default_layers, resolver
     from entrypoint.env_file import read_env_file

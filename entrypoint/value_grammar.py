@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 # A hub name part: starts with a letter or digit (so never `-`, `.` or `..`), at most 96
@@ -108,3 +109,8 @@ def inside(path: Path, root: Path) -> bool:
         return path.resolve().is_relative_to(root.resolve())
     except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte
         return False
+
+
+def env_text(value: Any) -> str:
+    """A value as an env file writes it: empty for unset, lower-case booleans."""
+    return "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)

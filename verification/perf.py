@@ -39,7 +39,7 @@ WORKLOADS = ("throughput", "online", "latency", "sweep")
 
 
 @dataclass(frozen=True)
-class Load:
+class BenchLoad:
     """One benchmark load: how many prompts, how long, how many at once (None: offline, all at once)."""
 
     num_prompts: int
@@ -53,25 +53,25 @@ class Preset:
     """The four workloads of one preset."""
 
     name: str
-    throughput: Load
-    online: Load
-    latency: Load
+    throughput: BenchLoad
+    online: BenchLoad
+    latency: BenchLoad
     latency_warmup: int
-    sweep: tuple[Load, ...] = field(default_factory=tuple)
+    sweep: tuple[BenchLoad, ...] = field(default_factory=tuple)
 
 
-def _sweep(levels: tuple[int, ...], prompts_per_slot: int, minimum: int, length: int) -> tuple[Load, ...]:
-    return tuple(Load(max(minimum, prompts_per_slot * c), length, length, c) for c in levels)
+def _sweep(levels: tuple[int, ...], prompts_per_slot: int, minimum: int, length: int) -> tuple[BenchLoad, ...]:
+    return tuple(BenchLoad(max(minimum, prompts_per_slot * c), length, length, c) for c in levels)
 
 
 PRESETS = {
     # The seed's three workloads (section 5), and a sweep over the server's concurrency range.
-    "seed": Preset("seed", throughput=Load(16, 200, 200), online=Load(100, 200, 200, 8),
-                   latency=Load(10, 200, 200, 1), latency_warmup=2,
+    "seed": Preset("seed", throughput=BenchLoad(16, 200, 200), online=BenchLoad(100, 200, 200, 8),
+                   latency=BenchLoad(10, 200, 200, 1), latency_warmup=2,
                    sweep=_sweep((1, 2, 4, 8, 16, 32), prompts_per_slot=4, minimum=16, length=200)),
     # The same shape, small enough for a test: a handful of prompts, 32/32 tokens.
-    "quick": Preset("quick", throughput=Load(4, 32, 32), online=Load(8, 32, 32, 4),
-                    latency=Load(3, 32, 32, 1), latency_warmup=1,
+    "quick": Preset("quick", throughput=BenchLoad(4, 32, 32), online=BenchLoad(8, 32, 32, 4),
+                    latency=BenchLoad(3, 32, 32, 1), latency_warmup=1,
                     sweep=_sweep((1, 2, 4), prompts_per_slot=2, minimum=2, length=32)),
 }
 
@@ -126,7 +126,7 @@ def shared_device_args(platform: str, server_memory_fraction: float) -> list[str
     return ["--gpu-memory-utilization", f"{share:.2f}"]
 
 
-def throughput_command(load: Load, model_dir: Path, engine: list[str], out_json: Path) -> list[str]:
+def throughput_command(load: BenchLoad, model_dir: Path, engine: list[str], out_json: Path) -> list[str]:
     """`vllm bench throughput` on the random dataset, fixed lengths; the seed is the engine's (the server's --seed)."""
     return [*VLLM_CLI, "bench", "throughput", "--model", str(model_dir), "--dataset-name", "random",
             "--random-input-len", str(load.input_len), "--random-output-len", str(load.output_len),
@@ -134,7 +134,7 @@ def throughput_command(load: Load, model_dir: Path, engine: list[str], out_json:
             *engine]
 
 
-def latency_command(load: Load, model_dir: Path, engine: list[str], out_json: Path, warmup: int) -> list[str]:
+def latency_command(load: BenchLoad, model_dir: Path, engine: list[str], out_json: Path, warmup: int) -> list[str]:
     """`vllm bench latency` at batch 1, one iteration per prompt of the load."""
     return [*VLLM_CLI, "bench", "latency", "--model", str(model_dir), "--batch-size", "1",
             "--input-len", str(load.input_len), "--output-len", str(load.output_len),
@@ -142,7 +142,7 @@ def latency_command(load: Load, model_dir: Path, engine: list[str], out_json: Pa
             "--output-json", str(out_json), *engine]
 
 
-def serve_command(load: Load, url: str, served_name: str, tokenizer: Path, out_json: Path, seed: int,
+def serve_command(load: BenchLoad, url: str, served_name: str, tokenizer: Path, out_json: Path, seed: int,
                   warmups: int = 0) -> list[str]:
     """`vllm bench serve` against a running server: random prompts, EOS ignored, per-request details saved."""
     command = [*VLLM_CLI, "bench", "serve", "--backend", "openai", "--base-url", url, "--endpoint", "/v1/completions",
@@ -198,7 +198,7 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise BenchFailed(f"vLLM wrote no readable result at {path}: {exc}") from None
 
 
-def parse_throughput(result: dict[str, Any], output: str, load: Load) -> dict[str, Any]:
+def parse_throughput(result: dict[str, Any], output: str, load: BenchLoad) -> dict[str, Any]:
     """`bench throughput --output-json` (+ its printed output token count) -> the seed's 5.1 metrics."""
     elapsed = float(result["elapsed_time"])
     printed = re.search(r"Total num output tokens:\s*(\d+)", output)
@@ -278,19 +278,19 @@ class Runner:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def throughput(self, load: Load) -> dict[str, Any]:
+    def throughput(self, load: BenchLoad) -> dict[str, Any]:
         out = self.raw / "throughput.json"
         output = run_bench(throughput_command(load, self.model_dir, self.engine, out), self.env,
                            self.raw / "throughput.log")
         return {"load": load.__dict__, **parse_throughput(_read_json(out), output, load)}
 
-    def serve(self, name: str, load: Load, warmups: int = 0) -> dict[str, Any]:
+    def serve(self, name: str, load: BenchLoad, warmups: int = 0) -> dict[str, Any]:
         out = self.raw / f"{name}.json"
         run_bench(serve_command(load, self.url, self.served_name, self.model_dir, out, self.seed, warmups),
                   self.env, self.raw / f"{name}.log")
         return {"load": load.__dict__, **parse_serve(_read_json(out))}
 
-    def latency(self, load: Load, warmup: int) -> dict[str, Any]:
+    def latency(self, load: BenchLoad, warmup: int) -> dict[str, Any]:
         out = self.raw / "latency-engine.json"
         run_bench(latency_command(load, self.model_dir, self.engine, out, warmup), self.env,
                   self.raw / "latency-engine.log")

@@ -1,7 +1,7 @@
 """Unit tests see one recorded machine, not this one: the CPU profile's choices and
 PLATFORM=auto depend on the host, and goldens must not. The default is the issue-8 machine
 kind (AVX2-only AMD EPYC, 2 cores, 24 GiB, no accelerator); tests of other machines pin
-another sample with `pin_host`. Tests of the resolver itself pass a `Host` directly."""
+another sample with `pin_host`. Tests of the resolver itself pass a `Machine` directly."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def pin_host(monkeypatch) -> Callable[..., HostFacts]:
     """Pin the resolver's edge to a recorded sample (the AVX2 one unless called with another)."""
     def pin(cpu: str = "avx2-amd-epyc", memory: str = "meminfo-24g", usable: int | None = None) -> HostFacts:
         host = sample_host(cpu, memory, usable)
-        monkeypatch.setattr(resolver, "read_host", lambda: resolver.Host(platform="cpu", cpu=host))
+        monkeypatch.setattr(resolver, "read_host", lambda: resolver.Machine(platform="cpu", cpu=host))
         return host
 
     pin()

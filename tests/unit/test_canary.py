@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from entrypoint.canary import RETRY_SECONDS, Canary, Load, parse_load, start_canary
+from entrypoint.canary import RETRY_SECONDS, Canary, EngineLoad, parse_load, start_canary
 from entrypoint.child import ChildProcess
 from entrypoint.errors import SettingsError
 from entrypoint.settings import load_settings
@@ -75,7 +75,7 @@ def canary_for(vllm, tmp_path, **options) -> Canary:
 
 def test_parse_load_sums_gauges_and_progress_counters():
     load = parse_load(METRICS.format(running=2, waiting=1, tokens=40))
-    assert load == Load(pending=3.0, progress=40 + 5 + 7)
+    assert load == EngineLoad(pending=3.0, progress=40 + 5 + 7)
 
 
 def test_parse_load_without_vllm_metrics_is_none():

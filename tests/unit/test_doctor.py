@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from entrypoint.cli import main
-from entrypoint.doctor import Host, failures, report, run_checks
+from entrypoint.doctor import HostTree, failures, report, run_checks
 from entrypoint.settings import load_settings
 
 HERE = Path(__file__).parent
@@ -65,7 +65,8 @@ def statuses(findings, check: str) -> list[str]:
 
 
 def npu_findings(tmp_path: Path, environ: dict[str, str] | None = None, **settings: str):
-    return run_checks(settings_for(tmp_path, "npu", **settings), Host(tmp_path / "host", environ or {}, run_tools=True))
+    tree = HostTree(tmp_path / "host", environ or {}, run_tools=True)
+    return run_checks(settings_for(tmp_path, "npu", **settings), tree)
 
 
 @pytest.fixture
@@ -99,7 +100,7 @@ def test_each_npu_failure_class_fails_its_check(tmp_path, host, breakage, check)
 
 def test_a_hung_npu_smi_is_cut_at_the_timeout(tmp_path, host):
     script(host / "usr/local/bin/npu-smi", "exec sleep 30")
-    findings = run_checks(settings_for(tmp_path, "npu"), Host(host, {}, timeout=0.5, run_tools=True))
+    findings = run_checks(settings_for(tmp_path, "npu"), HostTree(host, {}, timeout=0.5, run_tools=True))
     assert statuses(findings, "npu-smi") == ["FAIL"]
     assert "did not answer within" in next(f.detail for f in findings if f.check == "npu-smi")
 
@@ -142,7 +143,7 @@ def test_fewer_cards_than_tp_times_dp_fail(tmp_path, host):
 def test_an_unwritable_default_plog_folder_fails(tmp_path, host):
     touch(host / "home/user/ascend")  # a file where the folder must be
     findings = run_checks(settings_for(tmp_path, "npu").model_copy(update={"ascend_log_path": None}),
-                          Host(host, {"HOME": "/home/user"}, run_tools=True))
+                          HostTree(host, {"HOME": "/home/user"}, run_tools=True))
     assert statuses(findings, "ascend-log") == ["FAIL"]
 
 
@@ -171,13 +172,13 @@ def test_hccl_and_network_variables_when_tp_above_one(tmp_path, host, environ, d
 def test_cuda_nodes_and_nvidia_smi(tmp_path):
     root = tmp_path / "host"
     touch(root / "proc/self/mounts", SHM_1G)
-    findings = run_checks(settings_for(tmp_path, "cuda"), Host(root, {}, run_tools=True))
+    findings = run_checks(settings_for(tmp_path, "cuda"), HostTree(root, {}, run_tools=True))
     assert statuses(findings, "cuda-devices") == ["FAIL"] and statuses(findings, "nvidia-smi") == ["WARN"]
     touch(root / "dev/nvidiactl")
     touch(root / "dev/nvidia0")
     script(root / "usr/bin/nvidia-smi", "echo \"NVIDIA-SMI has failed because it couldn't communicate with the "
            "NVIDIA driver.\"; exit 9")
-    findings = run_checks(settings_for(tmp_path, "cuda"), Host(root, {}, run_tools=True))
+    findings = run_checks(settings_for(tmp_path, "cuda"), HostTree(root, {}, run_tools=True))
     assert statuses(findings, "cuda-devices") == ["OK"] and statuses(findings, "nvidia-smi") == ["FAIL"]
 
 
@@ -191,28 +192,29 @@ def cpu_host(root: Path, cpuinfo: str, meminfo: str = "meminfo-24g.meminfo") -> 
 def test_cpu_without_avx2_fails_and_with_it_passes(tmp_path):
     avx2 = (CPUINFO / "avx2-amd-epyc.cpuinfo").read_text()
     settings = settings_for(tmp_path, "cpu")
-    good = run_checks(settings, Host(cpu_host(tmp_path / "good", avx2), {}))
+    good = run_checks(settings, HostTree(cpu_host(tmp_path / "good", avx2), {}))
     assert not failures(good)
-    bad = run_checks(settings, Host(cpu_host(tmp_path / "bad", avx2.replace(" avx2", "")), {}))
+    bad = run_checks(settings, HostTree(cpu_host(tmp_path / "bad", avx2.replace(" avx2", "")), {}))
     assert statuses(bad, "cpu-isa") == ["FAIL"]
 
 
 def test_cpu_kv_cache_larger_than_memory_fails(tmp_path):
     root = cpu_host(tmp_path / "host", (CPUINFO / "avx2-amd-epyc.cpuinfo").read_text(), "meminfo-4g.meminfo")
-    findings = run_checks(settings_for(tmp_path, "cpu", VLLM_CPU_KVCACHE_SPACE="16"), Host(root, {}, run_tools=True))
+    settings = settings_for(tmp_path, "cpu", VLLM_CPU_KVCACHE_SPACE="16")
+    findings = run_checks(settings, HostTree(root, {}, run_tools=True))
     assert statuses(findings, "cpu-memory") == ["FAIL"]
 
 
 def test_small_shm_only_warns_for_one_worker(tmp_path):
     root = cpu_host(tmp_path / "host", (CPUINFO / "avx2-amd-epyc.cpuinfo").read_text())
     touch(root / "proc/self/mounts", "shm /dev/shm tmpfs rw,size=16m 0 0\n")
-    findings = run_checks(settings_for(tmp_path, "cpu"), Host(root, {}, run_tools=True))
+    findings = run_checks(settings_for(tmp_path, "cpu"), HostTree(root, {}, run_tools=True))
     assert statuses(findings, "shm") == ["WARN"]
 
 
 def test_this_machine_passes_the_cpu_checks(tmp_path):
     """The test bed and the CPU container must not be stopped by the doctor."""
-    assert not failures(run_checks(settings_for(tmp_path, "cpu"), Host()))
+    assert not failures(run_checks(settings_for(tmp_path, "cpu"), HostTree()))
 
 
 def test_cli_prints_the_table_or_json_and_exits_2_on_a_fail(tmp_path, host, capsys, monkeypatch):
@@ -239,14 +241,14 @@ def test_a_hostile_tree_neither_hangs_nor_tracebacks_nor_runs_its_binaries(tmp_p
     toolkit.write_bytes(b"version=\xff\xfe8.5\n")  # not UTF-8
     ran = tmp_path / "ran"
     script(host / "usr/local/bin/npu-smi", f"touch '{ran}'")
-    findings = run_checks(settings_for(tmp_path, "npu"), Host(host, {}))
+    findings = run_checks(settings_for(tmp_path, "npu"), HostTree(host, {}))
     assert findings and not ran.exists()
     assert any("--run-tools" in f.detail or "--run-tools" in f.fix for f in findings if f.check == "npu-smi")
 
 
 def test_with_a_root_nothing_is_written_outside_it(tmp_path, host):
     settings = settings_for(tmp_path, "npu")
-    run_checks(settings, Host(host, {}))
+    run_checks(settings, HostTree(host, {}))
     for folder in (settings.model_cache_dir, settings.state_dir, settings.ascend_log_path):
         assert not folder.exists()
 
@@ -259,5 +261,5 @@ def test_a_check_that_hangs_is_cut_at_its_time_limit(monkeypatch, tmp_path, host
     never = threading.Event()
     monkeypatch.setattr(doctor, "CHECK_TIMEOUT", 0.2)
     monkeypatch.setitem(doctor.CHECKS, "npu", (lambda settings, host: never.wait() and [],))
-    (finding,) = run_checks(settings_for(tmp_path, "npu"), Host(host, {}))
+    (finding,) = run_checks(settings_for(tmp_path, "npu"), HostTree(host, {}))
     assert finding.status == "WARN" and "did not finish" in finding.detail

@@ -14,7 +14,7 @@ import pytest
 
 from entrypoint.env_file import ENV_FILE_MAX_BYTES, read_env_file
 from entrypoint.errors import SettingsError
-from entrypoint.resolver import Host, resolve
+from entrypoint.resolver import Machine, resolve
 from entrypoint.scrub import scrub_url as mask_url
 from entrypoint.settings import load_settings
 from entrypoint.weights import cache_folder
@@ -22,7 +22,7 @@ from tests.unit.conftest import sample_host
 
 ROOT = Path(__file__).parents[2]
 CPU = {"PLATFORM": "cpu"}
-HOST = Host(platform="cpu", cpu=sample_host())
+HOST = Machine(platform="cpu", cpu=sample_host())
 
 
 def error_lines(environ: dict[str, str]) -> list[str]:

@@ -43,7 +43,7 @@ def test_in_process_bench_leaves_the_servers_device_memory(platform: str, server
 
 
 def test_serve_command_fixes_lengths_seed_concurrency_and_keeps_details(tmp_path: Path) -> None:
-    load = perf.Load(100, 200, 200, 8)
+    load = perf.BenchLoad(100, 200, 200, 8)
     command = perf.serve_command(load, "http://h:1", "name", Path("/m"), tmp_path / "online.json", 1024, warmups=2)
     text = " ".join(command)
     for part in ("bench serve", "--base-url http://h:1", "--model name", "--tokenizer /m", "--dataset-name random",
@@ -60,9 +60,9 @@ def test_api_key_reaches_the_bench_client_only_when_set() -> None:
 
 def test_presets_match_the_seed() -> None:
     seed = perf.PRESETS["seed"]
-    assert seed.throughput == perf.Load(16, 200, 200)
-    assert seed.online == perf.Load(100, 200, 200, 8)
-    assert seed.latency == perf.Load(10, 200, 200, 1)
+    assert seed.throughput == perf.BenchLoad(16, 200, 200)
+    assert seed.online == perf.BenchLoad(100, 200, 200, 8)
+    assert seed.latency == perf.BenchLoad(10, 200, 200, 1)
     assert [load.concurrency for load in seed.sweep] == [1, 2, 4, 8, 16, 32]
 
 
@@ -71,7 +71,7 @@ def test_presets_match_the_seed() -> None:
 def test_parse_throughput_takes_vllms_rates_and_printed_output_tokens() -> None:
     result = sample("throughput.json")
     output = (SAMPLES / "throughput.log").read_text()
-    parsed = perf.parse_throughput(result, output, perf.Load(4, 32, 32))
+    parsed = perf.parse_throughput(result, output, perf.BenchLoad(4, 32, 32))
     assert parsed["requests_per_s"] == result["requests_per_second"]
     assert parsed["total_tokens_per_s"] == result["tokens_per_second"]
     assert parsed["output_tokens"] == 4 * 32
@@ -79,7 +79,7 @@ def test_parse_throughput_takes_vllms_rates_and_printed_output_tokens() -> None:
 
 
 def test_parse_throughput_without_printed_count_assumes_full_outputs() -> None:
-    parsed = perf.parse_throughput(sample("throughput.json"), "", perf.Load(4, 32, 32))
+    parsed = perf.parse_throughput(sample("throughput.json"), "", perf.BenchLoad(4, 32, 32))
     assert parsed["output_tokens"] == 4 * 32
 
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from entrypoint.render import render_command
-from entrypoint.resolver import BUILT_IN, Host, resolve
+from entrypoint.resolver import BUILT_IN, Machine, resolve
 from tests.unit.conftest import sample_host
 
 ROOT = Path(__file__).parents[2]
-AVX2 = Host(platform="cpu", cpu=sample_host())
-NPU = Host(platform="npu", cpu=sample_host())
+AVX2 = Machine(platform="cpu", cpu=sample_host())
+NPU = Machine(platform="npu", cpu=sample_host())
 
 
 def test_auto_is_the_hosts_platform_and_says_so():
