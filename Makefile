@@ -60,7 +60,7 @@ MODELSCOPE_TOKEN_FILE ?=
 METRICS_KEY_FILE ?=
 # Image builds: a registry mirror prefix put in front of every base image name (e.g.
 # m.daocloud.io/); PIP_INDEX_URL, BASE_IMAGE, CPU_BASE_IMAGE and CUDA_BASE_IMAGE pass
-# from the environment too. README: Registries and mirrors.
+# from the environment too. docs/operations.md: Registries and mirrors.
 REGISTRY_MIRROR ?=
 export REGISTRY_MIRROR
 # The Ascend hardware an NPU image is built for: a2 (Atlas 800 A2, 910B), a3 or 310p; it picks
@@ -330,7 +330,7 @@ bench-start: venv fixture
 bench-monitoring: venv fixture
 	@$(PY) bench/monitoring.py
 
-.PHONY: bench-overload ## one server at 1x-8x its capacity, admission control off and on -> bench/results/overload.md
+.PHONY: bench-overload ## one server and 2 routed replicas at 1x-8x capacity, admission off/on (needs Docker) -> bench/results/overload.md
 bench-overload: venv fixture
 	@$(PY) bench/overload.py
 
@@ -358,7 +358,11 @@ lint: venv
 	@$(VENV)/bin/hadolint Dockerfile observability/prometheus/Dockerfile compose/router/Dockerfile
 	@shellcheck -x scripts/*.sh scripts/testbed/*.sh compose/router/start.sh .ci/run
 
-.PHONY: docs ## regenerate the README settings table, compose/.env.example and the Kubernetes settings.env
+.PHONY: docs-check ## build docs/ with MkDocs (own venv under BUNDLE_CACHE); fails on a broken link
+docs-check:
+	@scripts/docs-check.sh
+
+.PHONY: docs ## regenerate the settings reference (docs/configuration.md), compose/.env.example and the Kubernetes settings.env
 docs: venv
 	@$(PY) scripts/regen-docs.py
 

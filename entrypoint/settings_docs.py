@@ -1,6 +1,6 @@
 """The three documents generated from the Settings fields and the platform files, so they
 cannot drift (unit tests compare them with the committed files; `make docs` rewrites them):
-the README's settings table, compose/.env.example and the Kubernetes ConfigMap's settings.env.
+the settings reference (docs/configuration.md), compose/.env.example and the Kubernetes ConfigMap's settings.env.
 
 The env files carry only what an operator chose: every default is commented out with its
 value, since a value set there outranks the platform, variant and profile layers."""

@@ -1,4 +1,5 @@
-"""Rewrite the generated documents from the settings code: the README settings table,
+"""Rewrite the generated documents from the settings code: the settings reference
+(docs/configuration.md),
 compose/.env.example and the Kubernetes ConfigMap's settings.env (`make docs`); and the
 monitoring files generated from observability/ (the dashboard, the PrometheusRule)."""
 
@@ -24,10 +25,10 @@ def images_json() -> str:
 
 
 def main() -> None:
-    readme = ROOT / "README.md"
-    text = readme.read_text()
+    reference = ROOT / "docs" / "configuration.md"
+    text = reference.read_text()
     start, end = text.index(BEGIN), text.index(END) + len(END)
-    readme.write_text(text[:start] + markdown_table() + text[end:])
+    reference.write_text(text[:start] + markdown_table() + text[end:])
     (ROOT / "compose" / ".env.example").write_text(env_example())
     (ROOT / "deploy" / "kubernetes" / "base" / "settings.env").write_text(configmap_env())
     (ROOT / "templates" / "images.json").write_text(images_json())

@@ -1,23 +1,26 @@
-"""Generated documents (README settings table, compose/.env.example, the Kubernetes settings.env) match the code."""
+"""Generated documents (the settings reference in docs/configuration.md, compose/.env.example,
+the Kubernetes settings.env) match the code."""
 
 import re
 from pathlib import Path
 
 from entrypoint.settings_docs import BEGIN, END, markdown_table
 
-README = Path(__file__).parents[2] / "README.md"
+ROOT = Path(__file__).parents[2]
+README = ROOT / "README.md"
+REFERENCE = ROOT / "docs" / "configuration.md"
 
 
 def test_settings_table_matches_the_code():
-    text = README.read_text()
+    text = REFERENCE.read_text()
     current = text[text.index(BEGIN): text.index(END) + len(END)]
     assert current == markdown_table(), "regenerate: python -m entrypoint settings --markdown"
 
 
 def test_readme_shows_the_two_commands_first():
     text = README.read_text()
-    assert text.index("make up") < text.index("## Configuration")
-    assert text.index("make test") < text.index("## Configuration")
+    assert text.index("make up") < text.index("### Prerequisites")
+    assert text.index("make test") < text.index("### Prerequisites")
 
 
 def test_env_example_lists_every_setting():
