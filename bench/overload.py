@@ -317,7 +317,19 @@ def markdown(result: dict[str, Any]) -> str:
               "to one batch's duration, which a queue bound of 0 leaves out. Probe failures count every /health "
               "poll (router and replicas) that did not answer 200. Ejected: replicas the router reported out of "
               "rotation at any poll. Peak MiB: the summed RSS of every process tree, the router's container "
-              "included (pages shared between processes counted in each).", ""]
+              "included (pages shared between processes counted in each).", "",
+              "Reading it:", "",
+              "- A bound on what runs keeps the admitted requests' TTFT flat as the load grows (2x to 8x above), "
+              "where without one it grows with the queue. It is measured against 1x, where the batch is mostly "
+              "empty; at the bound the batch is full (MAX_NUM_SEQS), and a full batch's own TTFT is what the 4x "
+              "point shows. A goal missed by one server is that ratio, with 0 5xx and 0 probe failures.",
+              "- vllm-router's `--max-concurrent-requests` is documented as a token bucket (refilled at "
+              "`--rate-limit-tokens-per-second`, by default that number per second), not a count of requests in "
+              "flight. Measured: at 8 with no queue it shed nothing at up to 13.7 req/s offered, and the replicas "
+              "queued as without a bound; at 1 it sheds a burst of 8 at once (the container test). Behind the "
+              "router, bound the work at the replicas (ADMISSION_CONTROL): each replica's 429 passes back through "
+              "the router with its "
+              "Retry-After once the router's retries found every replica full.", ""]
     return "\n".join(lines)
 
 
