@@ -4,7 +4,7 @@
 # rest from pip's index (PyPI, or PIP_INDEX_URL). The locks are complete freezes, hence
 # --no-deps (it also keeps out the CUDA builds of torchvision/torchaudio/torchcodec).
 #   scripts/install-lock.sh PYTHON LOCK [REQUIREMENTS ...]
-# Settings (docs/operations.md: Registries and mirrors):
+# Settings (README: Python packages and mirrors):
 #   TORCH_INDEX_URL   the index holding the +cpu torch (default: PyTorch's CPU wheel index)
 #   TORCH_FIND_LINKS  a wheel folder or page holding it instead; then no index is asked for torch
 # Used by scripts/bootstrap-venv.sh (the project venv) and the Dockerfile's cpu-runtime stage.
