@@ -99,15 +99,20 @@ class Routed:
         return json.loads(done.stdout)[0]
 
 
-def complete(url: str, prompt: str, key: str | None = API_KEY) -> int:
-    body = json.dumps({"model": SERVED_NAME, "prompt": prompt, "max_tokens": 4}).encode()
+def answered(url: str, prompt: str, key: str | None = API_KEY, max_tokens: int = 4) -> tuple[int, str | None]:
+    """The status of one completion and its Retry-After header."""
+    body = json.dumps({"model": SERVED_NAME, "prompt": prompt, "max_tokens": max_tokens}).encode()
     headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
     request = urllib.request.Request(f"{url}/v1/completions", data=body, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=300) as response:
-            return response.status
+            return response.status, response.headers.get("Retry-After")
     except urllib.error.HTTPError as error:
-        return error.code
+        return error.code, error.headers.get("Retry-After")
+
+
+def complete(url: str, prompt: str, key: str | None = API_KEY) -> int:
+    return answered(url, prompt, key)[0]
 
 
 @pytest.fixture(scope="module")
@@ -391,18 +396,6 @@ def test_rollout_of_a_project_that_runs_nothing_is_one_line():
         "with the same PROJECT, PLATFORM and REPLICAS as make rollout"]
 
 
-def answered(url: str, prompt: str) -> tuple[int, str | None]:
-    """The status of one keyed completion and its Retry-After header."""
-    body = json.dumps({"model": SERVED_NAME, "prompt": prompt, "max_tokens": 16}).encode()
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"}
-    try:
-        with urllib.request.urlopen(urllib.request.Request(f"{url}/v1/completions", data=body, headers=headers),
-                                    timeout=300) as response:
-            return response.status, response.headers.get("Retry-After")
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers.get("Retry-After")
-
-
 def failing_streak(container: str) -> int:
     done = subprocess.run(["docker", "inspect", "-f", "{{.State.Health.FailingStreak}}", container],
                           capture_output=True, text=True, timeout=60, check=True)
@@ -418,7 +411,7 @@ def test_the_routers_admission_sheds_a_burst_with_429_and_retry_after_and_the_pr
         up = subprocess.run(recreate, cwd=ROOT, env=bounded, capture_output=True, text=True, timeout=UP_TIMEOUT)
         assert up.returncode == 0, up.stderr[-3000:]
         with ThreadPoolExecutor(8) as pool:
-            answers = list(pool.map(lambda n: answered(routed.url, f"burst request {n}"), range(8)))
+            answers = list(pool.map(lambda n: answered(routed.url, f"burst request {n}", max_tokens=16), range(8)))
         statuses = sorted(status for status, _ in answers)
         assert set(statuses) == {200, 429}, statuses
         assert all(retry_after and retry_after.isdigit() for status, retry_after in answers if status == 429), answers
