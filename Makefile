@@ -119,12 +119,15 @@ export API_KEY_FILE MODELSCOPE_TOKEN_FILE METRICS_KEY_FILE
 NATIVE_WEIGHTS = $$($(PY) -c 'import pathlib, entrypoint.state as s; \
 	print(s.StateDir(pathlib.Path("$(NATIVE_STATE_DIR)")).state()["model_path"])')
 
+# The documented targets of one make file, a line each.
+targets_of = grep -E '^\.PHONY: [a-z0-9-]+ \#\# ' $(1) | sed -E 's/^\.PHONY: ([a-z0-9-]+) \#\# (.*)/  \1\t\2/' | expand -t 20
+
 .PHONY: help ## print the targets: the operator's here, the developer's from dev.mk
 help:
 	@echo "Operator targets:"
-	@grep -E '^\.PHONY: [a-z0-9-]+ ## ' Makefile | sed -E 's/^\.PHONY: ([a-z0-9-]+) ## (.*)/  \1\t\2/' | expand -t 20
+	@$(call targets_of,Makefile)
 	@echo; echo "Development targets (dev.mk: tests, benchmarks, lint, docs, the fixture):"
-	@grep -E '^\.PHONY: [a-z0-9-]+ ## ' dev.mk | sed -E 's/^\.PHONY: ([a-z0-9-]+) ## (.*)/  \1\t\2/' | expand -t 20
+	@$(call targets_of,dev.mk)
 
 .PHONY: venv ## make the project venv (vLLM CPU build, cached under BUNDLE_CACHE)
 venv:
