@@ -57,3 +57,14 @@ def test_configmap_env_agrees_with_env_example():
         {name: value for name, (value, _) in example.items() if name in configmap}
     # A ConfigMap value beats the platform, variant and profile layers: every default stays commented out.
     assert not {name for name, (_, on) in configmap.items() if on}
+
+
+ROW = re.compile(r"^\| `([A-Z_]+)` \| `([^`]*)` \|", re.MULTILINE)
+
+
+def test_the_readmes_settings_show_the_defaults_of_the_reference():
+    # README's short table restates defaults: each must be the generated reference's.
+    reference = dict(ROW.findall(REFERENCE.read_text()))
+    shown = [(name, default) for name, default in ROW.findall(README.read_text()) if name in reference]
+    assert len(shown) >= 10
+    assert [(name, default, reference[name]) for name, default in shown if default != reference[name]] == []
