@@ -32,7 +32,7 @@ PROJECT = f"{PREFIX}-arm64"
 PORT = int(os.environ.get("ARM64_PORT", "18380"))
 SERVE_TIMEOUT = float(os.environ.get("ARM64_SERVE_TIMEOUT", "1800"))  # the time box of the served completion
 HEAVY_LOCK = Path("/work/heavy.lock")
-SEED_MODEL_PATH = "/opt/atomgit/weights/gemma-3-270m-it"
+GUIDE_MODEL_PATH = "/opt/atomgit/weights/gemma-3-270m-it"
 CACHE_KEYS = {"HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "MODELSCOPE_CACHE", "VLLM_CACHE_ROOT",
               "TORCHINDUCTOR_CACHE_DIR"}
 BUNDLE_CACHE = Path(os.environ.get("BUNDLE_CACHE") or Path.home() / ".cache" / "ascend-serve-bundle")
@@ -61,13 +61,13 @@ def must(step: str, done: subprocess.CompletedProcess) -> None:
         raise SystemExit(f"arm64: {step} failed (exit {done.returncode}):\n{tail}")
 
 
-def compose_file(folder: Path) -> Path:
-    """The accelerator stage for linux/arm64 on the stand-in (Compose: dockerd 20.10 has no buildx)."""
+def compose_file(folder: Path, image: str = IMAGE, base: str = STANDIN) -> Path:
+    """The accelerator stage for linux/arm64 on `base` (Compose: dockerd 20.10 has no buildx)."""
     spec = {"services": {"serve": {
-        "image": IMAGE, "platform": "linux/arm64",
+        "image": image, "platform": "linux/arm64",
         "build": {"context": str(ROOT), "dockerfile": "Dockerfile", "target": "bundle", "network": "host",
                   "platforms": ["linux/arm64"], "secrets": ["cacert"],
-                  "args": {"RUNTIME": "accelerator", "BASE_IMAGE": STANDIN, "CPU_BASE_IMAGE": DEBIAN,
+                  "args": {"RUNTIME": "accelerator", "BASE_IMAGE": base, "CPU_BASE_IMAGE": DEBIAN,
                            "IMAGE_VERSION": "v0.18.0rc1"}}}},
         "secrets": {"cacert": {"file": "/etc/ssl/certs/ca-certificates.crt"}}}
     path = folder / "compose.yaml"
@@ -84,16 +84,18 @@ def run_in(image_args: list[str], *, entrypoint: str | None = None, stdin: str |
     return timed([*argv, IMAGE, *image_args], input=stdin, timeout=3600)
 
 
-def golden_npu() -> tuple[dict[str, str], list[str]]:
-    return read_shell((ROOT / "tests/unit/golden/npu.sh").read_text())
+def equals_golden(render: dict) -> bool:
+    """The NPU render (`entrypoint render --format json`) against tests/unit/golden/npu.sh; the cache
+    folders the image points elsewhere are not part of the guide's command."""
+    env, argv = read_shell((ROOT / "tests/unit/golden/npu.sh").read_text())
+    return render["argv"] == argv and {k: v for k, v in render["env"].items() if k not in CACHE_KEYS} == env
 
 
 def check_render(result: dict) -> dict:
-    seconds, done = run_in(["render", "--format", "json", "--model-path", SEED_MODEL_PATH], env={"PLATFORM": "npu"})
+    seconds, done = run_in(["render", "--format", "json", "--model-path", GUIDE_MODEL_PATH], env={"PLATFORM": "npu"})
     must("render", done)
     render = json.loads(done.stdout)
-    env, argv = golden_npu()
-    equal = render["argv"] == argv and {k: v for k, v in render["env"].items() if k not in CACHE_KEYS} == env
+    equal = equals_golden(render)
     result["render"] = {"seconds": seconds, "equals_golden": equal}
     if not equal:
         raise SystemExit(f"arm64: the NPU render differs from tests/unit/golden/npu.sh:\n{done.stdout}")

