@@ -1,4 +1,4 @@
-"""The seed's accuracy evaluation (section 6): determinism, a task set, numeric parity.
+"""The guide's accuracy evaluation (section 6): determinism, a task set, numeric parity.
 
     python eval/accuracy_eval.py --model /path/to/weights            # against the bundle's server
     python eval/accuracy_eval.py --quick --parity-dtypes float32     # the CI-sized run

@@ -1,6 +1,6 @@
-"""Performance evaluation of the served model (seed sections 5 and 9): vLLM's own benchmarks, the seed's tables.
+"""Performance evaluation of the served model (the guide's sections 5 and 9): vLLM's own benchmarks, the guide's tables.
 
-    python eval/perf_eval.py [--preset seed|quick] [--only throughput,online,latency,sweep] [--model PATH] ...
+    python eval/perf_eval.py [--preset guide|quick] [--only throughput,online,latency,sweep] [--model PATH] ...
 
 The logic lives in verification/perf_cli.py; `--help` lists the options.
 """

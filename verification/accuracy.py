@@ -1,4 +1,4 @@
-"""The seed's accuracy evaluation (section 6): determinism, a small task set, numeric parity.
+"""The guide's accuracy evaluation (section 6): determinism, a small task set, numeric parity.
 
 - Determinism: the task prompts at temperature 0, `rounds` times through /v1/completions;
   the outputs must be identical byte for byte.

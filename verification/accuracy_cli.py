@@ -1,4 +1,4 @@
-"""`python eval/accuracy_eval.py`: the seed's accuracy evaluation against a running server.
+"""`python eval/accuracy_eval.py`: the guide's accuracy evaluation against a running server.
 
 Writes <results dir>/<run>/accuracy.{json,md} (default ./perf_results). Exit status: 0 deterministic and float32
 parity within 1 %, 1 a check failed or the server could not be used, 2 bad options or settings.

@@ -1,4 +1,4 @@
-"""accuracy.md: the evaluation's results as the seed's section 6 shows them, plus what was compared."""
+"""accuracy.md: the evaluation's results as the guide's section 6 shows them, plus what was compared."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def tasks_section(result: dict[str, Any]) -> list[str]:
     total = result["scores"]["all"]
     lines = [f"## 2. Task set: {total['correct']}/{total['total']} correct", "",
              f"Method: {result['method']}. Scores are reported, not judged: a 270M model answers few "
-             "of these, which the seed expects (内容质量受参数量限制).", "",
+             "of these, which the guide expects (内容质量受参数量限制).", "",
              "| category | correct |", "|---|---|"]
     scores = result["scores"]
     lines += [f"| {name} | {scores[name]['correct']}/{scores[name]['total']} |"

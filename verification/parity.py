@@ -1,4 +1,4 @@
-"""Numeric parity: the seed's error metrics between a served tensor and its float32 reference."""
+"""Numeric parity: the guide's error metrics between a served tensor and its float32 reference."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-THRESHOLD = 0.01  # the seed's 1 %: relative_error at or below it passes
+THRESHOLD = 0.01  # the guide's 1 %: relative_error at or below it passes
 METRICS = ("max_abs_error", "mean_abs_error", "relative_error", "cosine_similarity")
 
 
@@ -30,7 +30,7 @@ def compare(served: Any, reference: Any, threshold: float = THRESHOLD) -> dict[s
 
 
 def markdown_table(columns: dict[str, dict[str, Any] | None]) -> str:
-    """The seed's table shape: one column per compared quantity (None = not measured)."""
+    """The guide's table shape: one column per compared quantity (None = not measured)."""
     names = list(columns)
     lines = ["| metric | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
 

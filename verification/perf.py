@@ -1,8 +1,8 @@
-"""The seed's performance workloads, run with vLLM's own benchmark commands, and their results parsed.
+"""The guide's performance workloads, run with vLLM's own benchmark commands, and their results parsed.
 
 Each workload is one `vllm bench ...` subprocess (through `verification.vllm_cli`, the
 CPU build's runnable CLI) on the random dataset with fixed lengths and a fixed seed;
-the numbers come from the JSON vLLM writes. How each seed metric is measured:
+the numbers come from the JSON vLLM writes. How each guide metric is measured:
 
 - 5.1 offline throughput: `bench throughput` in-process on the weights folder (the
   engine flags are the server's, rendered from the same settings). requests/s and
@@ -11,7 +11,7 @@ the numbers come from the JSON vLLM writes. How each seed metric is measured:
 - 5.2 online: `bench serve --max-concurrency 8` against the running server;
   duration, request/output/total throughput and mean E2E latency are vLLM's fields.
 - 5.3 latency: `bench serve --max-concurrency 1` (one request at a time, streamed),
-  so total (E2E), TTFT and TPOT come from the same requests, as the seed's numbers
+  so total (E2E), TTFT and TPOT come from the same requests, as the guide's numbers
   imply (its mean TTFT + 199 x TPOT ~ its mean total). `bench latency` (in-process,
   batch 1, no HTTP) is reported beside it as the engine-only end-to-end latency.
 - the concurrency sweep: `bench serve` at each concurrency against the server.
@@ -65,8 +65,8 @@ def _sweep(levels: tuple[int, ...], prompts_per_slot: int, minimum: int, length:
 
 
 PRESETS = {
-    # The seed's three workloads (section 5), and a sweep over the server's concurrency range.
-    "seed": Preset("seed", throughput=BenchLoad(16, 200, 200), online=BenchLoad(100, 200, 200, 8),
+    # The guide's three workloads (section 5), and a sweep over the server's concurrency range.
+    "guide": Preset("guide", throughput=BenchLoad(16, 200, 200), online=BenchLoad(100, 200, 200, 8),
                    latency=BenchLoad(10, 200, 200, 1), latency_warmup=2,
                    sweep=_sweep((1, 2, 4, 8, 16, 32), prompts_per_slot=4, minimum=16, length=200)),
     # The same shape, small enough for a test: a handful of prompts, 32/32 tokens.
@@ -75,8 +75,8 @@ PRESETS = {
                     sweep=_sweep((1, 2, 4), prompts_per_slot=2, minimum=2, length=32)),
 }
 
-# The seed's NPU figures (section 5; Atlas 800 A2, 910B4, vLLM-Ascend 0.18.0rc1), by our metric keys.
-SEED_FIGURES: dict[str, dict[str, Any]] = {
+# The guide's NPU figures (section 5; Atlas 800 A2, 910B4, vLLM-Ascend 0.18.0rc1), by our metric keys.
+GUIDE_FIGURES: dict[str, dict[str, Any]] = {
     "throughput": {"conditions": "16 prompts, input=200, output=200",
                    "requests_per_s": 0.99, "total_tokens_per_s": 1135.51, "output_tokens_per_s": 126.17},
     "online": {"conditions": "100 prompts, concurrency=8, input≈200, output≈200",
@@ -199,7 +199,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def parse_throughput(result: dict[str, Any], output: str, load: BenchLoad) -> dict[str, Any]:
-    """`bench throughput --output-json` (+ its printed output token count) -> the seed's 5.1 metrics."""
+    """`bench throughput --output-json` (+ its printed output token count) -> the guide's 5.1 metrics."""
     elapsed = float(result["elapsed_time"])
     printed = re.search(r"Total num output tokens:\s*(\d+)", output)
     output_tokens = int(printed.group(1)) if printed else int(result["num_requests"]) * load.output_len
@@ -244,17 +244,17 @@ def parse_latency(result: dict[str, Any]) -> dict[str, Any]:
             "latencies_ms": latencies.tolist()}
 
 
-# --- the seed's tables from our results ------------------------------------------------------
+# --- the guide's tables from our results ------------------------------------------------------
 
 def online_metrics(serve: dict[str, Any]) -> dict[str, Any]:
-    """A serve summary under the seed's 5.2 names."""
+    """A serve summary under the guide's 5.2 names."""
     return {"duration": serve["duration"], "request_throughput": serve["request_throughput"],
             "output_token_throughput": serve["output_throughput"],
             "total_token_throughput": serve["total_token_throughput"], "mean_latency_ms": serve.get("mean_e2el_ms")}
 
 
 def latency_metrics(serve: dict[str, Any]) -> dict[str, Any]:
-    """A concurrency-1 serve summary under the seed's 5.3 names."""
+    """A concurrency-1 serve summary under the guide's 5.3 names."""
     return {"mean_total_ms": serve.get("mean_e2el_ms"), "median_total_ms": serve.get("median_e2el_ms"),
             "p99_total_ms": serve.get("p99_e2el_ms"), "mean_ttft_ms": serve.get("mean_ttft_ms"),
             "mean_tpot_ms": serve.get("mean_tpot_ms")}

@@ -1,4 +1,4 @@
-"""`eval/perf_eval.py`: the seed's performance workloads against the bundle's server, one report per run.
+"""`eval/perf_eval.py`: the guide's performance workloads against the bundle's server, one report per run.
 
 Writes <results dir>/<run>/perf.json (default ./perf_results), perf.md, PNG plots, and vLLM's own result files
 under raw/. Settings come from the environment (or --env-file) exactly as the server's
@@ -28,8 +28,8 @@ from verification.perf_report import perf_markdown
 from verification.runs import add_results_argument, environment, new_run_dir, write_report
 
 console = Console(highlight=False)
-SEED_BYTES_DTYPE = "bfloat16"  # the seed serves the bf16 checkpoint with dtype auto
-SEED_BANDWIDTH = ("Ascend910B", 1600.0)
+GUIDE_BYTES_DTYPE = "bfloat16"  # the guide serves the bf16 checkpoint with dtype auto
+GUIDE_BANDWIDTH = ("Ascend910B", 1600.0)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -40,8 +40,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="model name in requests (default: SERVED_MODEL_NAME)")
     parser.add_argument("--model", type=Path, help="weights folder: offline engine and tokenizer (default: the "
                         "folder the running bundle serves, else where MODEL_CACHE_DIR holds MODEL_ID)")
-    parser.add_argument("--preset", choices=sorted(perf.PRESETS), default="seed",
-                        help="seed: the guide's workloads; quick: a few short prompts (tests)")
+    parser.add_argument("--preset", choices=sorted(perf.PRESETS), default="guide",
+                        help="guide: the guide's workloads; quick: a few short prompts (tests)")
     parser.add_argument("--only", default=",".join(perf.WORKLOADS),
                         help=f"comma-separated workloads (default: all of {','.join(perf.WORKLOADS)})")
     parser.add_argument("--sweep-levels", metavar="LEVELS", help="the sweep's concurrency levels: a comma-separated "
@@ -115,7 +115,7 @@ def check_server(url: str, api_key: str | None) -> None:
 
 def roofline_block(settings: Settings, model_dir: Path, dtype: str, results: dict[str, Any],
                    args: argparse.Namespace) -> dict[str, Any] | None:
-    """Ours (measured or published bandwidth) and the seed's NPU run, on the same checkpoint."""
+    """Ours (measured or published bandwidth) and the guide's NPU run, on the same checkpoint."""
     rows: dict[str, Any] = {}
     bandwidth, source = bandwidth_for(settings.platform, args)
     tpot = single_stream_tpot(results)
@@ -123,9 +123,9 @@ def roofline_block(settings: Settings, model_dir: Path, dtype: str, results: dic
         row = roofline.roofline(roofline.decode_bytes_per_step(model_dir, dtype), bandwidth,
                                 1000 / tpot if tpot else None)
         rows[f"ours: {settings.platform}, {dtype}"] = {**row, "bandwidth_source": source}
-    seed = roofline.roofline(roofline.decode_bytes_per_step(model_dir, SEED_BYTES_DTYPE), SEED_BANDWIDTH[1],
-                             1000 / perf.SEED_FIGURES["latency"]["mean_tpot_ms"])
-    rows[f"seed: NPU 910B4, {SEED_BYTES_DTYPE}"] = {**seed, "bandwidth_source": f"published, {SEED_BANDWIDTH[0]}"}
+    guide = roofline.roofline(roofline.decode_bytes_per_step(model_dir, GUIDE_BYTES_DTYPE), GUIDE_BANDWIDTH[1],
+                             1000 / perf.GUIDE_FIGURES["latency"]["mean_tpot_ms"])
+    rows[f"guide: NPU 910B4, {GUIDE_BYTES_DTYPE}"] = {**guide, "bandwidth_source": f"published, {GUIDE_BANDWIDTH[0]}"}
     return {"rows": rows, "measured_from": "1000 / mean TPOT at concurrency 1"}
 
 
@@ -189,7 +189,7 @@ class Steps:
 
 
 def run_workloads(preset: perf.Preset, names: list[str], runner: perf.Runner) -> dict[str, Any]:
-    """Each selected workload, in the seed's order; the results under the seed's names too."""
+    """Each selected workload, in the guide's order; the results under the guide's names too."""
     sweep_levels = preset.sweep if "sweep" in names else ()
     steps = Steps(sum(name != "sweep" for name in names) + ("latency" in names) + len(sweep_levels))
     results: dict[str, Any] = {}
@@ -201,11 +201,11 @@ def run_workloads(preset: perf.Preset, names: list[str], runner: perf.Runner) ->
         steps.start(f"5.2 online: {preset.online.num_prompts} prompts at concurrency {preset.online.concurrency} "
                     "(vllm bench serve)")
         online = runner.serve("online", preset.online)
-        results["online"] = {**online, "seed_metrics": perf.online_metrics(online)}
+        results["online"] = {**online, "guide_metrics": perf.online_metrics(online)}
     if "latency" in names:
         steps.start(f"5.3 latency: {preset.latency.num_prompts} requests one at a time (vllm bench serve, c=1)")
         serve = runner.serve("latency-serve", preset.latency, warmups=preset.latency_warmup)
-        results["latency"] = {"serve": {**serve, "seed_metrics": perf.latency_metrics(serve)}}
+        results["latency"] = {"serve": {**serve, "guide_metrics": perf.latency_metrics(serve)}}
         steps.start(f"5.3 latency: batch 1, {preset.latency.num_prompts} iterations, in-process (vllm bench latency)")
         results["latency"]["engine"] = runner.latency(preset.latency, preset.latency_warmup)
     for load in sweep_levels:

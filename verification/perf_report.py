@@ -1,15 +1,15 @@
-"""perf.md: the environment, the seed's tables (5.1-5.3) with its NPU figures beside ours, the sweep, the roofline."""
+"""perf.md: the environment, the guide's tables (5.1-5.3) with its NPU figures beside ours, the sweep, the roofline."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from verification.perf import SEED_FIGURES
+from verification.perf import GUIDE_FIGURES
 from verification.runs import environment_markdown
 
-SEED_DEVICE = "seed: NPU 910B4"
+GUIDE_DEVICE = "guide: NPU 910B4"
 
-# (our key, the seed's row label) per seed table, in the seed's order
+# (our key, the guide's row label) per guide table, in the guide's order
 THROUGHPUT_ROWS = (("requests_per_s", "Throughput (requests/s)"), ("total_tokens_per_s", "Total tokens/s"),
                    ("output_tokens_per_s", "Output tokens/s"))
 ONLINE_ROWS = (("duration", "duration (s)"), ("request_throughput", "request_throughput (req/s)"),
@@ -33,39 +33,39 @@ def _load_text(load: dict[str, Any]) -> str:
     return f"{load['num_prompts']} prompts{at_once}, input={load['input_len']}, output={load['output_len']}"
 
 
-def _side_by_side(rows: tuple[tuple[str, str], ...], seed: dict[str, Any], ours: dict[str, Any],
+def _side_by_side(rows: tuple[tuple[str, str], ...], guide: dict[str, Any], ours: dict[str, Any],
                   ours_label: str) -> list[str]:
-    lines = [f"| metric | {SEED_DEVICE} | {ours_label} |", "|---|---:|---:|"]
-    lines += [f"| {label} | {fmt(seed.get(key))} | {fmt(ours.get(key))} |" for key, label in rows]
+    lines = [f"| metric | {GUIDE_DEVICE} | {ours_label} |", "|---|---:|---:|"]
+    lines += [f"| {label} | {fmt(guide.get(key))} | {fmt(ours.get(key))} |" for key, label in rows]
     return lines
 
 
 def throughput_section(result: dict[str, Any], label: str) -> list[str]:
-    seed = SEED_FIGURES["throughput"]
+    guide = GUIDE_FIGURES["throughput"]
     return ["## 5.1 Offline throughput (`vllm bench throughput`)", "",
-            f"Seed conditions: {seed['conditions']}. Ours: {_load_text(result['load'])}; in-process engine on "
+            f"Guide conditions: {guide['conditions']}. Ours: {_load_text(result['load'])}; in-process engine on "
             "the weights folder with the server's engine flags.", "",
-            *_side_by_side(THROUGHPUT_ROWS, seed, result, label), ""]
+            *_side_by_side(THROUGHPUT_ROWS, guide, result, label), ""]
 
 
 def online_section(result: dict[str, Any], label: str) -> list[str]:
-    seed = SEED_FIGURES["online"]
+    guide = GUIDE_FIGURES["online"]
     return ["## 5.2 Online throughput (`vllm bench serve`)", "",
-            f"Seed conditions: {seed['conditions']}. Ours: {_load_text(result['load'])}; against the running "
+            f"Guide conditions: {guide['conditions']}. Ours: {_load_text(result['load'])}; against the running "
             f"server, EOS ignored; {result['completed']} completed, {result['failed']} failed.", "",
-            *_side_by_side(ONLINE_ROWS, seed, result["seed_metrics"], label), ""]
+            *_side_by_side(ONLINE_ROWS, guide, result["guide_metrics"], label), ""]
 
 
 def latency_section(result: dict[str, Any], label: str) -> list[str]:
-    seed = SEED_FIGURES["latency"]
+    guide = GUIDE_FIGURES["latency"]
     serve = result.get("serve")
     lines = ["## 5.3 Latency (batch 1)", "",
-             f"Seed conditions: {seed['conditions']}. Ours: total, TTFT and TPOT from `vllm bench serve "
+             f"Guide conditions: {guide['conditions']}. Ours: total, TTFT and TPOT from `vllm bench serve "
              "--max-concurrency 1` (one streamed request at a time, the same requests for all five); "
              "`vllm bench latency` (in-process engine, batch 1, no HTTP) below for the engine-only total.", ""]
     if serve:
         lines += [f"Serve: {_load_text(serve['load'])}.", "",
-                  *_side_by_side(LATENCY_ROWS, seed, serve["seed_metrics"], label), ""]
+                  *_side_by_side(LATENCY_ROWS, guide, serve["guide_metrics"], label), ""]
     engine = result.get("engine")
     if engine:
         lines += [f"Engine only (`vllm bench latency`, {engine['iterations']} iterations, "

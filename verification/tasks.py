@@ -1,4 +1,4 @@
-"""The built-in task set: the seed's categories (arithmetic, facts, logic, Chinese), each with a checkable answer.
+"""The built-in task set: the guide's categories (arithmetic, facts, logic, Chinese), each with a checkable answer.
 
 Prompts are completion-style ("Q: ...\\nA:"), so a base model can answer as well as an
 instruction-tuned one; the answer is the text up to the first newline.

@@ -48,13 +48,13 @@ def test_every_workload_has_non_zero_throughput(quick_run: dict[str, Any]) -> No
     assert results["online"]["request_throughput"] > 0
     assert results["online"]["completed"] == results["online"]["load"]["num_prompts"]
     assert results["online"]["failed"] == 0
-    assert results["latency"]["serve"]["seed_metrics"]["mean_tpot_ms"] > 0
+    assert results["latency"]["serve"]["guide_metrics"]["mean_tpot_ms"] > 0
     assert results["latency"]["engine"]["mean_total_ms"] > 0
     assert [row["load"]["concurrency"] for row in results["sweep"]] == SWEEP_LEVELS
     assert all(row["output_throughput"] > 0 and row["failed"] == 0 for row in results["sweep"])
 
 
-def test_report_names_weights_dtype_and_the_seed_figures(quick_run: dict[str, Any], fixture_model: Path) -> None:
+def test_report_names_weights_dtype_and_the_guide_figures(quick_run: dict[str, Any], fixture_model: Path) -> None:
     data = quick_run["data"]
     assert data["environment"]["weights"] == str(fixture_model)
     assert data["environment"]["dtype"] == "float32"
@@ -62,8 +62,8 @@ def test_report_names_weights_dtype_and_the_seed_figures(quick_run: dict[str, An
     markdown = (quick_run["dir"] / "perf.md").read_text()
     for heading in ("## 5.1", "## 5.2", "## 5.3", "## Concurrency sweep", "## Decode roofline"):
         assert heading in markdown
-    for seed_figure in ("1,135.51", "22,553.97", "79.18"):
-        assert seed_figure in markdown
+    for guide_figure in ("1,135.51", "22,553.97", "79.18"):
+        assert guide_figure in markdown
     assert str(fixture_model) in markdown and "float32" in markdown
 
 

@@ -58,12 +58,12 @@ def test_api_key_reaches_the_bench_client_only_when_set() -> None:
     assert perf.bench_env({"PATH": "/bin"}, "k")["OPENAI_API_KEY"] == "k"
 
 
-def test_presets_match_the_seed() -> None:
-    seed = perf.PRESETS["seed"]
-    assert seed.throughput == perf.BenchLoad(16, 200, 200)
-    assert seed.online == perf.BenchLoad(100, 200, 200, 8)
-    assert seed.latency == perf.BenchLoad(10, 200, 200, 1)
-    assert [load.concurrency for load in seed.sweep] == [1, 2, 4, 8, 16, 32]
+def test_presets_match_the_guide() -> None:
+    guide = perf.PRESETS["guide"]
+    assert guide.throughput == perf.BenchLoad(16, 200, 200)
+    assert guide.online == perf.BenchLoad(100, 200, 200, 8)
+    assert guide.latency == perf.BenchLoad(10, 200, 200, 1)
+    assert [load.concurrency for load in guide.sweep] == [1, 2, 4, 8, 16, 32]
 
 
 # --- parsing recorded vLLM results ----------------------------------------------------------------
@@ -96,7 +96,7 @@ def test_parse_serve_keeps_vllms_statistics_and_per_request_latencies() -> None:
     assert mean_tpot == pytest.approx(result["mean_tpot_ms"], rel=1e-6)  # our per-request TPOT is vLLM's
 
 
-def test_seed_names_of_a_serve_result() -> None:
+def test_guide_names_of_a_serve_result() -> None:
     parsed = perf.parse_serve(sample("serve.json"))
     online = perf.online_metrics(parsed)
     assert online["output_token_throughput"] == parsed["output_throughput"]
@@ -119,14 +119,14 @@ def test_parse_latency_in_ms() -> None:
     assert parsed["median_total_ms"] == pytest.approx(result["percentiles"]["50"] * 1000)
 
 
-def test_report_puts_seed_and_ours_side_by_side() -> None:
+def test_report_puts_the_guide_and_ours_side_by_side() -> None:
     serve = perf.parse_serve(sample("serve.json"))
     load = {"num_prompts": 3, "input_len": 32, "output_len": 32, "concurrency": 1}
     data = {"environment": {"date": "d", "platform": "cpu", "weights": "/w", "dtype": "float32",
                             "versions": {"vllm": "0.32.0"}, "hardware": {"cpu": "c", "cores": 2, "cpu_flags": [],
                                                                          "memory_gib": 1}},
             "preset": "quick", "url": "http://h:1", "served_model_name": "gemma", "engine_args": ["--dtype", "float32"],
-            "results": {"online": {**serve, "load": load, "seed_metrics": perf.online_metrics(serve)}}}
+            "results": {"online": {**serve, "load": load, "guide_metrics": perf.online_metrics(serve)}}}
     markdown = perf_markdown(data)
     assert "| request_throughput (req/s) | 0.34 |" in markdown
     assert "weights: `/w`; dtype: float32" in markdown
