@@ -24,10 +24,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-if TYPE_CHECKING:
-    from entrypoint.settings import Settings
+from pydantic import TypeAdapter
+
+from entrypoint.settings import Settings
 
 Kind = Literal["value", "optional", "json", "switch", "present"]
 ALL_PLATFORMS = frozenset({"npu", "cuda", "cpu"})
@@ -197,10 +198,6 @@ def server_only_options() -> frozenset[str]:
 def kwargs_from_flags(words: list[str]) -> dict[str, Any]:
     """The engine keyword arguments of rendered flags (the server's, minus the launcher):
     the table read backwards, each value validated as its setting validates it."""
-    from pydantic import TypeAdapter
-
-    from entrypoint.settings import Settings
-
     by_option = {option: row for row in FLAGS for option in row.options}
     kwargs: dict[str, Any] = {}
     index = 0

@@ -20,30 +20,22 @@ host (`read_host`) and the files once, at the edge, and passes them in.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 
-from entrypoint import cpu_features, cpu_tuning, default_layers, images, scrub
+from entrypoint import cpu_features, cpu_tuning, default_layers, rules, scrub
 from entrypoint.cpu_features import HostFacts
+from entrypoint.env_file import read_env_file
 from entrypoint.errors import SettingsError
 from entrypoint.near_miss import near_misses
 from entrypoint.platform_detect import detect_platform
-from entrypoint.settings import (
-    SECRET_FIELDS,
-    SECRET_FILES,
-    URL_FIELDS,
-    Settings,
-    admission_errors,
-    cross_field_errors,
-    error_line,
-    read_api_key_file,
-    read_secret_file,
-    setting_names,
-)
+from entrypoint.secret_files import fill_secrets
+from entrypoint.settings import FIELDS, SECRET_FIELDS, URL_FIELDS, Settings, error_line, setting_names
 from entrypoint.value_grammar import env_text
 
 BUILT_IN = "built-in default"
@@ -51,7 +43,6 @@ USER = "user"
 ENV_FILE = "env file"
 CPU_TUNING = "cpu tuning"
 COMPILE_CACHE_SUBDIR = "vllm"  # vLLM's compile cache on the weights volume, so restarts are warm
-FIELDS = {str(f.alias): key for key, f in Settings.model_fields.items()}
 
 
 @dataclass(frozen=True)
@@ -143,7 +134,7 @@ def resolve(environ: Mapping[str, str], env_file: Mapping[str, str], host: Machi
     if platform in default_layers.PLATFORMS:
         stack.push(default_layers.platform_settings(templates_dir, platform), f"platform {platform}")
         tag = user.get("IMAGE_VERSION", str(default_of("IMAGE_VERSION"))).strip()
-        image_values, image_errors = images.image_layer(templates_dir, platform, tag)
+        image_values, image_errors = default_layers.image_settings(templates_dir, platform, tag)
         stack.push(image_values, f"image {tag}")
         errors += image_errors
         variant = user.get("PLATFORM_VARIANT", "").strip()
@@ -168,8 +159,8 @@ def resolve(environ: Mapping[str, str], env_file: Mapping[str, str], host: Machi
     except ValidationError as exc:
         raise SettingsError(errors + [error_line(e) for e in exc.errors()]) from None
     settings, derived = derive(settings, stack.sources)
-    settings, secret_errors = secrets_from_files(settings, stack.sources)
-    errors += secret_errors + cross_field_errors(settings) + admission_errors(settings)
+    settings, secret_errors = fill_secrets(settings, stack.sources)
+    errors += secret_errors + rules.errors(settings)
     if errors:
         raise SettingsError(errors)
     typos = near_misses([*env_file, *environ], setting_names())
@@ -205,28 +196,15 @@ def remember_secrets(values: Mapping[str, str]) -> None:
         scrub.remember_url_credentials(values.get(name, "").strip())
 
 
-def secrets_from_files(settings: Settings, sources: dict[str, str]) -> tuple[Settings, list[str]]:
-    """Fill each secret from its VAR_FILE; both VAR and VAR_FILE set is an error."""
-    updates: dict[str, SecretStr] = {}
-    errors = []
-    for file_name, name in SECRET_FILES.items():
-        path = getattr(settings, FIELDS[file_name])
-        if path is None:
-            continue
-        if getattr(settings, FIELDS[name]) is not None:
-            errors.append(f"{file_name}={str(path)!r}: {name} is set too; allowed: one of them ({name} holds the "
-                          f"value, {file_name} a file holding it)")
-            continue
-        if file_name == "API_KEY_FILE":  # several keys: clients of the bundle's own send the first
-            keys, error = read_api_key_file(path)
-            scrub.remember(*keys)
-            value = keys[0] if keys else None
-        else:
-            value, error = read_secret_file(file_name, path)
-        if error:
-            errors.append(error)
-        else:
-            scrub.remember(str(value))
-            updates[FIELDS[name]] = SecretStr(str(value))
-            sources[name] = f"file {file_name}"
-    return settings.model_copy(update=updates), errors
+def load(environ: Mapping[str, str] | None = None, env_file: Path | None = None,
+         templates_dir: Path | None = None, host: Machine | None = None) -> Resolved:
+    """The one way to build the settings: the process environment (unless `environ` is given),
+    the env file and the live host (unless given) read once, here, then `resolve`d."""
+    return resolve(os.environ if environ is None else environ, read_env_file(env_file),
+                   host or read_host(), templates_dir or default_layers.TEMPLATES_DIR)
+
+
+def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | None = None,
+                  templates_dir: Path | None = None, host: Machine | None = None) -> Settings:
+    """`load`'s settings alone; SettingsError lists every problem found."""
+    return load(environ, env_file, templates_dir, host).settings

@@ -1,10 +1,11 @@
-"""The one settings object: every knob of the bundle, validated before anything starts.
+"""The settings object: every knob of the bundle as a field, its single-field validation and
+the properties computed from it.
 
-The field defaults below are the built-in layer (the seed's values); the resolver
-(`entrypoint.resolver`) puts the platform, variant, CPU tuning, model profile, env file
-and environment on top and derives what is computed from other settings. This module and
-the resolver are the only places that read the environment: everything downstream takes a
-``Settings``.
+Each field is one setting: its alias is the environment variable, its default the built-in
+layer, and it declares what it becomes (a vLLM flag, an exported variable). The resolver
+(`entrypoint.resolver`) is the one way to build a ``Settings``: it puts the other layers on
+top, derives what is computed from other settings and checks the rules between them
+(`entrypoint.rules`). Everything downstream takes a ``Settings``.
 """
 
 from __future__ import annotations
@@ -18,20 +19,17 @@ import unicodedata
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 
-from entrypoint import engine_flags, value_grammar
-from entrypoint.api_keys import KEY_FILE_ALLOWED, read_keys
-from entrypoint.bounded_read import Unreadable, read_bounded
+from entrypoint import value_grammar
+from entrypoint.api_keys import KEY_FILE_ALLOWED
+from entrypoint.default_layers import DEFAULT_IMAGE
 from entrypoint.scrub import scrub_url
 from entrypoint.startup_errors import KUBERNETES_TERMINATION_LOG
 from entrypoint.state import DEFAULT_STATE_DIR, NodeRole
-
-if TYPE_CHECKING:
-    from entrypoint.resolver import Machine, Resolved
 
 Platform = Literal["npu", "cuda", "cpu"]
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "ascend-serve"
@@ -42,10 +40,8 @@ SECRET_FIELDS: frozenset[str] = frozenset(SECRET_FILES.values())
 SECRET_TEXT = re.compile(r"[\x21-\x7e]+")  # fits an HTTP header: printable ASCII, no spaces
 SECRET_ALLOWED = "printable ASCII without spaces"
 SECRET_FILE_ALLOWED = "a readable regular file holding the value (one trailing newline is ignored)"
-SECRET_FILE_MAX_BYTES = 64 * 1024  # a key is short; this bounds a mistaken /dev/zero
 # Ceilings for seconds: beyond them a value is a typo, and a timer that large overflows.
 HOUR, DAY, WEEK = 3600, 86400, 7 * 86400
-PATH_MAX = 4000  # Linux's 4096, less room for the files inside the weights' folder
 IFACE = re.compile(r"[A-Za-z0-9_.:-]{1,15}")  # a Linux network interface name (IFNAMSIZ - 1)
 URL_FIELDS = frozenset({"MODELSCOPE_ENDPOINT"})  # shown with their credentials masked
 # Free text that may carry a secret (`--api-key K`, a token in a flag's value): an error about
@@ -209,7 +205,7 @@ class Settings(BaseModel):
         "machine's CPU features, cores and memory (the reasons are logged; your own values always win); off: "
         "the platform file's values and vLLM's defaults.", "auto or off", alias="CPU_TUNING")
     image_version: str = setting(
-        "v0.18.0rc1", "The vllm-ascend image the server runs on (its vLLM decides which flags exist); selects its "
+        DEFAULT_IMAGE, "The vllm-ascend image the server runs on (its vLLM decides which flags exist); selects its "
         "layer of defaults in templates/images.yaml. The image sets it; set it when building one.",
         "a tag listed in templates/images.yaml", alias="IMAGE_VERSION")
     platform_variant: str = setting(
@@ -457,6 +453,9 @@ class Settings(BaseModel):
         return {key: shown_value(key, value) for key, value in data.items()}
 
 
+FIELDS = {str(f.alias): key for key, f in Settings.model_fields.items()}  # variable -> field
+
+
 def shown_value(name: str, value: Any) -> Any:
     """A setting's value as printed: secrets as ***, credentials in URLs as ***@."""
     if name in SECRET_FIELDS and value:
@@ -473,130 +472,6 @@ def number_kind(field: FieldInfo) -> type | None:
     if int in kinds or (choices and all(type(value) is int for value in choices)):
         return int
     return float if float in kinds else None
-
-
-def cross_field_errors(settings: Settings) -> list[str]:
-    """Rules vLLM enforces between flags, checked before it spends minutes starting."""
-    errors = []
-    if settings.max_num_batched_tokens < settings.max_num_seqs:
-        errors.append(f"MAX_NUM_BATCHED_TOKENS={settings.max_num_batched_tokens}: must be >= MAX_NUM_SEQS "
-                      f"({settings.max_num_seqs}), as vLLM requires")
-    if settings.enable_chunked_prefill is False and settings.max_num_batched_tokens < settings.max_model_len:
-        errors.append(f"MAX_NUM_BATCHED_TOKENS={settings.max_num_batched_tokens}: must be >= MAX_MODEL_LEN "
-                      f"({settings.max_model_len}) when ENABLE_CHUNKED_PREFILL=false, as vLLM requires")
-    if settings.shutdown_timeout is not None and settings.shutdown_timeout >= settings.stop_grace_period:
-        errors.append(f"SHUTDOWN_TIMEOUT={settings.shutdown_timeout}: must be below STOP_GRACE_PERIOD "
-                      f"({settings.stop_grace_period:g}), or the supervisor kills vLLM mid-drain")
-    if not value_grammar.inside(settings.hub_cache_folder, settings.model_cache_dir):
-        errors.append(f"MODEL_REVISION={settings.model_revision!r}: its cache folder {settings.hub_cache_folder} lies "
-                      "outside MODEL_CACHE_DIR; allowed: a branch, tag or commit name")
-    if len(str(settings.hub_cache_folder)) > PATH_MAX:
-        errors.append(f"MODEL_CACHE_DIR={str(settings.model_cache_dir)!r}: with MODEL_ID and MODEL_REVISION the "
-                      f"weights' folder is longer than {PATH_MAX} characters; allowed: a shorter folder")
-    if settings.model_source != "modelscope" and not has_config(Path(settings.model_source)):
-        errors.append(f"MODEL_SOURCE={settings.model_source!r}: no config.json there; allowed: modelscope "
-                      "or an absolute path to a model folder")
-    if settings.fallback_model_dir and not has_config(settings.fallback_model_dir):
-        errors.append(f"FALLBACK_MODEL_DIR={str(settings.fallback_model_dir)!r}: no config.json there; allowed: an "
-                      "existing model folder")
-    errors += engine_flags.managed_flag_errors(settings.extra_argv) + port_clashes(settings)
-    return errors + node_group_errors(settings)
-
-
-def port_clashes(settings: Settings) -> list[str]:
-    """Every port the bundle listens on is its own: a second bind fails only after minutes of start."""
-    ports = {"PORT": settings.port, "METRICS_PORT": settings.metrics_port, "MULTI_NODE_PORT": settings.multi_node_port}
-    errors, seen = [], {}
-    for name, port in ports.items():
-        if port and port in seen:  # METRICS_PORT=0: no metrics server
-            errors.append(f"{name}={port}: {seen[port]} listens there too; allowed: a port no other setting uses")
-        seen.setdefault(port, name)
-    return errors
-
-
-LWS_NAMES = ("LWS_GROUP_SIZE", "LWS_WORKER_INDEX", "LWS_LEADER_ADDRESS")
-
-
-def node_group_errors(settings: Settings) -> list[str]:
-    """A LeaderWorkerSet group runs one vLLM across its nodes: the rules vLLM's mp backend sets for that."""
-    given = {name: getattr(settings, name.lower()) for name in LWS_NAMES}
-    present = {name: value for name, value in given.items() if value is not None}
-    if not present:
-        return []
-    if len(present) < len(LWS_NAMES):
-        name, value = next(iter(present.items()))
-        missing = " and ".join(name for name in LWS_NAMES if name not in present)
-        return [f"{name}={str(value)!r}: {missing} unset; allowed: all of {', '.join(LWS_NAMES)} (LeaderWorkerSet "
-                "sets them in every pod of a group) or none"]
-    size, index = int(settings.lws_group_size or 0), int(settings.lws_worker_index or 0)
-    cards = settings.cards_per_model
-    errors = []
-    if index >= size:
-        errors.append(f"LWS_WORKER_INDEX={str(index)!r}: not below LWS_GROUP_SIZE ({size}); allowed: an integer "
-                      f"from 0 to {size - 1}")
-    if settings.platform == "cpu":
-        errors.append(f"LWS_GROUP_SIZE={str(size)!r}: several nodes per model need an accelerator; allowed: "
-                      "unset on PLATFORM=cpu")
-    if settings.data_parallel_size != 1:
-        errors.append(f"DATA_PARALLEL_SIZE={str(settings.data_parallel_size)!r}: the group's nodes split one "
-                      "model (more copies are more LeaderWorkerSet replicas); allowed: 1 with LWS_GROUP_SIZE")
-    if cards % size:
-        errors.append(f"LWS_GROUP_SIZE={str(size)!r}: TENSOR_PARALLEL_SIZE x PIPELINE_PARALLEL_SIZE ({cards}) "
-                      "is not a multiple of it, as vLLM's mp backend requires; allowed: a group size dividing "
-                      "the card count")
-    if settings.distributed_executor_backend not in (None, "mp"):
-        errors.append(f"DISTRIBUTED_EXECUTOR_BACKEND={settings.distributed_executor_backend!r}: a LeaderWorkerSet "
-                      "group joins through vLLM's own processes; allowed: mp with LWS_GROUP_SIZE")
-    return errors
-
-
-def has_config(folder: Path) -> bool:
-    """Whether `folder` holds a config.json; a name the OS rejects (too long, say) counts as no."""
-    try:
-        return (folder / "config.json").is_file()
-    except (OSError, ValueError):
-        return False
-
-
-def read_secret_file(name: str, path: Path) -> tuple[str | None, str | None]:
-    """The secret a VAR_FILE holds, or the error line (naming the variable and path, never the content)."""
-    where = f"{name}={str(path)!r}"
-    try:
-        data = read_bounded(path, SECRET_FILE_MAX_BYTES)
-    except Unreadable as exc:
-        return None, f"{where}: {exc}; allowed: {SECRET_FILE_ALLOWED}"
-    # `echo key > file` and Kubernetes' stringData leave one trailing newline; the key is what precedes it.
-    text = data.decode("ascii", errors="replace").removesuffix("\n").removesuffix("\r")
-    if not text:
-        return None, f"{where}: the file is empty; allowed: {SECRET_FILE_ALLOWED}"
-    if not SECRET_TEXT.fullmatch(text):
-        return None, f"{where}: the file's content has spaces, control or non-ASCII characters; allowed: " \
-                     f"{SECRET_ALLOWED}"
-    return text, None
-
-
-def read_api_key_file(path: Path) -> tuple[list[str], str | None]:
-    """API_KEY_FILE's keys, or the error line (naming the variable, path and line, never a key)."""
-    try:
-        return read_keys(path), None
-    except Unreadable as exc:
-        return [], f"API_KEY_FILE={str(path)!r}: {exc}; allowed: {KEY_FILE_ALLOWED}"
-
-
-def admission_errors(settings: Settings) -> list[str]:
-    """Admission bounds that cannot work: a bound per key needs keys; a bound without the control does nothing."""
-    errors = []
-    if settings.admit_max_per_key is not None and settings.api_key is None:
-        errors.append(f"ADMIT_MAX_PER_KEY={settings.admit_max_per_key}: there is no API key to count by; allowed: "
-                      "unset, or set with API_KEY or API_KEY_FILE")
-    if not settings.admission_control:
-        for name in ("ADMIT_MAX_RUNNING", "ADMIT_MAX_QUEUED", "ADMIT_MAX_PER_KEY"):
-            value = getattr(settings, name.lower())
-            if value is not None:
-                errors.append(f"{name}={value}: has no effect with ADMISSION_CONTROL=false; allowed: unset, or "
-                              "set with ADMISSION_CONTROL=true")
-                break
-    return errors
 
 
 def allowed_values(field: FieldInfo) -> str:
@@ -637,19 +512,3 @@ def inherited_environment(environ: Mapping[str, str] = os.environ) -> dict[str, 
     return {key: value for key, value in environ.items() if key not in names}
 
 
-def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | None = None,
-                  templates_dir: Path | None = None, host: Machine | None = None) -> Settings:
-    """The validated settings (from the process environment unless `environ` is given);
-    SettingsError lists every problem found. See `resolve_settings`."""
-    return resolve_settings(environ, env_file, templates_dir, host).settings
-
-
-def resolve_settings(environ: Mapping[str, str] | None = None, env_file: Path | None = None,
-                     templates_dir: Path | None = None, host: Machine | None = None) -> Resolved:
-    """The edge of the resolver: read the environment, the env file and the host (unless given), then resolve."""
-    from entrypoint import default_layers, resolver
-    from entrypoint.env_file import read_env_file
-
-    return resolver.resolve(os.environ if environ is None else environ,
-                            read_env_file(env_file), host or resolver.read_host(),
-                            templates_dir or default_layers.TEMPLATES_DIR)

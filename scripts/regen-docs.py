@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from entrypoint.images import DEFAULT_IMAGE
+from entrypoint.default_layers import DEFAULT_IMAGE
 from entrypoint.settings_docs import BEGIN, END, configmap_env, env_example, markdown_table
 from observability import generate
 

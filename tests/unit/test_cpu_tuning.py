@@ -15,7 +15,7 @@ from entrypoint.cpu_tuning import choose, cpu_list, explain
 from entrypoint.default_layers import TEMPLATES_DIR, variant_names
 from entrypoint.errors import SettingsError
 from entrypoint.render import render_command
-from entrypoint.settings import load_settings
+from entrypoint.resolver import load_settings
 from tests.unit.conftest import SAMPLES, sample_host
 
 ROOT = Path(__file__).parents[2]
