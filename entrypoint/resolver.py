@@ -12,10 +12,14 @@ Layers, lowest precedence first:
 6. an env file given with ``--env-file``,
 7. the process environment.
 
+The selectors (PLATFORM, PLATFORM_VARIANT, IMAGE_VERSION, MODEL_PROFILE: the fields declared
+with `selector`) are read raw first, since they pick the layers; their fields echo what was
+picked. CPU_TUNING is read, like every derivation, from validated settings.
+
 What no layer sets is derived here and nowhere else: PLATFORM=auto becomes the detected
 platform, MODEL_PROFILE the profile serving MODEL_ID, SERVED_MODEL_NAME the model's name,
-COMPILE_CACHE_DIR a folder on MODEL_CACHE_DIR. `resolve` is pure: the caller reads the
-host (`read_host`) and the files once, at the edge, and passes them in.
+COMPILE_CACHE_DIR a folder on MODEL_CACHE_DIR. `resolve` is pure; `load`, the one way to
+build a ``Settings``, reads the environment, the env file and the host once and passes them in.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from entrypoint.errors import SettingsError
 from entrypoint.near_miss import near_misses
 from entrypoint.platform_detect import detect_platform
 from entrypoint.secret_files import fill_secrets
-from entrypoint.settings import FIELDS, SECRET_FIELDS, URL_FIELDS, Settings, error_line, setting_names
+from entrypoint.settings import FIELDS, SECRET_FIELDS, SELECTORS, URL_FIELDS, Settings, error_line, setting_names
 from entrypoint.value_grammar import env_text
 
 BUILT_IN = "built-in default"
@@ -103,22 +107,67 @@ def known_values(environ: Mapping[str, str]) -> dict[str, str]:
     return {key: value for key, value in environ.items() if key in names and value.strip() != ""}
 
 
-def platform_of(choice: str, host: Machine) -> str:
-    """The platform whose defaults apply: the user's choice, or the host's for auto."""
-    choice = choice.strip().lower()
-    return host.platform if choice == "auto" else choice
+@dataclass(frozen=True)
+class Selection:
+    """What the selectors picked, read raw before any layer exists (they choose the layers)."""
 
+    platform: str
+    profile: str
+    image: str
+    variant: str
+    errors: tuple[str, ...]
+    auto: bool  # PLATFORM=auto: the platform is the host's
 
-def machine_choices(platform: str, host: Machine, above: dict[str, Any],
-                    below: dict[str, Any]) -> list[cpu_tuning.Choice]:
-    """On CPU with CPU_TUNING not off, every choice the machine makes (applied or not)."""
-    if platform != "cpu" or str(above.get("CPU_TUNING", "auto")).strip().lower() == "off":
-        return []
-    return cpu_tuning.choose(host.cpu, {**below, **above})
+    @classmethod
+    def of(cls, user: Mapping[str, str], host: Machine, templates_dir: Path) -> Selection:
+        chosen = {name: str(user.get(name, default_of(name))).strip() for name in SELECTORS}
+        auto = chosen["PLATFORM"].lower() == "auto"
+        profile, errors = default_layers.find_profile(templates_dir, chosen["MODEL_PROFILE"],
+                                                      user.get("MODEL_ID", str(default_of("MODEL_ID"))))
+        return cls(platform=host.platform if auto else chosen["PLATFORM"].lower(), profile=profile,
+                   image=chosen["IMAGE_VERSION"], variant=chosen["PLATFORM_VARIANT"], errors=tuple(errors),
+                   auto=auto)
+
+    def echoed(self, from_env: Mapping[str, str], user: Mapping[str, str]) -> list[tuple[dict[str, str], str]]:
+        """The selectors' fields as picked, with their origin: a detected platform, a found profile."""
+        echo = []
+        if self.auto:
+            echo.append(({"PLATFORM": self.platform}, "detected (PLATFORM=auto)"))
+        elif self.platform in default_layers.PLATFORMS:  # " NPU" -> "npu", from where it was given
+            echo.append(({"PLATFORM": self.platform}, USER if "PLATFORM" in from_env else ENV_FILE))
+        if "MODEL_PROFILE" not in user:
+            found = self.profile != default_layers.GENERIC_PROFILE
+            echo.append(({"MODEL_PROFILE": self.profile}, "the profile serving MODEL_ID" if found else BUILT_IN))
+        return echo
 
 
 def default_of(name: str) -> Any:
     return Settings.model_fields[FIELDS[name]].default
+
+
+Layer = tuple[Mapping[str, Any], str]  # values by variable name, and where they came from
+
+
+def lower_layers(picked: Selection, templates_dir: Path) -> tuple[list[Layer], list[str]]:
+    """The platform's file, the image's layer and the variant the selectors picked (none for an unknown platform)."""
+    if picked.platform not in default_layers.PLATFORMS:
+        return [], list(picked.errors)  # the PLATFORM field refuses it
+    image, image_errors = default_layers.image_settings(templates_dir, picked.platform, picked.image)
+    variant, variant_errors = default_layers.variant_settings(templates_dir, picked.platform, picked.variant)
+    layers = [(default_layers.platform_settings(templates_dir, picked.platform), f"platform {picked.platform}"),
+              (image, f"image {picked.image}"), (variant, f"variant {picked.variant}")]
+    return layers, [*picked.errors, *image_errors, *variant_errors]
+
+
+def validated(layers: list[Layer], errors: list[str]) -> tuple[Settings, dict[str, str]]:
+    """The layers merged (later wins) and validated, with each value's origin; SettingsError otherwise."""
+    stack = Stack()
+    for values, source in layers:
+        stack.push(values, source)
+    try:
+        return Settings.model_validate(stack.values), stack.sources
+    except ValidationError as exc:
+        raise SettingsError(errors + [error_line(e) for e in exc.errors()]) from None
 
 
 def resolve(environ: Mapping[str, str], env_file: Mapping[str, str], host: Machine,
@@ -127,44 +176,24 @@ def resolve(environ: Mapping[str, str], env_file: Mapping[str, str], host: Machi
     from_file, from_env = known_values(env_file), known_values(environ)
     user = {**from_file, **from_env}
     remember_secrets(user)
-    platform = platform_of(user.get("PLATFORM", str(default_of("PLATFORM"))), host)
-    profile, errors = default_layers.find_profile(templates_dir, user.get("MODEL_PROFILE", "").strip(),
-                                                  user.get("MODEL_ID", str(default_of("MODEL_ID"))))
-    stack = Stack()
-    if platform in default_layers.PLATFORMS:
-        stack.push(default_layers.platform_settings(templates_dir, platform), f"platform {platform}")
-        tag = user.get("IMAGE_VERSION", str(default_of("IMAGE_VERSION"))).strip()
-        image_values, image_errors = default_layers.image_settings(templates_dir, platform, tag)
-        stack.push(image_values, f"image {tag}")
-        errors += image_errors
-        variant = user.get("PLATFORM_VARIANT", "").strip()
-        variant_values, variant_errors = default_layers.variant_settings(templates_dir, platform, variant)
-        stack.push(variant_values, f"variant {variant}")
-        errors += variant_errors
-    from_profile = default_layers.profile_settings(templates_dir, profile, platform)
-    above = {**from_profile, **user}
-    choices = machine_choices(platform, host, above, stack.values)
-    stack.push({c.setting: c.value for c in cpu_tuning.applicable(choices, above)}, CPU_TUNING)
-    stack.push(from_profile, f"model profile {profile}")
-    stack.push(from_file, ENV_FILE)
-    stack.push(from_env, USER)
-    if user.get("PLATFORM", "auto").strip().lower() == "auto":
-        stack.push({"PLATFORM": platform}, "detected (PLATFORM=auto)")
-    elif platform in default_layers.PLATFORMS:
-        stack.values["PLATFORM"] = platform  # " NPU" -> "npu"
-    if "MODEL_PROFILE" not in user:
-        stack.push({"MODEL_PROFILE": profile}, "the profile serving MODEL_ID" if profile != "generic" else BUILT_IN)
-    try:
-        settings = Settings.model_validate(stack.values)
-    except ValidationError as exc:
-        raise SettingsError(errors + [error_line(e) for e in exc.errors()]) from None
-    settings, derived = derive(settings, stack.sources)
-    settings, secret_errors = fill_secrets(settings, stack.sources)
+    picked = Selection.of(user, host, templates_dir)
+    lower, errors = lower_layers(picked, templates_dir)
+    from_profile = default_layers.profile_settings(templates_dir, picked.profile, picked.platform)
+    upper = [(from_profile, f"model profile {picked.profile}"), (from_file, ENV_FILE), (from_env, USER),
+             *picked.echoed(from_env, user)]
+    # The CPU tuning is a layer between the variant and the profile, chosen from the validated
+    # settings of every other layer, as the derivations below are.
+    untuned, _ = validated([*lower, *upper], errors)
+    choices = cpu_tuning.choose(host.cpu, untuned) if cpu_tuning.applies(untuned) else []
+    tuned = {c.setting: c.value for c in cpu_tuning.applicable(choices, {**from_profile, **user})}
+    settings, sources = validated([*lower, (tuned, CPU_TUNING), *upper], errors)
+    settings, derived = derive(settings, sources)
+    settings, secret_errors = fill_secrets(settings, sources)
     errors += secret_errors + rules.errors(settings)
     if errors:
         raise SettingsError(errors)
     typos = near_misses([*env_file, *environ], setting_names())
-    return Resolved(settings, {**stack.sources, **derived}, tuple(choices), tuple(typos))
+    return Resolved(settings, {**sources, **derived}, tuple(choices), tuple(typos))
 
 
 def derive(settings: Settings, sources: Mapping[str, str]) -> tuple[Settings, dict[str, str]]:

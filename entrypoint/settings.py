@@ -18,6 +18,7 @@ import shlex
 import unicodedata
 import warnings
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
@@ -30,6 +31,7 @@ from entrypoint.default_layers import DEFAULT_IMAGE
 from entrypoint.scrub import scrub_url
 from entrypoint.startup_errors import KUBERNETES_TERMINATION_LOG
 from entrypoint.state import DEFAULT_STATE_DIR, NodeRole
+from entrypoint.vllm_forms import ACCELERATORS, EXPORTED, EngineFlag, Export, digit, fraction
 
 Platform = Literal["npu", "cuda", "cpu"]
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "ascend-serve"
@@ -50,9 +52,25 @@ UNSHOWN_FIELDS = frozenset({"EXTRA_ARGS"})
 SHOWN_VALUE_MAX = 120  # characters of a bad value an error line quotes
 
 
-def setting(default: Any, doc: str, allowed: str, **constraints: Any) -> Any:
-    """A field whose alias is its environment variable; `allowed` feeds error lines and the settings reference."""
-    return Field(default, description=doc, json_schema_extra={"allowed": allowed}, **constraints)
+def setting(default: Any, doc: str, allowed: str, *, alias: str, flag: EngineFlag | None = None,
+            export: Export | None = None, **constraints: Any) -> Any:
+    """A field whose alias is its environment variable; `allowed` feeds error lines and the settings
+    reference; `flag` and `export` are what it becomes for vLLM (its argv flag, its exported variable)."""
+    forms = {key: replace(form, setting=alias) for key, form in (("flag", flag), ("export", export)) if form}
+    return Field(default, description=doc, alias=alias, json_schema_extra={"allowed": allowed, **forms},
+                 **constraints)
+
+
+def selector(default: str, doc: str, allowed: str, *, alias: str) -> Any:
+    """A field that picks a layer of defaults (a platform, variant, image, profile, the CPU tuning):
+    the resolver reads it before the layers, and the field echoes what was picked."""
+    return Field(default, description=doc, alias=alias, json_schema_extra={"allowed": allowed, "selector": True})
+
+
+def declared(field: FieldInfo, key: str) -> Any:
+    """What a field declared beside its value: "allowed", "flag", "export" or "selector"."""
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    return extra.get(key)
 
 
 class Settings(BaseModel):
@@ -62,8 +80,8 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True, allow_inf_nan=False)
 
     # --- where and what to serve ---------------------------------------------------------
-    platform: Platform = setting("auto", "Accelerator: auto detects an Ascend device, then CUDA, else CPU.",
-                                 "auto, npu, cuda or cpu", alias="PLATFORM")
+    platform: Platform = selector("auto", "Accelerator: auto detects an Ascend device, then CUDA, else CPU.",
+                                  "auto, npu, cuda or cpu", alias="PLATFORM")
     model_id: str = setting("google/gemma-3-270m-it", "Model to serve, as owner/name on the hub.",
                             "owner/name", alias="MODEL_ID")
     model_revision: str = setting("master", "Hub revision (branch, tag or commit) to pin.",
@@ -79,14 +97,12 @@ class Settings(BaseModel):
         Path("/opt/bundle/compile-cache"), "On CPU, where an image built with `make image-warm` keeps its warmed "
         "compile caches, one per CPU instruction set; a first start copies the one for this CPU into an empty "
         "COMPILE_CACHE_DIR.", "a directory (absent: nothing is copied)", alias="SHIPPED_COMPILE_CACHE")
-    model_profile: str = setting("", "Model profile in templates/models (default: the one naming MODEL_ID, else "
-                                 "the one named after the model).",
-                                 "a profile name from templates/models", alias="MODEL_PROFILE")
+    model_profile: str = selector("", "Model profile in templates/models (default: the one naming MODEL_ID, else "
+                                  "the one named after the model).",
+                                  "a profile name from templates/models", alias="MODEL_PROFILE")
     fallback_model_dir: Path | None = setting(None, "Weights to serve, with a loud warning, when the hub is "
                                               "unreachable and the cache is empty.",
                                               "an existing model folder", alias="FALLBACK_MODEL_DIR")
-    served_model_name: str = setting("", "Name clients use in requests (default: MODEL_ID's name part).",
-                                     "a non-empty name", alias="SERVED_MODEL_NAME")
     modelscope_endpoint: str = setting("", "ModelScope hub URL (default: the client's own).",
                                        "an http(s) URL", alias="MODELSCOPE_ENDPOINT")
 
@@ -109,106 +125,144 @@ class Settings(BaseModel):
                                                  alias="MODELSCOPE_TOKEN_FILE")
 
     # --- vllm serve flags, defaults as in the seed ---------------------------------------
-    host: str = setting("0.0.0.0", "--host", "an IP address", alias="HOST")
-    port: int = setting(8000, "--port", "an integer from 1 to 65535", alias="PORT", ge=1, le=65535)
-    data_parallel_size: int = setting(1, "--data-parallel-size", "an integer >= 1", alias="DATA_PARALLEL_SIZE", ge=1)
+    host: str = setting("0.0.0.0", "--host", "an IP address", alias="HOST",
+                        flag=EngineFlag("--host", "value", None))
+    port: int = setting(8000, "--port", "an integer from 1 to 65535", alias="PORT",
+                        flag=EngineFlag("--port", "value", None), ge=1, le=65535)
+    data_parallel_size: int = setting(1, "--data-parallel-size", "an integer >= 1", alias="DATA_PARALLEL_SIZE",
+                                      flag=EngineFlag("--data-parallel-size", "value", "data_parallel_size", ("-dp",)),
+                                      ge=1)
     tensor_parallel_size: int = setting(1, "--tensor-parallel-size", "an integer >= 1",
-                                        alias="TENSOR_PARALLEL_SIZE", ge=1)
+                                        alias="TENSOR_PARALLEL_SIZE",
+                                        flag=EngineFlag("--tensor-parallel-size", "value", "tensor_parallel_size",
+                                                        ("-tp",)), ge=1)
     pipeline_parallel_size: int | None = setting(
         None, "--pipeline-parallel-size: the model's layers split into this many stages (unset: vLLM's default, "
         "1). With LWS_GROUP_SIZE, TENSOR_PARALLEL_SIZE x PIPELINE_PARALLEL_SIZE cards span the group's nodes.",
-        "an integer >= 1", alias="PIPELINE_PARALLEL_SIZE", ge=1)
+        "an integer >= 1", alias="PIPELINE_PARALLEL_SIZE",
+        flag=EngineFlag("--pipeline-parallel-size", "optional", "pipeline_parallel_size", ("-pp",)), ge=1)
     distributed_executor_backend: Literal["mp", "ray", "uni"] | None = setting(
         None, "--distributed-executor-backend (unset: vLLM's choice; mp, vLLM's own processes, when "
-        "LWS_GROUP_SIZE is set).", "mp, ray or uni", alias="DISTRIBUTED_EXECUTOR_BACKEND")
-    seed: int = setting(1024, "--seed", "an integer >= 0", alias="SEED", ge=0)
-    max_num_seqs: int = setting(32, "--max-num-seqs", "an integer >= 1", alias="MAX_NUM_SEQS", ge=1)
-    max_model_len: int = setting(32768, "--max-model-len", "an integer >= 1", alias="MAX_MODEL_LEN", ge=1)
+        "LWS_GROUP_SIZE is set).", "mp, ray or uni", alias="DISTRIBUTED_EXECUTOR_BACKEND",
+        flag=EngineFlag("--distributed-executor-backend", "optional", "distributed_executor_backend"))
+    # One vLLM across a LeaderWorkerSet group's nodes (vllm-ascend's pipeline-parallel guide, multi-node
+    # with the mp backend); LWS sets the first three in every pod, unset outside LWS, so nothing renders.
+    lws_group_size: int | None = setting(
+        None, "Pods in this LeaderWorkerSet group, one vLLM across them (LWS sets it; unset: one node). Rendered "
+        "as --nnodes, with the mp backend.", "an integer >= 2 (one node needs no LeaderWorkerSet)",
+        alias="LWS_GROUP_SIZE",
+        flag=EngineFlag("--nnodes", "optional", "nnodes", ("-n",)), ge=2)
+    lws_worker_index: int | None = setting(
+        None, "This pod's place in its group (LWS sets it): 0 is the leader, which serves the API; the others "
+        "run vLLM headless. Rendered as --node-rank.", "an integer >= 0, below LWS_GROUP_SIZE",
+        alias="LWS_WORKER_INDEX",
+        flag=EngineFlag("--node-rank", "optional", "node_rank", ("-r",)), ge=0)
+    lws_leader_address: str | None = setting(
+        None, "The group leader's address (LWS sets it): the nodes meet there (--master-addr) and workers count "
+        "as joined once the leader serves on PORT.", "a host name or IP address", alias="LWS_LEADER_ADDRESS",
+        flag=EngineFlag("--master-addr", "optional", "master_addr"))
+    multi_node_port: int | None = setting(
+        None, "--master-port: the leader's port where the group's nodes set up torch.distributed (unset: "
+        "vLLM's default, 29501).", "an integer from 1 to 65535", alias="MULTI_NODE_PORT",
+        flag=EngineFlag("--master-port", "optional", "master_port"), ge=1, le=65535)
+    seed: int = setting(1024, "--seed", "an integer >= 0", alias="SEED",
+                        flag=EngineFlag("--seed", "value", "seed"), ge=0)
+    # The name clients ask for: the API server's business, not the engine's.
+    served_model_name: str = setting("", "Name clients use in requests (default: MODEL_ID's name part).",
+                                     "a non-empty name", alias="SERVED_MODEL_NAME",
+                                     flag=EngineFlag("--served-model-name", "value", None))
+    max_num_seqs: int = setting(32, "--max-num-seqs", "an integer >= 1", alias="MAX_NUM_SEQS",
+                                flag=EngineFlag("--max-num-seqs", "value", "max_num_seqs"), ge=1)
+    max_model_len: int = setting(32768, "--max-model-len", "an integer >= 1", alias="MAX_MODEL_LEN",
+                                 flag=EngineFlag("--max-model-len", "value", "max_model_len"), ge=1)
     max_num_batched_tokens: int = setting(4096, "--max-num-batched-tokens", "an integer >= MAX_NUM_SEQS",
-                                          alias="MAX_NUM_BATCHED_TOKENS", ge=1)
-    trust_remote_code: bool = setting(True, "--trust-remote-code", BOOLEAN, alias="TRUST_REMOTE_CODE")
+                                          alias="MAX_NUM_BATCHED_TOKENS",
+                                          flag=EngineFlag("--max-num-batched-tokens", "value",
+                                                          "max_num_batched_tokens"), ge=1)
+    trust_remote_code: bool = setting(True, "--trust-remote-code", BOOLEAN, alias="TRUST_REMOTE_CODE",
+                                      flag=EngineFlag("--trust-remote-code", "present", "trust_remote_code"))
     gpu_memory_utilization: float = setting(0.90, "--gpu-memory-utilization", "a number > 0 and <= 1",
-                                            alias="GPU_MEMORY_UTILIZATION", gt=0, le=1)
+                                            alias="GPU_MEMORY_UTILIZATION",
+                                            flag=EngineFlag("--gpu-memory-utilization", "value",
+                                                            "gpu_memory_utilization", ("--device-memory-utilization",),
+                                                            ACCELERATORS, fraction), gt=0, le=1)
     enable_prefix_caching: bool = setting(False, "--enable-prefix-caching / --no-enable-prefix-caching",
-                                          BOOLEAN, alias="ENABLE_PREFIX_CACHING")
+                                          BOOLEAN, alias="ENABLE_PREFIX_CACHING",
+                                          flag=EngineFlag("--enable-prefix-caching", "switch", "enable_prefix_caching"))
     compilation_config: str | None = setting('{"cudagraph_mode":"FULL_DECODE_ONLY"}', "--compilation-config",
-                                             "a JSON object", alias="COMPILATION_CONFIG")
+                                             "a JSON object", alias="COMPILATION_CONFIG",
+                                             flag=EngineFlag("--compilation-config", "json", "compilation_config",
+                                                             ("-cc",)))
     additional_config: str | None = setting('{"enable_cpu_binding":true}', "--additional-config (vllm-ascend)",
-                                            "a JSON object", alias="ADDITIONAL_CONFIG")
+                                            "a JSON object", alias="ADDITIONAL_CONFIG",
+                                            flag=EngineFlag("--additional-config", "json", "additional_config"))
     dtype: Literal["auto", "bfloat16", "float16", "float32"] | None = setting(
-        None, "--dtype (unset: vLLM's default)", "auto, bfloat16, float16 or float32", alias="DTYPE")
+        None, "--dtype (unset: vLLM's default)", "auto, bfloat16, float16 or float32", alias="DTYPE",
+        flag=EngineFlag("--dtype", "optional", "dtype"))
     enforce_eager: bool | None = setting(None, "--enforce-eager (unset: vLLM's default)", BOOLEAN,
-                                         alias="ENFORCE_EAGER")
+                                         alias="ENFORCE_EAGER",
+                                         flag=EngineFlag("--enforce-eager", "switch", "enforce_eager"))
     enable_chunked_prefill: bool | None = setting(None, "--enable-chunked-prefill (unset: vLLM's default)",
-                                                  BOOLEAN, alias="ENABLE_CHUNKED_PREFILL")
+                                                  BOOLEAN, alias="ENABLE_CHUNKED_PREFILL",
+                                                  flag=EngineFlag("--enable-chunked-prefill", "switch",
+                                                                  "enable_chunked_prefill"))
     shutdown_timeout: int | None = setting(None, "--shutdown-timeout: seconds vLLM drains accepted requests after "
                                            "SIGTERM (newer vLLM only; unset: vLLM's default, which aborts them).",
-                                           "an integer >= 0, below STOP_GRACE_PERIOD", alias="SHUTDOWN_TIMEOUT", ge=0)
+                                           "an integer >= 0, below STOP_GRACE_PERIOD", alias="SHUTDOWN_TIMEOUT",
+                                           flag=EngineFlag("--shutdown-timeout", "optional", "shutdown_timeout"), ge=0)
     extra_args: str = setting("", "More vllm serve flags, shell-split and appended last. Flags the bundle "
                               "manages are refused: those a setting renders (set the setting), --host, --port, "
                               "--model, --served-model-name, --api-key (use API_KEY_FILE), --uds, --ssl-*, --config.",
                               "shell words with balanced quotes, no managed flag", alias="EXTRA_ARGS")
 
-    # --- several nodes per model: LeaderWorkerSet sets the first three in every pod ------
-    lws_group_size: int | None = setting(
-        None, "Pods in this LeaderWorkerSet group, one vLLM across them (LWS sets it; unset: one node). Rendered "
-        "as --nnodes, with the mp backend.", "an integer >= 2 (one node needs no LeaderWorkerSet)",
-        alias="LWS_GROUP_SIZE", ge=2)
-    lws_worker_index: int | None = setting(
-        None, "This pod's place in its group (LWS sets it): 0 is the leader, which serves the API; the others "
-        "run vLLM headless. Rendered as --node-rank.", "an integer >= 0, below LWS_GROUP_SIZE",
-        alias="LWS_WORKER_INDEX", ge=0)
-    lws_leader_address: str | None = setting(
-        None, "The group leader's address (LWS sets it): the nodes meet there (--master-addr) and workers count "
-        "as joined once the leader serves on PORT.", "a host name or IP address", alias="LWS_LEADER_ADDRESS")
-    multi_node_port: int | None = setting(
-        None, "--master-port: the leader's port where the group's nodes set up torch.distributed (unset: "
-        "vLLM's default, 29501).", "an integer from 1 to 65535", alias="MULTI_NODE_PORT", ge=1, le=65535)
-
     # --- runtime environment of the server (platform defaults in templates/platforms) ---
-    vllm_use_modelscope: bool | None = setting(None, "Exported to vLLM.", BOOLEAN, alias="VLLM_USE_MODELSCOPE")
+    vllm_use_modelscope: bool | None = setting(None, "Exported to vLLM.", BOOLEAN, alias="VLLM_USE_MODELSCOPE",
+                                               export=EXPORTED)
     pytorch_npu_alloc_conf: str | None = setting(None, "Exported to vLLM (NPU allocator).", "an allocator config",
-                                                 alias="PYTORCH_NPU_ALLOC_CONF")
+                                                 alias="PYTORCH_NPU_ALLOC_CONF", export=EXPORTED)
     hccl_buffsize: int | None = setting(None, "Exported to vLLM (HCCL buffer, MB).", "an integer >= 1",
-                                        alias="HCCL_BUFFSIZE", ge=1)
+                                        alias="HCCL_BUFFSIZE", export=EXPORTED, ge=1)
     hccl_op_expansion_mode: Literal["AIV", "AI_CPU", "HOST"] | None = setting(
         None, "Exported to vLLM on NPU (where HCCL expands collectives; default AIV when TENSOR_PARALLEL_SIZE x "
         "DATA_PARALLEL_SIZE > 1, as vllm-ascend's multi-card tutorials set it).", "AIV, AI_CPU or HOST",
-        alias="HCCL_OP_EXPANSION_MODE")
+        alias="HCCL_OP_EXPANSION_MODE", export=EXPORTED)
     omp_proc_bind: Literal["true", "false", "close", "spread", "master", "primary"] | None = setting(
-        None, "Exported to vLLM.", "true, false, close, spread, master or primary", alias="OMP_PROC_BIND")
-    omp_num_threads: int | None = setting(None, "Exported to vLLM.", "an integer >= 1", alias="OMP_NUM_THREADS", ge=1)
+        None, "Exported to vLLM.", "true, false, close, spread, master or primary", alias="OMP_PROC_BIND",
+        export=EXPORTED)
+    omp_num_threads: int | None = setting(None, "Exported to vLLM.", "an integer >= 1", alias="OMP_NUM_THREADS",
+                                          export=EXPORTED, ge=1)
     task_queue_enable: Literal[0, 1, 2] | None = setting(None, "Exported to vLLM (Ascend task queue).",
-                                                         "0, 1 or 2", alias="TASK_QUEUE_ENABLE")
+                                                         "0, 1 or 2", alias="TASK_QUEUE_ENABLE", export=EXPORTED)
     ascend_log_path: Path | None = setting(None, "Exported to vLLM (Ascend plog folder).", "a writable directory",
-                                           alias="ASCEND_LOG_PATH")
+                                           alias="ASCEND_LOG_PATH", export=EXPORTED)
     vllm_cpu_kvcache_space: int | None = setting(None, "Exported to vLLM on CPU: KV cache size in GiB.",
-                                                 "an integer >= 1", alias="VLLM_CPU_KVCACHE_SPACE", ge=1)
+                                                 "an integer >= 1", alias="VLLM_CPU_KVCACHE_SPACE", export=EXPORTED,
+                                                 ge=1)
     vllm_cpu_omp_threads_bind: str | None = setting(
         None, "Exported to vLLM on CPU: the cores its OpenMP threads are pinned to (auto: one thread per "
         "physical core, minus the reserved ones; nobind: no pinning; ranks separated by |).",
-        "auto, nobind or core lists such as 0-3 or 0,2,4-7", alias="VLLM_CPU_OMP_THREADS_BIND")
+        "auto, nobind or core lists such as 0-3 or 0,2,4-7", alias="VLLM_CPU_OMP_THREADS_BIND", export=EXPORTED)
     vllm_cpu_num_of_reserved_cpu: int | None = setting(
         None, "Exported to vLLM on CPU: cores left out of the OpenMP threads for the API server and scheduler.",
-        "an integer >= 0", alias="VLLM_CPU_NUM_OF_RESERVED_CPU", ge=0)
-    vllm_use_aot_compile: bool | None = setting(
-        None, "Exported to vLLM (as 1 or 0): keep torch.compile's graph as an AOT artifact in the compile cache "
-        "(unset: vLLM's default, on); off: Dynamo traces again at each start and Inductor's kernel cache is "
-        "reused.", BOOLEAN, alias="VLLM_USE_AOT_COMPILE")
+        "an integer >= 0", alias="VLLM_CPU_NUM_OF_RESERVED_CPU", export=EXPORTED, ge=0)
     torchinductor_cpp_march: str | None = setting(
         None, "Exported to torch on CPU: the -march Inductor compiles its kernels with (unset: native, every "
         "extension of this CPU; a portable level lets a compile cache built on another CPU of the same "
         "instruction set load here).", "a gcc -march value such as x86-64-v3, x86-64-v4 or native",
-        alias="TORCHINDUCTOR_CPP_MARCH", pattern=r"^[a-z0-9][a-z0-9.+_-]{0,63}$")
-    cpu_tuning: Literal["auto", "off"] = setting(
+        alias="TORCHINDUCTOR_CPP_MARCH", export=EXPORTED, pattern=r"^[a-z0-9][a-z0-9.+_-]{0,63}$")
+    vllm_use_aot_compile: bool | None = setting(
+        None, "Exported to vLLM (as 1 or 0): keep torch.compile's graph as an AOT artifact in the compile cache "
+        "(unset: vLLM's default, on); off: Dynamo traces again at each start and Inductor's kernel cache is "
+        "reused.", BOOLEAN, alias="VLLM_USE_AOT_COMPILE", export=Export(digit))
+    cpu_tuning: Literal["auto", "off"] = selector(
         "auto", "On CPU, choose DTYPE, OpenMP binding, KV cache size and the compile cache's format from this "
         "machine's CPU features, cores and memory (the reasons are logged; your own values always win); off: "
         "the platform file's values and vLLM's defaults.", "auto or off", alias="CPU_TUNING")
-    image_version: str = setting(
+    image_version: str = selector(
         DEFAULT_IMAGE, "The vllm-ascend image the server runs on (its vLLM decides which flags exist); selects its "
         "layer of defaults in templates/images.yaml. The image sets it; set it when building one.",
         "a tag listed in templates/images.yaml", alias="IMAGE_VERSION")
-    platform_variant: str = setting(
+    platform_variant: str = selector(
         "", "A named variant of the platform's defaults in templates/platforms/<platform>/<variant>.yaml "
         "(empty: the platform file alone; the NPU default is the seed's command).",
         "a variant name listed in templates/platforms/<platform>/", alias="PLATFORM_VARIANT")
@@ -454,6 +508,7 @@ class Settings(BaseModel):
 
 
 FIELDS = {str(f.alias): key for key, f in Settings.model_fields.items()}  # variable -> field
+SELECTORS = tuple(str(f.alias) for f in Settings.model_fields.values() if declared(f, "selector"))
 
 
 def shown_value(name: str, value: Any) -> Any:
@@ -476,8 +531,7 @@ def number_kind(field: FieldInfo) -> type | None:
 
 def allowed_values(field: FieldInfo) -> str:
     """What a setting accepts, as its error lines and the generated docs say it."""
-    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-    return str(extra.get("allowed", ""))
+    return str(declared(field, "allowed") or "")
 
 
 def error_line(error: Mapping[str, Any]) -> str:
