@@ -47,6 +47,9 @@ USER = "user"
 ENV_FILE = "env file"
 CPU_TUNING = "cpu tuning"
 COMPILE_CACHE_SUBDIR = "vllm"  # vLLM's compile cache on the weights volume, so restarts are warm
+# MODEL_CACHE_DIR in the image, where Compose and Kubernetes mount the cache volume: `make docs`
+# writes it into the Dockerfile, compose/compose.yaml and the Kubernetes deployment.
+CONTAINER_CACHE_DIR = Path("/models")
 
 
 @dataclass(frozen=True)

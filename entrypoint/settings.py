@@ -314,8 +314,8 @@ class Settings(BaseModel):
     smoke_on_start: bool = setting(True, "Run the smoke check before marking the server ready.", BOOLEAN,
                                    alias="SMOKE_ON_START")
     smoke_prompt: str = setting("What is the capital of France? Answer in one word.",
-                                "The smoke check's chat message (default: the profile's).", "non-empty text",
-                                alias="SMOKE_PROMPT", min_length=1)
+                                "The smoke check's chat message (the guide's question; a profile may set its "
+                                "own).", "non-empty text", alias="SMOKE_PROMPT", min_length=1)
     smoke_expect: str = setting("", "Regular expression the smoke answer must match (default: the profile's; "
                                 "empty: any non-empty answer).", "a regular expression", alias="SMOKE_EXPECT")
     smoke_max_tokens: int = setting(16, "max_tokens of the smoke request.", "an integer >= 1",
@@ -438,7 +438,7 @@ class Settings(BaseModel):
             raise ValueError("contains a NUL byte")
         if isinstance(value, str) and "".join(value.splitlines()) != value:
             raise ValueError("contains a line break")
-        # `/models ` and `/models` are two folders to the kernel, one to a person reading the render.
+        # `/data ` and `/data` are two folders to the kernel, one to a person reading the render.
         if isinstance(value, str) and (value != value.strip() or any(unicodedata.category(c) == "Cc" for c in value)):
             raise ValueError("starts or ends with white space, or contains control characters")
         return value

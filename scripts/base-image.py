@@ -25,7 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from host_env import ROOT, checkout_env_file, lookup, read_env_file
 
 CATALOGUE = ROOT / "templates" / "images.json"
-DEFAULT_HARDWARE = "a2"
 
 
 class BadValue(Exception):
@@ -41,7 +40,7 @@ def build_args(environ: Mapping[str, str], env_file: Path | None, images: Mappin
     """BASE_IMAGE and IMAGE_VERSION for the NPU build; BadValue with the one line for a bad value."""
     images = catalogue() if images is None else images
     from_file = read_env_file(env_file)
-    hardware = lookup("NPU_HARDWARE", environ, from_file, DEFAULT_HARDWARE)
+    hardware = lookup("NPU_HARDWARE", environ, from_file, images["default_hardware"])
     if hardware not in images["hardware"]:
         raise BadValue(f"NPU_HARDWARE={hardware!r}: not an Ascend hardware the images are built for; "
                        f"allowed: {', '.join(images['hardware'])}")
