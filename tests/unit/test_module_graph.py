@@ -9,7 +9,9 @@ import ast
 import graphlib
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[2] / "entrypoint"
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "entrypoint"
+DEVELOPMENT = ROOT / "docs" / "development.md"
 
 
 def imported_modules(node: ast.Import | ast.ImportFrom) -> set[str]:
@@ -65,3 +67,17 @@ def test_settings_flow_one_way():
                                            "secret_files"}
     assert {"settings", "rules", "default_layers", "cpu_tuning", "secret_files"} <= graph["resolver"]
     assert "settings" in graph["engine_flags"]
+
+
+def documented_graph() -> dict[str, set[str]]:
+    """docs/development.md's settings path: module -> the modules of that path it imports."""
+    text = DEVELOPMENT.read_text()
+    block = text.split("<!-- module-graph:begin -->", 1)[1].split("<!-- module-graph:end -->", 1)[0]
+    rows = [line.split("->") for line in block.splitlines() if "->" in line]
+    return {head.strip(): {name.strip() for name in tail.split(",") if name.strip()} for head, tail in rows}
+
+
+def test_the_documented_graph_is_the_codes():
+    documented, graph = documented_graph(), import_graph()
+    assert documented, "docs/development.md has no module graph"
+    assert {name: graph[name] & set(documented) for name in documented} == documented
