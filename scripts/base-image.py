@@ -3,7 +3,7 @@
     eval "$(scripts/base-image.py)"   # sets BASE_IMAGE and IMAGE_VERSION for `docker compose build`
 
 IMAGE_VERSION is the setting (the environment, then .env, then its default), NPU_HARDWARE the
-Ascend hardware (a2 by default; a3 and 310p images carry a tag suffix). Both are looked up in
+Ascend hardware (by default the first listed, whose images carry no tag suffix). Both are looked up in
 templates/images.json, the copy of templates/images.yaml that `make docs` writes for the
 host side, which has the standard library only. A BASE_IMAGE already set wins: a mirror's
 copy or a local build. The image keeps IMAGE_VERSION as ENV, so the entrypoint inside renders
