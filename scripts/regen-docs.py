@@ -56,6 +56,7 @@ def fragments() -> dict[str, list[str]]:
         "container-cache": [f"ENV MODEL_CACHE_DIR={cache} MODELSCOPE_CACHE={env['MODELSCOPE_CACHE']}",
                             f'VOLUME ["{cache}"]'],
         "cache-volume": [f"x-cache-volume: &cache-volume model-cache:{cache}"],
+        "cache-dir-env": [f"MODEL_CACHE_DIR: {cache}"],
         "container-cache-env": [f"- {{name: MODEL_CACHE_DIR, value: {cache}}}"],
         "container-cache-mount": [f"- {{name: models, mountPath: {cache}}}"],
         "served-model": [f'query: sum(model_name:vllm_num_requests_waiting:sum{{model_name="{served}"}})'],
