@@ -14,8 +14,10 @@
 # base names are fully qualified. PIP_INDEX_URL, when given, is pip's index in the build.
 # Optional build secret `cacert`: an extra CA bundle for pip behind a TLS-inspecting proxy.
 ARG REGISTRY_MIRROR=
+# generated:begin default-image (make docs: templates/images.yaml's first image and hardware)
 ARG BASE_IMAGE=quay.io/ascend/vllm-ascend:v0.18.0rc1
 ARG IMAGE_VERSION=v0.18.0rc1
+# generated:end default-image
 ARG CPU_BASE_IMAGE=docker.io/library/debian:bookworm-slim
 ARG RUNTIME=accelerator
 
@@ -107,11 +109,14 @@ COPY eval ./eval
 COPY inference.py ./
 # The bundle's metrics report it (ascend_serve_build_info's image_version).
 RUN printf '%s\n' "${VERSION}" > VERSION
-ENV PYTHONPATH=/opt/bundle PYTHONUNBUFFERED=1 MODEL_CACHE_DIR=/models MODELSCOPE_CACHE=/models/modelscope
+ENV PYTHONPATH=/opt/bundle PYTHONUNBUFFERED=1
+# generated:begin container-cache (make docs: entrypoint/resolver.py's CONTAINER_CACHE_DIR)
+ENV MODEL_CACHE_DIR=/models MODELSCOPE_CACHE=/models/modelscope
+VOLUME ["/models"]
+# generated:end container-cache
 # The runtime stage chose the user: root on NPU/CUDA, uid 1000 on CPU.
 # hadolint ignore=DL3066
 USER ${BUNDLE_USER}
-VOLUME ["/models"]
 # 8000: vLLM's API and /metrics; 9464: the supervisor's own metrics (METRICS_PORT).
 EXPOSE 8000 9464
 # The start period covers a first download and graph warm-up; failures in it don't count.

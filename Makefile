@@ -63,9 +63,9 @@ METRICS_KEY_FILE ?=
 # from the environment too. docs/operations.md: Registries and mirrors.
 REGISTRY_MIRROR ?=
 export REGISTRY_MIRROR
-# The Ascend hardware an NPU image is built for: a2 (Atlas 800 A2, 910B), a3 or 310p; it picks
-# the vllm-ascend base image's tag suffix for IMAGE_VERSION (templates/images.yaml).
-NPU_HARDWARE ?= a2
+# The Ascend hardware an NPU image is built for (templates/images.yaml's `hardware`; empty: the
+# first listed); it picks the vllm-ascend base image's tag suffix for IMAGE_VERSION.
+NPU_HARDWARE ?=
 export NPU_HARDWARE
 VENV := .venv
 PY := $(VENV)/bin/python

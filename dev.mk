@@ -14,7 +14,7 @@ test: test-unit test-integration test-container
 
 .PHONY: target-vllm ## the vLLM of each supported image, for parsing renders (cached under BUNDLE_CACHE)
 target-vllm: venv
-	@for version in $$($(PY) -c 'from entrypoint.images import SUPPORTED_IMAGES as i; print(*sorted({x.vllm for x in i.values()}))'); do \
+	@for version in $$($(PY) -c 'from entrypoint.default_layers import SUPPORTED_IMAGES as i; print(*sorted({x.vllm for x in i.values()}))'); do \
 		scripts/testbed/target-vllm.sh $$version >/dev/null; done
 
 .PHONY: test-unit ## fast tests: settings, rendering, probes, conformance of every render to the target vLLMs

@@ -24,7 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import cpu_facts, free_port, server, wait_vllm, write_report  # noqa: E402
 from entrypoint.render import render_command  # noqa: E402
-from entrypoint.settings import inherited_environment, load_settings  # noqa: E402
+from entrypoint.resolver import load_settings  # noqa: E402
+from entrypoint.settings import inherited_environment  # noqa: E402
 from tests.support.testbed import COMPILE_CACHE, fixture_weights  # noqa: E402
 
 METRICS = ("mean_ttft_ms", "median_ttft_ms", "mean_tpot_ms", "median_tpot_ms", "output_throughput",

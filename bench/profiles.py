@@ -45,7 +45,8 @@ from bench.common import (  # noqa: E402
     write_report,
 )
 from entrypoint.render import ServeCommand, render_command  # noqa: E402
-from entrypoint.settings import Settings, inherited_environment, load_settings  # noqa: E402
+from entrypoint.resolver import load_settings  # noqa: E402
+from entrypoint.settings import Settings, inherited_environment  # noqa: E402
 from tests.support.testbed import fixture_weights  # noqa: E402
 from verification.perf import BenchLoad, bench_env, engine_args, parse_serve, run_bench, serve_command  # noqa: E402
 from verification.roofline import decode_bytes_per_step, measure_copy_bandwidth_gbps, served_dtype  # noqa: E402

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from bench import hostile  # noqa: E402
 from bench.common import bundle_server, free_port, wait_bundle, write_report  # noqa: E402
 from entrypoint.child import ChildProcess  # noqa: E402
-from entrypoint.settings import load_settings  # noqa: E402
+from entrypoint.resolver import load_settings  # noqa: E402
 from tests.support.testbed import COMPILE_CACHE, fixture_weights  # noqa: E402
 from verification.load import LoadPlan, run_load_with_probes  # noqa: E402
 from verification.runs import machine_facts  # noqa: E402

@@ -41,7 +41,8 @@ from bench.start_imports import bytecode_coverage, profile  # noqa: E402
 from bench.start_phases import TORCH_ENV, compile_numbers, phases  # noqa: E402
 from bench.start_report import analyse, markdown, plot  # noqa: E402
 from entrypoint.render import render_command  # noqa: E402
-from entrypoint.settings import inherited_environment, load_settings  # noqa: E402
+from entrypoint.resolver import load_settings  # noqa: E402
+from entrypoint.settings import inherited_environment  # noqa: E402
 from tests.support.testbed import fixture_weights  # noqa: E402
 from verification.perf import BenchLoad  # noqa: E402
 from verification.roofline import served_dtype  # noqa: E402

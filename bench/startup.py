@@ -34,7 +34,8 @@ from bench.common import (  # noqa: E402
     write_report,
 )
 from entrypoint.render import render_command  # noqa: E402
-from entrypoint.settings import inherited_environment, load_settings  # noqa: E402
+from entrypoint.resolver import load_settings  # noqa: E402
+from entrypoint.settings import inherited_environment  # noqa: E402
 from entrypoint.state import StateDir  # noqa: E402
 from tests.support.testbed import BUNDLE_CACHE, COMPILE_CACHE, fixture_weights  # noqa: E402
 from verification.load import percentile  # noqa: E402

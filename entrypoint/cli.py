@@ -26,11 +26,14 @@ from entrypoint.engine_flags import settings_from_flags
 from entrypoint.env_file import read_env_file
 from entrypoint.errors import ERROR_PREFIX, SettingsError, UserError, run_cli
 from entrypoint.pipes import ClosedPipeSafe
-from entrypoint.resolver import Resolved
+from entrypoint.resolver import Resolved, load
 from entrypoint.scrub import install_log_filter
-from entrypoint.settings import Settings, resolve_settings
+from entrypoint.settings import Settings
 
 log = logging.getLogger("entrypoint")
+# Each command imports the modules only it needs inside its own branch (none of them imports
+# this one): `render` or `settings` starts without loading the supervisor, the hub client or
+# the docs generator.
 COMMANDS = ("serve", "render", "download", "doctor", "smoke", "settings", "watch")
 # The commands that take vLLM engine flags after their own options.
 ENGINE_FLAG_COMMANDS = ("serve", "render")
@@ -134,7 +137,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def settings_for(args: argparse.Namespace, environ: Mapping[str, str] | None, preflight: bool = False) -> Resolved:
     """Resolve the settings; with `preflight`, also check ports and folders; all errors at once."""
-    resolved = resolve_settings(environ, env_file=args.env_file)
+    resolved = load(environ, env_file=args.env_file)
     if preflight:
         from entrypoint.preflight import preflight_errors
 

@@ -1,21 +1,22 @@
 """The CPU profile: default setting values chosen from the machine's CPU features, cores and memory.
 
-`choose` is pure: host facts and the settings so far in, one `Choice` (setting, value,
-reason) per tuned setting out. The layers apply a choice only where neither the model
-profile nor the user set that setting, and only when PLATFORM=cpu and CPU_TUNING is not
-off. Each reason names the measurement behind it, or says it has none.
+`choose` is pure: host facts and the validated settings of every other layer in, one
+`Choice` (setting, value, reason) per tuned setting out. The resolver applies a choice only
+where neither the model profile nor the user set that setting, and only when PLATFORM=cpu
+and CPU_TUNING is not off. The reason is what a start logs (one line a decision); the
+evidence names the measurement behind it in bench/results/, which the image does not carry.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from itertools import groupby
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
-
 from entrypoint.cpu_features import GIB, CpuFeatures, HostFacts
-from entrypoint.value_grammar import env_text, plain_int
+from entrypoint.settings import Settings
+from entrypoint.value_grammar import env_text
 
 CPU_DTYPE_RESULTS_PATH = "bench/results/cpu-dtype.md"
 PROFILES_RESULTS_PATH = "bench/results/profiles.md"
@@ -37,10 +38,8 @@ class Choice:
 
     setting: str
     value: str
-    reason: str
-
-    def line(self) -> str:
-        return f"{self.setting}={self.value}: {self.reason}"
+    reason: str  # logged at start: no figures, no path
+    evidence: str = ""  # the measurement behind it: a bench/results file (none: unmeasured)
 
 
 def dtype_choice(cpu: CpuFeatures) -> Choice:
@@ -49,14 +48,14 @@ def dtype_choice(cpu: CpuFeatures) -> Choice:
         # Zen 5 with avx512_bf16, 2 cores: bf16 c=1 TTFT 140 vs 257 ms, TPOT 32 vs 58 ms;
         # c=8 output 53.1 vs 35.4 tok/s (bench/results/cpu-dtype.md). AMX is unmeasured here:
         # its bf16 tiles are faster still than AVX-512 BF16, so the rule carries over.
-        return Choice("DTYPE", "bfloat16", f"{cpu.isa} computes bf16 natively; here bf16 measured 1.8x faster "
-                      f"to the first token and 1.5x the c=8 throughput of float32 ({CPU_DTYPE_RESULTS_PATH})")
+        return Choice("DTYPE", "bfloat16", f"{cpu.isa} computes bf16 natively, faster than float32 to the first "
+                      "token and in throughput", CPU_DTYPE_RESULTS_PATH)
     # AVX2-only EPYC, 2 cores, both bound: float32 c=1 TTFT 748 vs 4274 ms, c=8 output 24.7 vs
     # 11.0 tok/s; bf16 decodes a little faster alone (c=1 TPOT 101 vs 114 ms) but loses everywhere
     # else (bench/results/profiles.md). AVX-512 without BF16 converts bf16 in software too;
     # unmeasured, the same rule applies.
-    return Choice("DTYPE", "float32", f"{cpu.isa} has no native bf16; on an AVX2-only EPYC float32 measured 5.7x "
-                  f"faster to the first token and 2.2x the c=8 throughput of bf16 ({PROFILES_RESULTS_PATH})")
+    return Choice("DTYPE", "float32", f"{cpu.isa} has no native bf16, so float32 is faster to the first token "
+                  "and in throughput", PROFILES_RESULTS_PATH)
 
 
 def kv_cache_choice(available_bytes: int) -> Choice:
@@ -75,7 +74,7 @@ def compile_cache_choice() -> Choice:
     # 104 vs 166 s, cold 184 vs 186 s, c=1 TPOT 114 vs 116 ms (bench/results/profiles.md).
     return Choice("VLLM_USE_AOT_COMPILE", "false",
                   "vLLM 0.32 on the CPU fails to reload its AOT artifact and compiles again at every start; "
-                  f"without it a restart reuses Inductor's kernel cache on the cache volume ({PROFILES_RESULTS_PATH})")
+                  "without it a restart reuses Inductor's kernel cache on the cache volume", PROFILES_RESULTS_PATH)
 
 
 def march_choices(cpu: CpuFeatures) -> list[Choice]:
@@ -88,9 +87,9 @@ def march_choices(cpu: CpuFeatures) -> list[Choice]:
     # AMX host, x86-64-v4 against native (WARM_START_RESULTS_PATH, march-native): ready cold 108
     # vs 114 s, warm 55.2 vs 55.4 s; c=1 TPOT 57.8 vs 59.1 ms, c=8 output 68.6 vs 68.4 tok/s.
     return [Choice("TORCHINDUCTOR_CPP_MARCH", level,
-                   f"{level}: Inductor's kernels use what every CPU of this level has, plus the vector ISA torch "
-                   "picks, so a compile cache built on another such CPU (an image's shipped cache) loads here; "
-                   f"against -march=native no loss in c=1 TPOT or c=8 throughput ({WARM_START_RESULTS_PATH})")]
+                   "Inductor's kernels use what every CPU of this level has, plus the vector ISA torch "
+                   "picks, so a compile cache built on another such CPU (an image's shipped cache) loads here, "
+                   "as fast as -march=native", WARM_START_RESULTS_PATH)]
 
 
 def cpu_list(ids: list[int]) -> str:
@@ -104,19 +103,11 @@ def cpu_list(ids: list[int]) -> str:
     return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
 
 
-def _world_size(settings: Mapping[str, Any]) -> int:
-    """Ranks on this host: one OpenMP CPU list each (a malformed size counts as 1; validation reports it)."""
-    size = 1
-    for name in ("TENSOR_PARALLEL_SIZE", "DATA_PARALLEL_SIZE"):
-        value = str(settings.get(name) or 1).strip()
-        size *= plain_int(value) or 1
-    return size
-
-
-def binding_choices(host: HostFacts, settings: Mapping[str, Any]) -> list[Choice]:
+def binding_choices(host: HostFacts, settings: Settings) -> list[Choice]:
     """On a small host one rank's OpenMP threads get every core; elsewhere vLLM's auto binding stays."""
     cores = host.one_cpu_per_core()
-    if _world_size(settings) != 1 or not 1 < len(cores) <= SMALL_HOST_CORES:
+    ranks = settings.tensor_parallel_size * settings.data_parallel_size  # one OpenMP CPU list each
+    if ranks != 1 or not 1 < len(cores) <= SMALL_HOST_CORES:
         return [Choice("VLLM_CPU_OMP_THREADS_BIND", "auto",
                        "vLLM's own: one OpenMP thread per physical core, one core left to the API server and "
                        f"scheduler (costs little above {SMALL_HOST_CORES} cores)")]
@@ -125,38 +116,33 @@ def binding_choices(host: HostFacts, settings: Mapping[str, Any]) -> list[Choice
     # c=1 TTFT 95 vs 140 ms (bench/results/cpu-dtype.md). Measured at 2 cores; up to 4 the
     # reserved core is still a quarter of the compute, so the rule is carried that far.
     why = (f"{len(cores)} cores: all of them for the model; vLLM's auto binding keeps one for the API server, "
-           f"and on 2 cores giving it back measured 1.7x the c=8 throughput ({CPU_DTYPE_RESULTS_PATH})")
-    return [Choice("VLLM_CPU_OMP_THREADS_BIND", cpu_list(cores), why),
-            Choice("VLLM_CPU_NUM_OF_RESERVED_CPU", "0", why)]
+           "which costs more throughput than it gives on a host this small")
+    return [Choice("VLLM_CPU_OMP_THREADS_BIND", cpu_list(cores), why, CPU_DTYPE_RESULTS_PATH),
+            Choice("VLLM_CPU_NUM_OF_RESERVED_CPU", "0", why, CPU_DTYPE_RESULTS_PATH)]
 
 
-def _reads_false(value: Any) -> bool:
-    """Whether the settings will read this layered value as false: pydantic's own bool grammar
-    (unset or malformed is not false; validation reports a malformed one)."""
-    try:
-        return not TypeAdapter(bool).validate_python(str(value).strip())
-    except ValidationError:
-        return False
-
-
-def batched_tokens_choices(settings: Mapping[str, Any]) -> list[Choice]:
+def batched_tokens_choices(settings: Settings) -> list[Choice]:
     """1024 tokens a step: vLLM's CPU warm-up runs one forward pass of this many tokens at every start."""
-    if _reads_false(settings.get("ENABLE_CHUNKED_PREFILL")):
+    if settings.enable_chunked_prefill is False:
         return []  # without chunked prefill vLLM needs a whole prompt (MAX_MODEL_LEN) in one step
-    seqs = plain_int(str(settings.get("MAX_NUM_SEQS") or "")) or 0
+    seqs = settings.max_num_seqs
     # vLLM's CPU warm-up (its profile run) is one forward pass of MAX_NUM_BATCHED_TOKENS tokens at
     # every start, warm or cold; a longer prompt's prefill is chunked. 2-core AVX-512 BF16 EPYC,
     # against the seed's 4096 (bench/results/start.md): warm-up pass 1.9 vs 3.3 s, ready cold 92
     # vs 109 s and warm 49 vs 53 s; c=1 TPOT 35.9 vs 37.6 ms, c=8 output 83.9 vs 67.1 tok/s (an
     # earlier run: 89.3 vs 89.1 tok/s, bench/results/cpu-dtype.md; so no loss rather than a gain).
     return [Choice("MAX_NUM_BATCHED_TOKENS", str(max(BATCHED_TOKENS, seqs)),
-                   "vLLM's CPU warm-up runs one forward pass of this many tokens at every start; against the "
-                   "seed's 4096 it measured a cold start of 92 instead of 109 s and a warm one of 49 instead of 53 s, "
-                   f"with no loss in c=1 TPOT or c=8 throughput ({START_RESULTS_PATH})")]
+                   "vLLM's CPU warm-up runs one forward pass of this many tokens at every start: fewer than the "
+                   "seed's 4096 start faster, cold and warm, at no loss in throughput", START_RESULTS_PATH)]
 
 
-def choose(host: HostFacts, settings: Mapping[str, Any]) -> list[Choice]:
-    """Every tuned default for this host, given the settings of the other layers."""
+def applies(settings: Settings) -> bool:
+    """Whether the tuning layer runs: on the CPU, unless CPU_TUNING=off."""
+    return settings.platform == "cpu" and settings.cpu_tuning != "off"
+
+
+def choose(host: HostFacts, settings: Settings) -> list[Choice]:
+    """Every tuned default for this host, given the validated settings of the other layers."""
     return [dtype_choice(host.cpu), kv_cache_choice(host.available_bytes), *binding_choices(host, settings),
             compile_cache_choice(), *march_choices(host.cpu), *batched_tokens_choices(settings)]
 
@@ -169,13 +155,17 @@ def applicable(choices: list[Choice], taken: Collection[str]) -> list[Choice]:
 
 
 def explain(choices: list[Choice], effective: Mapping[str, Any]) -> list[str]:
-    """One line per tuned setting: the choice and its reason, or that a higher layer overrode it."""
+    """One line per decision (the binding pair is one): the choice and its reason, or that a higher
+    layer overrode it."""
     lines = []
-    for choice in choices:
-        actual = env_text(effective.get(choice.setting))
-        if actual == choice.value:
-            lines.append(f"cpu tuning: {choice.line()}")
+    for reason, group in groupby(choices, key=lambda c: c.reason):
+        decision = list(group)
+        actual = {c.setting: env_text(effective.get(c.setting)) for c in decision}
+        if all(actual[c.setting] == c.value for c in decision):
+            lines.append(f"cpu tuning: {', '.join(f'{c.setting}={c.value}' for c in decision)}: {reason}")
         else:
-            lines.append(f"cpu tuning: {choice.setting}={actual or '(unset)'} kept from your settings or the "
-                         f"model profile; the machine's choice would be {choice.value} ({choice.reason})")
+            kept = ", ".join(f"{name}={value or '(unset)'}" for name, value in actual.items())
+            machine = ", ".join(c.value for c in decision)
+            lines.append(f"cpu tuning: {kept} kept from your settings or the model profile; the machine's choice "
+                         f"would be {machine} ({reason})")
     return lines

@@ -1,5 +1,6 @@
-"""The default layers the templates folder holds: a platform's file, its named variants
-(PLATFORM_VARIANT) and the model profiles, each keyed by setting name.
+"""The default layers the templates folder holds: a platform's file, the image version's layer
+(IMAGE_VERSION, templates/images.yaml), the platform's named variants (PLATFORM_VARIANT) and
+the model profiles, each keyed by setting name.
 
 Adding a model or a platform variant is editing a YAML file, not code. This module only
 reads the files; which layer wins is the resolver's business.
@@ -7,6 +8,8 @@ reads the files; which layer wins is the resolver's business.
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +85,40 @@ def profile_settings(templates_dir: Path, profile_name: str, platform: str) -> d
         return {}
     profile = load_profile(templates_dir, profile_name)
     return {**(profile.get("settings") or {}), **((profile.get("platforms") or {}).get(platform) or {})}
+
+
+@dataclass(frozen=True)
+class Image:
+    """One supported image tag: the versions inside it and its defaults layer."""
+
+    tag: str
+    vllm: str
+    python: str
+    cann: str
+    cuda: str  # the vllm-openai image of the same vLLM
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@functools.cache
+def image_catalogue(templates_dir: Path = TEMPLATES_DIR) -> dict[str, Any]:
+    """templates/images.yaml, read once per process: every resolution and base image consults it."""
+    return _read_yaml(templates_dir / "images.yaml")
+
+
+def supported_images(templates_dir: Path = TEMPLATES_DIR) -> dict[str, Image]:
+    """Tag -> Image, in the file's order (the first is the default IMAGE_VERSION)."""
+    return {tag: Image(tag=tag, vllm=str(v["vllm"]), python=str(v["python"]), cann=str(v["cann"]),
+                       cuda=str(v["cuda"]), settings=dict(v.get("settings") or {}))
+            for tag, v in image_catalogue(templates_dir)["images"].items()}
+
+
+def image_settings(templates_dir: Path, platform: str, tag: str) -> tuple[dict[str, Any], list[str]]:
+    """The defaults an image version sets on NPU and CUDA, or the error naming the supported tags."""
+    images = supported_images(templates_dir)
+    if tag not in images:
+        return {}, [f"IMAGE_VERSION={tag!r}: not a supported image; allowed: {', '.join(images)}"]
+    return (images[tag].settings if platform in ("npu", "cuda") else {}), []
+
+
+SUPPORTED_IMAGES = supported_images()
+DEFAULT_IMAGE = next(iter(SUPPORTED_IMAGES))  # the first listed

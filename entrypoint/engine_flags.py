@@ -1,112 +1,35 @@
-"""Settings -> vLLM engine arguments: one table, read both ways.
+"""Settings -> vLLM engine arguments: the flags the Settings fields declare, read both ways.
 
-Each row ties a setting to the `vllm serve` flag that carries it and the EngineArgs
-field that flag fills. The server's argv (`serve_flags`), the in-process engine's
-keyword arguments (`engine_kwargs`: offline inference, the decode profile) and the
-reverse reading of a rendered argv (`kwargs_from_flags`) all come from it, so the
-server and the in-process engine cannot disagree. The rows are in the seed's order:
-the NPU command is the seed's, flag for flag.
+Each flag-bearing field declares the `vllm serve` flag that carries it and the EngineArgs
+field that flag fills (``setting(..., flag=EngineFlag(...))``); `FLAGS` is those
+declarations in the fields' order, which is the seed's, so the NPU command is the seed's
+flag for flag. The server's argv (`serve_flags`), the in-process engine's keyword arguments
+(`engine_kwargs`: offline inference, the decode profile) and the reverse reading of a
+rendered argv (`kwargs_from_flags`) all come from it, so the server and the in-process
+engine cannot disagree.
 
 The same table says which flags EXTRA_ARGS may not set (`managed_flag_errors`):
-every flag a row renders, and the flags the supervisor, probes and smoke check rely
+every flag a field renders, and the flags the supervisor, probes and smoke check rely
 on (where vLLM listens, the model path, the API key).
-
-Kinds of rows:
-  value     `--flag VALUE`, always rendered
-  optional  `--flag VALUE`, left to vLLM's default when the setting is unset
-  json      `--flag '{...}'` (optional); the engine gets the parsed object
-  switch    `--flag` / `--no-flag`, or nothing when unset
-  present   `--flag` when true, nothing when false (vLLM's default is false)
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Iterable
+from typing import Any
 
-if TYPE_CHECKING:
-    from entrypoint.settings import Settings
+from pydantic import TypeAdapter
 
-Kind = Literal["value", "optional", "json", "switch", "present"]
-ALL_PLATFORMS = frozenset({"npu", "cuda", "cpu"})
-# vLLM's CPU build sizes its KV cache with VLLM_CPU_KVCACHE_SPACE and ignores this flag.
-ACCELERATORS = frozenset({"npu", "cuda"})
+from entrypoint.settings import Settings, declared
+from entrypoint.vllm_forms import EngineFlag
 
 
-def fraction(value: float) -> str:
-    """0.9 -> "0.90": at least two decimals, as the seed writes it."""
-    text = f"{value:.2f}"
-    return text if float(text) == value else repr(value)
+def declared_flags(model: type[Settings] = Settings) -> tuple[EngineFlag, ...]:
+    """The flags a settings model's fields declare, in the fields' order."""
+    return tuple(flag for info in model.model_fields.values() if (flag := declared(info, "flag")) is not None)
 
 
-@dataclass(frozen=True)
-class EngineFlag:
-    """One setting as a vLLM flag and an EngineArgs field."""
-
-    setting: str  # the environment variable; the Settings field is its lower-case name
-    flag: str
-    kind: Kind
-    field: str | None  # the EngineArgs field; None: only the API server reads it
-    aliases: tuple[str, ...] = ()  # other spellings vLLM's parser accepts
-    platforms: frozenset[str] = ALL_PLATFORMS
-    text: Callable[[Any], str] = str
-
-    @property
-    def attribute(self) -> str:
-        return self.setting.lower()
-
-    @property
-    def options(self) -> tuple[str, ...]:
-        """Every option string vLLM knows this flag by, `--no-` forms included."""
-        negated = (f"--no-{self.flag[2:]}",) if self.kind in ("switch", "present") else ()
-        return (self.flag, *negated, *self.aliases)
-
-    def words(self, value: Any) -> list[str]:
-        """The argv words for a setting's value."""
-        if self.kind in ("switch", "present"):
-            if value is None or (self.kind == "present" and not value):
-                return []
-            return [self.flag if value else f"--no-{self.flag[2:]}"]
-        return [] if value is None else [self.flag, self.text(value)]
-
-    def kwarg(self, value: Any) -> Any:
-        """The EngineArgs value for a setting's value (None: leave vLLM's default)."""
-        return json.loads(value) if self.kind == "json" and value is not None else value
-
-
-FLAGS: tuple[EngineFlag, ...] = (
-    EngineFlag("HOST", "--host", "value", None),
-    EngineFlag("PORT", "--port", "value", None),
-    EngineFlag("DATA_PARALLEL_SIZE", "--data-parallel-size", "value", "data_parallel_size", ("-dp",)),
-    EngineFlag("TENSOR_PARALLEL_SIZE", "--tensor-parallel-size", "value", "tensor_parallel_size", ("-tp",)),
-    EngineFlag("PIPELINE_PARALLEL_SIZE", "--pipeline-parallel-size", "optional", "pipeline_parallel_size", ("-pp",)),
-    EngineFlag("DISTRIBUTED_EXECUTOR_BACKEND", "--distributed-executor-backend", "optional",
-               "distributed_executor_backend"),
-    # One vLLM across a LeaderWorkerSet group's nodes (vllm-ascend's pipeline-parallel guide,
-    # multi-node with the mp backend); unset outside LWS, so nothing is rendered.
-    EngineFlag("LWS_GROUP_SIZE", "--nnodes", "optional", "nnodes", ("-n",)),
-    EngineFlag("LWS_WORKER_INDEX", "--node-rank", "optional", "node_rank", ("-r",)),
-    EngineFlag("LWS_LEADER_ADDRESS", "--master-addr", "optional", "master_addr"),
-    EngineFlag("MULTI_NODE_PORT", "--master-port", "optional", "master_port"),
-    EngineFlag("SEED", "--seed", "value", "seed"),
-    # The name clients ask for: the API server's business, not the engine's.
-    EngineFlag("SERVED_MODEL_NAME", "--served-model-name", "value", None),
-    EngineFlag("MAX_NUM_SEQS", "--max-num-seqs", "value", "max_num_seqs"),
-    EngineFlag("MAX_MODEL_LEN", "--max-model-len", "value", "max_model_len"),
-    EngineFlag("MAX_NUM_BATCHED_TOKENS", "--max-num-batched-tokens", "value", "max_num_batched_tokens"),
-    EngineFlag("TRUST_REMOTE_CODE", "--trust-remote-code", "present", "trust_remote_code"),
-    EngineFlag("GPU_MEMORY_UTILIZATION", "--gpu-memory-utilization", "value", "gpu_memory_utilization",
-               ("--device-memory-utilization",), ACCELERATORS, fraction),
-    EngineFlag("ENABLE_PREFIX_CACHING", "--enable-prefix-caching", "switch", "enable_prefix_caching"),
-    EngineFlag("COMPILATION_CONFIG", "--compilation-config", "json", "compilation_config", ("-cc",)),
-    EngineFlag("ADDITIONAL_CONFIG", "--additional-config", "json", "additional_config"),
-    EngineFlag("DTYPE", "--dtype", "optional", "dtype"),
-    EngineFlag("ENFORCE_EAGER", "--enforce-eager", "switch", "enforce_eager"),
-    EngineFlag("ENABLE_CHUNKED_PREFILL", "--enable-chunked-prefill", "switch", "enable_chunked_prefill"),
-    EngineFlag("SHUTDOWN_TIMEOUT", "--shutdown-timeout", "optional", "shutdown_timeout"),
-)
+FLAGS = declared_flags()
 
 # Flags no setting renders that the bundle still owns: the supervisor, the probes and the
 # smoke check reach vLLM over plain HTTP on HOST:PORT, by SERVED_MODEL_NAME, with API_KEY.
@@ -197,10 +120,6 @@ def server_only_options() -> frozenset[str]:
 def kwargs_from_flags(words: list[str]) -> dict[str, Any]:
     """The engine keyword arguments of rendered flags (the server's, minus the launcher):
     the table read backwards, each value validated as its setting validates it."""
-    from pydantic import TypeAdapter
-
-    from entrypoint.settings import Settings
-
     by_option = {option: row for row in FLAGS for option in row.options}
     kwargs: dict[str, Any] = {}
     index = 0

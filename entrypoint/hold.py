@@ -31,7 +31,7 @@ def holding(environ: Mapping[str, str]) -> bool:
 
 def unmendable(exc: UserError) -> bool:
     """A failure the same start would meet again: settings, doctor, the hub after its retries."""
-    from entrypoint.weights import HubUnreachable
+    from entrypoint.weights import HubUnreachable  # the hub client's dependencies: only a failed start needs them
 
     return isinstance(exc, (SettingsError, HubUnreachable))
 

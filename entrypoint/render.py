@@ -1,10 +1,11 @@
 """Settings -> the serve command: argv and environment.
 
-`templates/serve/base.argv.j2` holds the launcher (`vllm serve PATH`) and `base.env.j2`
-the environment; a platform's own `<platform>.argv.j2` or `.env.j2` extends them where
-it differs (the API server module on CPU). The flags come from the one table in
-`engine_flags` that the in-process engine reads too. EXTRA_ARGS is appended last; it
-may not set a flag the bundle manages (settings refuse that).
+The flags and the exported variables are what the Settings fields declare (`engine_flags`
+builds the argv, `exports` the environment); the templates hold only what is text around
+them: `templates/serve/base.argv.j2` the launcher (`vllm serve PATH`), `base.env.j2` the
+cache folders on MODEL_CACHE_DIR, and a platform's own `<platform>.argv.j2` or `.env.j2`
+extends them where it differs (the API server module on CPU). EXTRA_ARGS is appended last;
+it may not set a flag the bundle manages (settings refuse that).
 
 With an API key or admission control, the bundle's guard (entrypoint/api_guard.py) goes
 in through vLLM's `--middleware` hook; its configuration and an inline key reach it in
@@ -27,7 +28,7 @@ import jinja2
 from entrypoint.api_guard import GUARD_ENV, KEY_ENV, TOKEN_ENV
 from entrypoint.default_layers import TEMPLATES_DIR
 from entrypoint.engine_flags import SECRET_FLAGS, managed_match, serve_flags
-from entrypoint.settings import Settings
+from entrypoint.settings import Settings, declared
 
 MASK = "***"
 GUARD_MIDDLEWARE = "entrypoint.api_guard.ApiGuard"
@@ -114,6 +115,15 @@ def parse_env_lines(text: str) -> dict[str, str]:
     return {key: value for key, value in pairs}
 
 
+def exports(settings: Settings) -> dict[str, str]:
+    """The variables the fields declare exported, in the fields' order (the seed's); unset ones left out."""
+    pairs: dict[str, str] = {}
+    for name, info in Settings.model_fields.items():
+        if (export := declared(info, "export")) is not None:
+            pairs |= export.pairs(getattr(settings, name))
+    return pairs
+
+
 def render_command(settings: Settings, model_path: str | Path, templates_dir: Path = TEMPLATES_DIR,
                    python: str = sys.executable) -> ServeCommand:
     """The serve command for these settings and this weights folder."""
@@ -124,7 +134,7 @@ def render_command(settings: Settings, model_path: str | Path, templates_dir: Pa
     env_text = env.select_template([f"{settings.platform}.env.j2", "base.env.j2"]).render(context)
     guard_argv, guard_env = guard(settings)
     return ServeCommand(argv=launcher + serve_flags(settings) + guard_argv + settings.extra_argv,
-                        env={**parse_env_lines(env_text), **guard_env})
+                        env={**exports(settings), **parse_env_lines(env_text), **guard_env})
 
 
 def guard(settings: Settings) -> tuple[list[str], dict[str, str]]:

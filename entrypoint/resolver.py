@@ -12,38 +12,34 @@ Layers, lowest precedence first:
 6. an env file given with ``--env-file``,
 7. the process environment.
 
+The selectors (PLATFORM, PLATFORM_VARIANT, IMAGE_VERSION, MODEL_PROFILE: the fields declared
+with `selector`) are read raw first, since they pick the layers; their fields echo what was
+picked. CPU_TUNING is read, like every derivation, from validated settings.
+
 What no layer sets is derived here and nowhere else: PLATFORM=auto becomes the detected
 platform, MODEL_PROFILE the profile serving MODEL_ID, SERVED_MODEL_NAME the model's name,
-COMPILE_CACHE_DIR a folder on MODEL_CACHE_DIR. `resolve` is pure: the caller reads the
-host (`read_host`) and the files once, at the edge, and passes them in.
+COMPILE_CACHE_DIR a folder on MODEL_CACHE_DIR. `resolve` is pure; `load`, the one way to
+build a ``Settings``, reads the environment, the env file and the host once and passes them in.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 
-from entrypoint import cpu_features, cpu_tuning, default_layers, images, scrub
+from entrypoint import cpu_features, cpu_tuning, default_layers, rules, scrub
 from entrypoint.cpu_features import HostFacts
+from entrypoint.env_file import read_env_file
 from entrypoint.errors import SettingsError
 from entrypoint.near_miss import near_misses
 from entrypoint.platform_detect import detect_platform
-from entrypoint.settings import (
-    SECRET_FIELDS,
-    SECRET_FILES,
-    URL_FIELDS,
-    Settings,
-    admission_errors,
-    cross_field_errors,
-    error_line,
-    read_api_key_file,
-    read_secret_file,
-    setting_names,
-)
+from entrypoint.secret_files import fill_secrets
+from entrypoint.settings import FIELDS, SECRET_FIELDS, SELECTORS, URL_FIELDS, Settings, error_line, setting_names
 from entrypoint.value_grammar import env_text
 
 BUILT_IN = "built-in default"
@@ -51,7 +47,9 @@ USER = "user"
 ENV_FILE = "env file"
 CPU_TUNING = "cpu tuning"
 COMPILE_CACHE_SUBDIR = "vllm"  # vLLM's compile cache on the weights volume, so restarts are warm
-FIELDS = {str(f.alias): key for key, f in Settings.model_fields.items()}
+# MODEL_CACHE_DIR in the image, where Compose and Kubernetes mount the cache volume: `make docs`
+# writes it into the Dockerfile, compose/compose.yaml and the Kubernetes deployment.
+CONTAINER_CACHE_DIR = Path("/models")
 
 
 @dataclass(frozen=True)
@@ -112,22 +110,67 @@ def known_values(environ: Mapping[str, str]) -> dict[str, str]:
     return {key: value for key, value in environ.items() if key in names and value.strip() != ""}
 
 
-def platform_of(choice: str, host: Machine) -> str:
-    """The platform whose defaults apply: the user's choice, or the host's for auto."""
-    choice = choice.strip().lower()
-    return host.platform if choice == "auto" else choice
+@dataclass(frozen=True)
+class Selection:
+    """What the selectors picked, read raw before any layer exists (they choose the layers)."""
 
+    platform: str
+    profile: str
+    image: str
+    variant: str
+    errors: tuple[str, ...]
+    auto: bool  # PLATFORM=auto: the platform is the host's
 
-def machine_choices(platform: str, host: Machine, above: dict[str, Any],
-                    below: dict[str, Any]) -> list[cpu_tuning.Choice]:
-    """On CPU with CPU_TUNING not off, every choice the machine makes (applied or not)."""
-    if platform != "cpu" or str(above.get("CPU_TUNING", "auto")).strip().lower() == "off":
-        return []
-    return cpu_tuning.choose(host.cpu, {**below, **above})
+    @classmethod
+    def of(cls, user: Mapping[str, str], host: Machine, templates_dir: Path) -> Selection:
+        chosen = {name: str(user.get(name, default_of(name))).strip() for name in SELECTORS}
+        auto = chosen["PLATFORM"].lower() == "auto"
+        profile, errors = default_layers.find_profile(templates_dir, chosen["MODEL_PROFILE"],
+                                                      user.get("MODEL_ID", str(default_of("MODEL_ID"))))
+        return cls(platform=host.platform if auto else chosen["PLATFORM"].lower(), profile=profile,
+                   image=chosen["IMAGE_VERSION"], variant=chosen["PLATFORM_VARIANT"], errors=tuple(errors),
+                   auto=auto)
+
+    def echoed(self, from_env: Mapping[str, str], user: Mapping[str, str]) -> list[tuple[dict[str, str], str]]:
+        """The selectors' fields as picked, with their origin: a detected platform, a found profile."""
+        echo = []
+        if self.auto:
+            echo.append(({"PLATFORM": self.platform}, "detected (PLATFORM=auto)"))
+        elif self.platform in default_layers.PLATFORMS:  # " NPU" -> "npu", from where it was given
+            echo.append(({"PLATFORM": self.platform}, USER if "PLATFORM" in from_env else ENV_FILE))
+        if "MODEL_PROFILE" not in user:
+            found = self.profile != default_layers.GENERIC_PROFILE
+            echo.append(({"MODEL_PROFILE": self.profile}, "the profile serving MODEL_ID" if found else BUILT_IN))
+        return echo
 
 
 def default_of(name: str) -> Any:
     return Settings.model_fields[FIELDS[name]].default
+
+
+Layer = tuple[Mapping[str, Any], str]  # values by variable name, and where they came from
+
+
+def lower_layers(picked: Selection, templates_dir: Path) -> tuple[list[Layer], list[str]]:
+    """The platform's file, the image's layer and the variant the selectors picked (none for an unknown platform)."""
+    if picked.platform not in default_layers.PLATFORMS:
+        return [], list(picked.errors)  # the PLATFORM field refuses it
+    image, image_errors = default_layers.image_settings(templates_dir, picked.platform, picked.image)
+    variant, variant_errors = default_layers.variant_settings(templates_dir, picked.platform, picked.variant)
+    layers = [(default_layers.platform_settings(templates_dir, picked.platform), f"platform {picked.platform}"),
+              (image, f"image {picked.image}"), (variant, f"variant {picked.variant}")]
+    return layers, [*picked.errors, *image_errors, *variant_errors]
+
+
+def validated(layers: list[Layer], errors: list[str]) -> tuple[Settings, dict[str, str]]:
+    """The layers merged (later wins) and validated, with each value's origin; SettingsError otherwise."""
+    stack = Stack()
+    for values, source in layers:
+        stack.push(values, source)
+    try:
+        return Settings.model_validate(stack.values), stack.sources
+    except ValidationError as exc:
+        raise SettingsError(errors + [error_line(e) for e in exc.errors()]) from None
 
 
 def resolve(environ: Mapping[str, str], env_file: Mapping[str, str], host: Machine,
@@ -136,44 +179,24 @@ def resolve(environ: Mapping[str, str], env_file: Mapping[str, str], host: Machi
     from_file, from_env = known_values(env_file), known_values(environ)
     user = {**from_file, **from_env}
     remember_secrets(user)
-    platform = platform_of(user.get("PLATFORM", str(default_of("PLATFORM"))), host)
-    profile, errors = default_layers.find_profile(templates_dir, user.get("MODEL_PROFILE", "").strip(),
-                                                  user.get("MODEL_ID", str(default_of("MODEL_ID"))))
-    stack = Stack()
-    if platform in default_layers.PLATFORMS:
-        stack.push(default_layers.platform_settings(templates_dir, platform), f"platform {platform}")
-        tag = user.get("IMAGE_VERSION", str(default_of("IMAGE_VERSION"))).strip()
-        image_values, image_errors = images.image_layer(templates_dir, platform, tag)
-        stack.push(image_values, f"image {tag}")
-        errors += image_errors
-        variant = user.get("PLATFORM_VARIANT", "").strip()
-        variant_values, variant_errors = default_layers.variant_settings(templates_dir, platform, variant)
-        stack.push(variant_values, f"variant {variant}")
-        errors += variant_errors
-    from_profile = default_layers.profile_settings(templates_dir, profile, platform)
-    above = {**from_profile, **user}
-    choices = machine_choices(platform, host, above, stack.values)
-    stack.push({c.setting: c.value for c in cpu_tuning.applicable(choices, above)}, CPU_TUNING)
-    stack.push(from_profile, f"model profile {profile}")
-    stack.push(from_file, ENV_FILE)
-    stack.push(from_env, USER)
-    if user.get("PLATFORM", "auto").strip().lower() == "auto":
-        stack.push({"PLATFORM": platform}, "detected (PLATFORM=auto)")
-    elif platform in default_layers.PLATFORMS:
-        stack.values["PLATFORM"] = platform  # " NPU" -> "npu"
-    if "MODEL_PROFILE" not in user:
-        stack.push({"MODEL_PROFILE": profile}, "the profile serving MODEL_ID" if profile != "generic" else BUILT_IN)
-    try:
-        settings = Settings.model_validate(stack.values)
-    except ValidationError as exc:
-        raise SettingsError(errors + [error_line(e) for e in exc.errors()]) from None
-    settings, derived = derive(settings, stack.sources)
-    settings, secret_errors = secrets_from_files(settings, stack.sources)
-    errors += secret_errors + cross_field_errors(settings) + admission_errors(settings)
+    picked = Selection.of(user, host, templates_dir)
+    lower, errors = lower_layers(picked, templates_dir)
+    from_profile = default_layers.profile_settings(templates_dir, picked.profile, picked.platform)
+    upper = [(from_profile, f"model profile {picked.profile}"), (from_file, ENV_FILE), (from_env, USER),
+             *picked.echoed(from_env, user)]
+    # The CPU tuning is a layer between the variant and the profile, chosen from the validated
+    # settings of every other layer, as the derivations below are.
+    untuned, _ = validated([*lower, *upper], errors)
+    choices = cpu_tuning.choose(host.cpu, untuned) if cpu_tuning.applies(untuned) else []
+    tuned = {c.setting: c.value for c in cpu_tuning.applicable(choices, {**from_profile, **user})}
+    settings, sources = validated([*lower, (tuned, CPU_TUNING), *upper], errors)
+    settings, derived = derive(settings, sources)
+    settings, secret_errors = fill_secrets(settings, sources)
+    errors += secret_errors + rules.errors(settings)
     if errors:
         raise SettingsError(errors)
     typos = near_misses([*env_file, *environ], setting_names())
-    return Resolved(settings, {**stack.sources, **derived}, tuple(choices), tuple(typos))
+    return Resolved(settings, {**sources, **derived}, tuple(choices), tuple(typos))
 
 
 def derive(settings: Settings, sources: Mapping[str, str]) -> tuple[Settings, dict[str, str]]:
@@ -205,28 +228,15 @@ def remember_secrets(values: Mapping[str, str]) -> None:
         scrub.remember_url_credentials(values.get(name, "").strip())
 
 
-def secrets_from_files(settings: Settings, sources: dict[str, str]) -> tuple[Settings, list[str]]:
-    """Fill each secret from its VAR_FILE; both VAR and VAR_FILE set is an error."""
-    updates: dict[str, SecretStr] = {}
-    errors = []
-    for file_name, name in SECRET_FILES.items():
-        path = getattr(settings, FIELDS[file_name])
-        if path is None:
-            continue
-        if getattr(settings, FIELDS[name]) is not None:
-            errors.append(f"{file_name}={str(path)!r}: {name} is set too; allowed: one of them ({name} holds the "
-                          f"value, {file_name} a file holding it)")
-            continue
-        if file_name == "API_KEY_FILE":  # several keys: clients of the bundle's own send the first
-            keys, error = read_api_key_file(path)
-            scrub.remember(*keys)
-            value = keys[0] if keys else None
-        else:
-            value, error = read_secret_file(file_name, path)
-        if error:
-            errors.append(error)
-        else:
-            scrub.remember(str(value))
-            updates[FIELDS[name]] = SecretStr(str(value))
-            sources[name] = f"file {file_name}"
-    return settings.model_copy(update=updates), errors
+def load(environ: Mapping[str, str] | None = None, env_file: Path | None = None,
+         templates_dir: Path | None = None, host: Machine | None = None) -> Resolved:
+    """The one way to build the settings: the process environment (unless `environ` is given),
+    the env file and the live host (unless given) read once, here, then `resolve`d."""
+    return resolve(os.environ if environ is None else environ, read_env_file(env_file),
+                   host or read_host(), templates_dir or default_layers.TEMPLATES_DIR)
+
+
+def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | None = None,
+                  templates_dir: Path | None = None, host: Machine | None = None) -> Settings:
+    """`load`'s settings alone; SettingsError lists every problem found."""
+    return load(environ, env_file, templates_dir, host).settings

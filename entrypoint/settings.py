@@ -1,10 +1,11 @@
-"""The one settings object: every knob of the bundle, validated before anything starts.
+"""The settings object: every knob of the bundle as a field, its single-field validation and
+the properties computed from it.
 
-The field defaults below are the built-in layer (the seed's values); the resolver
-(`entrypoint.resolver`) puts the platform, variant, CPU tuning, model profile, env file
-and environment on top and derives what is computed from other settings. This module and
-the resolver are the only places that read the environment: everything downstream takes a
-``Settings``.
+Each field is one setting: its alias is the environment variable, its default the built-in
+layer, and it declares what it becomes (a vLLM flag, an exported variable). The resolver
+(`entrypoint.resolver`) is the one way to build a ``Settings``: it puts the other layers on
+top, derives what is computed from other settings and checks the rules between them
+(`entrypoint.rules`). Everything downstream takes a ``Settings``.
 """
 
 from __future__ import annotations
@@ -17,21 +18,20 @@ import shlex
 import unicodedata
 import warnings
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 
-from entrypoint import engine_flags, value_grammar
-from entrypoint.api_keys import KEY_FILE_ALLOWED, read_keys
-from entrypoint.bounded_read import Unreadable, read_bounded
+from entrypoint import value_grammar
+from entrypoint.api_keys import KEY_FILE_ALLOWED
+from entrypoint.default_layers import DEFAULT_IMAGE
 from entrypoint.scrub import scrub_url
 from entrypoint.startup_errors import KUBERNETES_TERMINATION_LOG
 from entrypoint.state import DEFAULT_STATE_DIR, NodeRole
-
-if TYPE_CHECKING:
-    from entrypoint.resolver import Machine, Resolved
+from entrypoint.vllm_forms import ACCELERATORS, EXPORTED, EngineFlag, Export, digit, fraction
 
 Platform = Literal["npu", "cuda", "cpu"]
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "ascend-serve"
@@ -42,10 +42,8 @@ SECRET_FIELDS: frozenset[str] = frozenset(SECRET_FILES.values())
 SECRET_TEXT = re.compile(r"[\x21-\x7e]+")  # fits an HTTP header: printable ASCII, no spaces
 SECRET_ALLOWED = "printable ASCII without spaces"
 SECRET_FILE_ALLOWED = "a readable regular file holding the value (one trailing newline is ignored)"
-SECRET_FILE_MAX_BYTES = 64 * 1024  # a key is short; this bounds a mistaken /dev/zero
 # Ceilings for seconds: beyond them a value is a typo, and a timer that large overflows.
 HOUR, DAY, WEEK = 3600, 86400, 7 * 86400
-PATH_MAX = 4000  # Linux's 4096, less room for the files inside the weights' folder
 IFACE = re.compile(r"[A-Za-z0-9_.:-]{1,15}")  # a Linux network interface name (IFNAMSIZ - 1)
 URL_FIELDS = frozenset({"MODELSCOPE_ENDPOINT"})  # shown with their credentials masked
 # Free text that may carry a secret (`--api-key K`, a token in a flag's value): an error about
@@ -54,9 +52,25 @@ UNSHOWN_FIELDS = frozenset({"EXTRA_ARGS"})
 SHOWN_VALUE_MAX = 120  # characters of a bad value an error line quotes
 
 
-def setting(default: Any, doc: str, allowed: str, **constraints: Any) -> Any:
-    """A field whose alias is its environment variable; `allowed` feeds error lines and the settings reference."""
-    return Field(default, description=doc, json_schema_extra={"allowed": allowed}, **constraints)
+def setting(default: Any, doc: str, allowed: str, *, alias: str, flag: EngineFlag | None = None,
+            export: Export | None = None, **constraints: Any) -> Any:
+    """A field whose alias is its environment variable; `allowed` feeds error lines and the settings
+    reference; `flag` and `export` are what it becomes for vLLM (its argv flag, its exported variable)."""
+    forms = {key: replace(form, setting=alias) for key, form in (("flag", flag), ("export", export)) if form}
+    return Field(default, description=doc, alias=alias, json_schema_extra={"allowed": allowed, **forms},
+                 **constraints)
+
+
+def selector(default: str, doc: str, allowed: str, *, alias: str) -> Any:
+    """A field that picks a layer of defaults (a platform, variant, image, profile, the CPU tuning):
+    the resolver reads it before the layers, and the field echoes what was picked."""
+    return Field(default, description=doc, alias=alias, json_schema_extra={"allowed": allowed, "selector": True})
+
+
+def declared(field: FieldInfo, key: str) -> Any:
+    """What a field declared beside its value: "allowed", "flag", "export" or "selector"."""
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    return extra.get(key)
 
 
 class Settings(BaseModel):
@@ -66,8 +80,8 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True, allow_inf_nan=False)
 
     # --- where and what to serve ---------------------------------------------------------
-    platform: Platform = setting("auto", "Accelerator: auto detects an Ascend device, then CUDA, else CPU.",
-                                 "auto, npu, cuda or cpu", alias="PLATFORM")
+    platform: Platform = selector("auto", "Accelerator: auto detects an Ascend device, then CUDA, else CPU.",
+                                  "auto, npu, cuda or cpu", alias="PLATFORM")
     model_id: str = setting("google/gemma-3-270m-it", "Model to serve, as owner/name on the hub.",
                             "owner/name", alias="MODEL_ID")
     model_revision: str = setting("master", "Hub revision (branch, tag or commit) to pin.",
@@ -83,14 +97,12 @@ class Settings(BaseModel):
         Path("/opt/bundle/compile-cache"), "On CPU, where an image built with `make image-warm` keeps its warmed "
         "compile caches, one per CPU instruction set; a first start copies the one for this CPU into an empty "
         "COMPILE_CACHE_DIR.", "a directory (absent: nothing is copied)", alias="SHIPPED_COMPILE_CACHE")
-    model_profile: str = setting("", "Model profile in templates/models (default: the one naming MODEL_ID, else "
-                                 "the one named after the model).",
-                                 "a profile name from templates/models", alias="MODEL_PROFILE")
+    model_profile: str = selector("", "Model profile in templates/models (default: the one naming MODEL_ID, else "
+                                  "the one named after the model).",
+                                  "a profile name from templates/models", alias="MODEL_PROFILE")
     fallback_model_dir: Path | None = setting(None, "Weights to serve, with a loud warning, when the hub is "
                                               "unreachable and the cache is empty.",
                                               "an existing model folder", alias="FALLBACK_MODEL_DIR")
-    served_model_name: str = setting("", "Name clients use in requests (default: MODEL_ID's name part).",
-                                     "a non-empty name", alias="SERVED_MODEL_NAME")
     modelscope_endpoint: str = setting("", "ModelScope hub URL (default: the client's own).",
                                        "an http(s) URL", alias="MODELSCOPE_ENDPOINT")
 
@@ -113,106 +125,144 @@ class Settings(BaseModel):
                                                  alias="MODELSCOPE_TOKEN_FILE")
 
     # --- vllm serve flags, defaults as in the seed ---------------------------------------
-    host: str = setting("0.0.0.0", "--host", "an IP address", alias="HOST")
-    port: int = setting(8000, "--port", "an integer from 1 to 65535", alias="PORT", ge=1, le=65535)
-    data_parallel_size: int = setting(1, "--data-parallel-size", "an integer >= 1", alias="DATA_PARALLEL_SIZE", ge=1)
+    host: str = setting("0.0.0.0", "--host", "an IP address", alias="HOST",
+                        flag=EngineFlag("--host", "value", None))
+    port: int = setting(8000, "--port", "an integer from 1 to 65535", alias="PORT",
+                        flag=EngineFlag("--port", "value", None), ge=1, le=65535)
+    data_parallel_size: int = setting(1, "--data-parallel-size", "an integer >= 1", alias="DATA_PARALLEL_SIZE",
+                                      flag=EngineFlag("--data-parallel-size", "value", "data_parallel_size", ("-dp",)),
+                                      ge=1)
     tensor_parallel_size: int = setting(1, "--tensor-parallel-size", "an integer >= 1",
-                                        alias="TENSOR_PARALLEL_SIZE", ge=1)
+                                        alias="TENSOR_PARALLEL_SIZE",
+                                        flag=EngineFlag("--tensor-parallel-size", "value", "tensor_parallel_size",
+                                                        ("-tp",)), ge=1)
     pipeline_parallel_size: int | None = setting(
         None, "--pipeline-parallel-size: the model's layers split into this many stages (unset: vLLM's default, "
         "1). With LWS_GROUP_SIZE, TENSOR_PARALLEL_SIZE x PIPELINE_PARALLEL_SIZE cards span the group's nodes.",
-        "an integer >= 1", alias="PIPELINE_PARALLEL_SIZE", ge=1)
+        "an integer >= 1", alias="PIPELINE_PARALLEL_SIZE",
+        flag=EngineFlag("--pipeline-parallel-size", "optional", "pipeline_parallel_size", ("-pp",)), ge=1)
     distributed_executor_backend: Literal["mp", "ray", "uni"] | None = setting(
         None, "--distributed-executor-backend (unset: vLLM's choice; mp, vLLM's own processes, when "
-        "LWS_GROUP_SIZE is set).", "mp, ray or uni", alias="DISTRIBUTED_EXECUTOR_BACKEND")
-    seed: int = setting(1024, "--seed", "an integer >= 0", alias="SEED", ge=0)
-    max_num_seqs: int = setting(32, "--max-num-seqs", "an integer >= 1", alias="MAX_NUM_SEQS", ge=1)
-    max_model_len: int = setting(32768, "--max-model-len", "an integer >= 1", alias="MAX_MODEL_LEN", ge=1)
+        "LWS_GROUP_SIZE is set).", "mp, ray or uni", alias="DISTRIBUTED_EXECUTOR_BACKEND",
+        flag=EngineFlag("--distributed-executor-backend", "optional", "distributed_executor_backend"))
+    # One vLLM across a LeaderWorkerSet group's nodes (vllm-ascend's pipeline-parallel guide, multi-node
+    # with the mp backend); LWS sets the first three in every pod, unset outside LWS, so nothing renders.
+    lws_group_size: int | None = setting(
+        None, "Pods in this LeaderWorkerSet group, one vLLM across them (LWS sets it; unset: one node). Rendered "
+        "as --nnodes, with the mp backend.", "an integer >= 2 (one node needs no LeaderWorkerSet)",
+        alias="LWS_GROUP_SIZE",
+        flag=EngineFlag("--nnodes", "optional", "nnodes", ("-n",)), ge=2)
+    lws_worker_index: int | None = setting(
+        None, "This pod's place in its group (LWS sets it): 0 is the leader, which serves the API; the others "
+        "run vLLM headless. Rendered as --node-rank.", "an integer >= 0, below LWS_GROUP_SIZE",
+        alias="LWS_WORKER_INDEX",
+        flag=EngineFlag("--node-rank", "optional", "node_rank", ("-r",)), ge=0)
+    lws_leader_address: str | None = setting(
+        None, "The group leader's address (LWS sets it): the nodes meet there (--master-addr) and workers count "
+        "as joined once the leader serves on PORT.", "a host name or IP address", alias="LWS_LEADER_ADDRESS",
+        flag=EngineFlag("--master-addr", "optional", "master_addr"))
+    multi_node_port: int | None = setting(
+        None, "--master-port: the leader's port where the group's nodes set up torch.distributed (unset: "
+        "vLLM's default, 29501).", "an integer from 1 to 65535", alias="MULTI_NODE_PORT",
+        flag=EngineFlag("--master-port", "optional", "master_port"), ge=1, le=65535)
+    seed: int = setting(1024, "--seed", "an integer >= 0", alias="SEED",
+                        flag=EngineFlag("--seed", "value", "seed"), ge=0)
+    # The name clients ask for: the API server's business, not the engine's.
+    served_model_name: str = setting("", "Name clients use in requests (default: MODEL_ID's name part).",
+                                     "a non-empty name", alias="SERVED_MODEL_NAME",
+                                     flag=EngineFlag("--served-model-name", "value", None))
+    max_num_seqs: int = setting(32, "--max-num-seqs", "an integer >= 1", alias="MAX_NUM_SEQS",
+                                flag=EngineFlag("--max-num-seqs", "value", "max_num_seqs"), ge=1)
+    max_model_len: int = setting(32768, "--max-model-len", "an integer >= 1", alias="MAX_MODEL_LEN",
+                                 flag=EngineFlag("--max-model-len", "value", "max_model_len"), ge=1)
     max_num_batched_tokens: int = setting(4096, "--max-num-batched-tokens", "an integer >= MAX_NUM_SEQS",
-                                          alias="MAX_NUM_BATCHED_TOKENS", ge=1)
-    trust_remote_code: bool = setting(True, "--trust-remote-code", BOOLEAN, alias="TRUST_REMOTE_CODE")
+                                          alias="MAX_NUM_BATCHED_TOKENS",
+                                          flag=EngineFlag("--max-num-batched-tokens", "value",
+                                                          "max_num_batched_tokens"), ge=1)
+    trust_remote_code: bool = setting(True, "--trust-remote-code", BOOLEAN, alias="TRUST_REMOTE_CODE",
+                                      flag=EngineFlag("--trust-remote-code", "present", "trust_remote_code"))
     gpu_memory_utilization: float = setting(0.90, "--gpu-memory-utilization", "a number > 0 and <= 1",
-                                            alias="GPU_MEMORY_UTILIZATION", gt=0, le=1)
+                                            alias="GPU_MEMORY_UTILIZATION",
+                                            flag=EngineFlag("--gpu-memory-utilization", "value",
+                                                            "gpu_memory_utilization", ("--device-memory-utilization",),
+                                                            ACCELERATORS, fraction), gt=0, le=1)
     enable_prefix_caching: bool = setting(False, "--enable-prefix-caching / --no-enable-prefix-caching",
-                                          BOOLEAN, alias="ENABLE_PREFIX_CACHING")
+                                          BOOLEAN, alias="ENABLE_PREFIX_CACHING",
+                                          flag=EngineFlag("--enable-prefix-caching", "switch", "enable_prefix_caching"))
     compilation_config: str | None = setting('{"cudagraph_mode":"FULL_DECODE_ONLY"}', "--compilation-config",
-                                             "a JSON object", alias="COMPILATION_CONFIG")
+                                             "a JSON object", alias="COMPILATION_CONFIG",
+                                             flag=EngineFlag("--compilation-config", "json", "compilation_config",
+                                                             ("-cc",)))
     additional_config: str | None = setting('{"enable_cpu_binding":true}', "--additional-config (vllm-ascend)",
-                                            "a JSON object", alias="ADDITIONAL_CONFIG")
+                                            "a JSON object", alias="ADDITIONAL_CONFIG",
+                                            flag=EngineFlag("--additional-config", "json", "additional_config"))
     dtype: Literal["auto", "bfloat16", "float16", "float32"] | None = setting(
-        None, "--dtype (unset: vLLM's default)", "auto, bfloat16, float16 or float32", alias="DTYPE")
+        None, "--dtype (unset: vLLM's default)", "auto, bfloat16, float16 or float32", alias="DTYPE",
+        flag=EngineFlag("--dtype", "optional", "dtype"))
     enforce_eager: bool | None = setting(None, "--enforce-eager (unset: vLLM's default)", BOOLEAN,
-                                         alias="ENFORCE_EAGER")
+                                         alias="ENFORCE_EAGER",
+                                         flag=EngineFlag("--enforce-eager", "switch", "enforce_eager"))
     enable_chunked_prefill: bool | None = setting(None, "--enable-chunked-prefill (unset: vLLM's default)",
-                                                  BOOLEAN, alias="ENABLE_CHUNKED_PREFILL")
+                                                  BOOLEAN, alias="ENABLE_CHUNKED_PREFILL",
+                                                  flag=EngineFlag("--enable-chunked-prefill", "switch",
+                                                                  "enable_chunked_prefill"))
     shutdown_timeout: int | None = setting(None, "--shutdown-timeout: seconds vLLM drains accepted requests after "
                                            "SIGTERM (newer vLLM only; unset: vLLM's default, which aborts them).",
-                                           "an integer >= 0, below STOP_GRACE_PERIOD", alias="SHUTDOWN_TIMEOUT", ge=0)
+                                           "an integer >= 0, below STOP_GRACE_PERIOD", alias="SHUTDOWN_TIMEOUT",
+                                           flag=EngineFlag("--shutdown-timeout", "optional", "shutdown_timeout"), ge=0)
     extra_args: str = setting("", "More vllm serve flags, shell-split and appended last. Flags the bundle "
                               "manages are refused: those a setting renders (set the setting), --host, --port, "
                               "--model, --served-model-name, --api-key (use API_KEY_FILE), --uds, --ssl-*, --config.",
                               "shell words with balanced quotes, no managed flag", alias="EXTRA_ARGS")
 
-    # --- several nodes per model: LeaderWorkerSet sets the first three in every pod ------
-    lws_group_size: int | None = setting(
-        None, "Pods in this LeaderWorkerSet group, one vLLM across them (LWS sets it; unset: one node). Rendered "
-        "as --nnodes, with the mp backend.", "an integer >= 2 (one node needs no LeaderWorkerSet)",
-        alias="LWS_GROUP_SIZE", ge=2)
-    lws_worker_index: int | None = setting(
-        None, "This pod's place in its group (LWS sets it): 0 is the leader, which serves the API; the others "
-        "run vLLM headless. Rendered as --node-rank.", "an integer >= 0, below LWS_GROUP_SIZE",
-        alias="LWS_WORKER_INDEX", ge=0)
-    lws_leader_address: str | None = setting(
-        None, "The group leader's address (LWS sets it): the nodes meet there (--master-addr) and workers count "
-        "as joined once the leader serves on PORT.", "a host name or IP address", alias="LWS_LEADER_ADDRESS")
-    multi_node_port: int | None = setting(
-        None, "--master-port: the leader's port where the group's nodes set up torch.distributed (unset: "
-        "vLLM's default, 29501).", "an integer from 1 to 65535", alias="MULTI_NODE_PORT", ge=1, le=65535)
-
     # --- runtime environment of the server (platform defaults in templates/platforms) ---
-    vllm_use_modelscope: bool | None = setting(None, "Exported to vLLM.", BOOLEAN, alias="VLLM_USE_MODELSCOPE")
+    vllm_use_modelscope: bool | None = setting(None, "Exported to vLLM.", BOOLEAN, alias="VLLM_USE_MODELSCOPE",
+                                               export=EXPORTED)
     pytorch_npu_alloc_conf: str | None = setting(None, "Exported to vLLM (NPU allocator).", "an allocator config",
-                                                 alias="PYTORCH_NPU_ALLOC_CONF")
+                                                 alias="PYTORCH_NPU_ALLOC_CONF", export=EXPORTED)
     hccl_buffsize: int | None = setting(None, "Exported to vLLM (HCCL buffer, MB).", "an integer >= 1",
-                                        alias="HCCL_BUFFSIZE", ge=1)
+                                        alias="HCCL_BUFFSIZE", export=EXPORTED, ge=1)
     hccl_op_expansion_mode: Literal["AIV", "AI_CPU", "HOST"] | None = setting(
         None, "Exported to vLLM on NPU (where HCCL expands collectives; default AIV when TENSOR_PARALLEL_SIZE x "
         "DATA_PARALLEL_SIZE > 1, as vllm-ascend's multi-card tutorials set it).", "AIV, AI_CPU or HOST",
-        alias="HCCL_OP_EXPANSION_MODE")
+        alias="HCCL_OP_EXPANSION_MODE", export=EXPORTED)
     omp_proc_bind: Literal["true", "false", "close", "spread", "master", "primary"] | None = setting(
-        None, "Exported to vLLM.", "true, false, close, spread, master or primary", alias="OMP_PROC_BIND")
-    omp_num_threads: int | None = setting(None, "Exported to vLLM.", "an integer >= 1", alias="OMP_NUM_THREADS", ge=1)
+        None, "Exported to vLLM.", "true, false, close, spread, master or primary", alias="OMP_PROC_BIND",
+        export=EXPORTED)
+    omp_num_threads: int | None = setting(None, "Exported to vLLM.", "an integer >= 1", alias="OMP_NUM_THREADS",
+                                          export=EXPORTED, ge=1)
     task_queue_enable: Literal[0, 1, 2] | None = setting(None, "Exported to vLLM (Ascend task queue).",
-                                                         "0, 1 or 2", alias="TASK_QUEUE_ENABLE")
+                                                         "0, 1 or 2", alias="TASK_QUEUE_ENABLE", export=EXPORTED)
     ascend_log_path: Path | None = setting(None, "Exported to vLLM (Ascend plog folder).", "a writable directory",
-                                           alias="ASCEND_LOG_PATH")
+                                           alias="ASCEND_LOG_PATH", export=EXPORTED)
     vllm_cpu_kvcache_space: int | None = setting(None, "Exported to vLLM on CPU: KV cache size in GiB.",
-                                                 "an integer >= 1", alias="VLLM_CPU_KVCACHE_SPACE", ge=1)
+                                                 "an integer >= 1", alias="VLLM_CPU_KVCACHE_SPACE", export=EXPORTED,
+                                                 ge=1)
     vllm_cpu_omp_threads_bind: str | None = setting(
         None, "Exported to vLLM on CPU: the cores its OpenMP threads are pinned to (auto: one thread per "
         "physical core, minus the reserved ones; nobind: no pinning; ranks separated by |).",
-        "auto, nobind or core lists such as 0-3 or 0,2,4-7", alias="VLLM_CPU_OMP_THREADS_BIND")
+        "auto, nobind or core lists such as 0-3 or 0,2,4-7", alias="VLLM_CPU_OMP_THREADS_BIND", export=EXPORTED)
     vllm_cpu_num_of_reserved_cpu: int | None = setting(
         None, "Exported to vLLM on CPU: cores left out of the OpenMP threads for the API server and scheduler.",
-        "an integer >= 0", alias="VLLM_CPU_NUM_OF_RESERVED_CPU", ge=0)
-    vllm_use_aot_compile: bool | None = setting(
-        None, "Exported to vLLM (as 1 or 0): keep torch.compile's graph as an AOT artifact in the compile cache "
-        "(unset: vLLM's default, on); off: Dynamo traces again at each start and Inductor's kernel cache is "
-        "reused.", BOOLEAN, alias="VLLM_USE_AOT_COMPILE")
+        "an integer >= 0", alias="VLLM_CPU_NUM_OF_RESERVED_CPU", export=EXPORTED, ge=0)
     torchinductor_cpp_march: str | None = setting(
         None, "Exported to torch on CPU: the -march Inductor compiles its kernels with (unset: native, every "
         "extension of this CPU; a portable level lets a compile cache built on another CPU of the same "
         "instruction set load here).", "a gcc -march value such as x86-64-v3, x86-64-v4 or native",
-        alias="TORCHINDUCTOR_CPP_MARCH", pattern=r"^[a-z0-9][a-z0-9.+_-]{0,63}$")
-    cpu_tuning: Literal["auto", "off"] = setting(
+        alias="TORCHINDUCTOR_CPP_MARCH", export=EXPORTED, pattern=r"^[a-z0-9][a-z0-9.+_-]{0,63}$")
+    vllm_use_aot_compile: bool | None = setting(
+        None, "Exported to vLLM (as 1 or 0): keep torch.compile's graph as an AOT artifact in the compile cache "
+        "(unset: vLLM's default, on); off: Dynamo traces again at each start and Inductor's kernel cache is "
+        "reused.", BOOLEAN, alias="VLLM_USE_AOT_COMPILE", export=Export(digit))
+    cpu_tuning: Literal["auto", "off"] = selector(
         "auto", "On CPU, choose DTYPE, OpenMP binding, KV cache size and the compile cache's format from this "
         "machine's CPU features, cores and memory (the reasons are logged; your own values always win); off: "
         "the platform file's values and vLLM's defaults.", "auto or off", alias="CPU_TUNING")
-    image_version: str = setting(
-        "v0.18.0rc1", "The vllm-ascend image the server runs on (its vLLM decides which flags exist); selects its "
+    image_version: str = selector(
+        DEFAULT_IMAGE, "The vllm-ascend image the server runs on (its vLLM decides which flags exist); selects its "
         "layer of defaults in templates/images.yaml. The image sets it; set it when building one.",
         "a tag listed in templates/images.yaml", alias="IMAGE_VERSION")
-    platform_variant: str = setting(
+    platform_variant: str = selector(
         "", "A named variant of the platform's defaults in templates/platforms/<platform>/<variant>.yaml "
         "(empty: the platform file alone; the NPU default is the seed's command).",
         "a variant name listed in templates/platforms/<platform>/", alias="PLATFORM_VARIANT")
@@ -264,8 +314,8 @@ class Settings(BaseModel):
     smoke_on_start: bool = setting(True, "Run the smoke check before marking the server ready.", BOOLEAN,
                                    alias="SMOKE_ON_START")
     smoke_prompt: str = setting("What is the capital of France? Answer in one word.",
-                                "The smoke check's chat message (default: the profile's).", "non-empty text",
-                                alias="SMOKE_PROMPT", min_length=1)
+                                "The smoke check's chat message (the guide's question; a profile may set its "
+                                "own).", "non-empty text", alias="SMOKE_PROMPT", min_length=1)
     smoke_expect: str = setting("", "Regular expression the smoke answer must match (default: the profile's; "
                                 "empty: any non-empty answer).", "a regular expression", alias="SMOKE_EXPECT")
     smoke_max_tokens: int = setting(16, "max_tokens of the smoke request.", "an integer >= 1",
@@ -388,7 +438,7 @@ class Settings(BaseModel):
             raise ValueError("contains a NUL byte")
         if isinstance(value, str) and "".join(value.splitlines()) != value:
             raise ValueError("contains a line break")
-        # `/models ` and `/models` are two folders to the kernel, one to a person reading the render.
+        # `/data ` and `/data` are two folders to the kernel, one to a person reading the render.
         if isinstance(value, str) and (value != value.strip() or any(unicodedata.category(c) == "Cc" for c in value)):
             raise ValueError("starts or ends with white space, or contains control characters")
         return value
@@ -457,6 +507,10 @@ class Settings(BaseModel):
         return {key: shown_value(key, value) for key, value in data.items()}
 
 
+FIELDS = {str(f.alias): key for key, f in Settings.model_fields.items()}  # variable -> field
+SELECTORS = tuple(str(f.alias) for f in Settings.model_fields.values() if declared(f, "selector"))
+
+
 def shown_value(name: str, value: Any) -> Any:
     """A setting's value as printed: secrets as ***, credentials in URLs as ***@."""
     if name in SECRET_FIELDS and value:
@@ -475,134 +529,9 @@ def number_kind(field: FieldInfo) -> type | None:
     return float if float in kinds else None
 
 
-def cross_field_errors(settings: Settings) -> list[str]:
-    """Rules vLLM enforces between flags, checked before it spends minutes starting."""
-    errors = []
-    if settings.max_num_batched_tokens < settings.max_num_seqs:
-        errors.append(f"MAX_NUM_BATCHED_TOKENS={settings.max_num_batched_tokens}: must be >= MAX_NUM_SEQS "
-                      f"({settings.max_num_seqs}), as vLLM requires")
-    if settings.enable_chunked_prefill is False and settings.max_num_batched_tokens < settings.max_model_len:
-        errors.append(f"MAX_NUM_BATCHED_TOKENS={settings.max_num_batched_tokens}: must be >= MAX_MODEL_LEN "
-                      f"({settings.max_model_len}) when ENABLE_CHUNKED_PREFILL=false, as vLLM requires")
-    if settings.shutdown_timeout is not None and settings.shutdown_timeout >= settings.stop_grace_period:
-        errors.append(f"SHUTDOWN_TIMEOUT={settings.shutdown_timeout}: must be below STOP_GRACE_PERIOD "
-                      f"({settings.stop_grace_period:g}), or the supervisor kills vLLM mid-drain")
-    if not value_grammar.inside(settings.hub_cache_folder, settings.model_cache_dir):
-        errors.append(f"MODEL_REVISION={settings.model_revision!r}: its cache folder {settings.hub_cache_folder} lies "
-                      "outside MODEL_CACHE_DIR; allowed: a branch, tag or commit name")
-    if len(str(settings.hub_cache_folder)) > PATH_MAX:
-        errors.append(f"MODEL_CACHE_DIR={str(settings.model_cache_dir)!r}: with MODEL_ID and MODEL_REVISION the "
-                      f"weights' folder is longer than {PATH_MAX} characters; allowed: a shorter folder")
-    if settings.model_source != "modelscope" and not has_config(Path(settings.model_source)):
-        errors.append(f"MODEL_SOURCE={settings.model_source!r}: no config.json there; allowed: modelscope "
-                      "or an absolute path to a model folder")
-    if settings.fallback_model_dir and not has_config(settings.fallback_model_dir):
-        errors.append(f"FALLBACK_MODEL_DIR={str(settings.fallback_model_dir)!r}: no config.json there; allowed: an "
-                      "existing model folder")
-    errors += engine_flags.managed_flag_errors(settings.extra_argv) + port_clashes(settings)
-    return errors + node_group_errors(settings)
-
-
-def port_clashes(settings: Settings) -> list[str]:
-    """Every port the bundle listens on is its own: a second bind fails only after minutes of start."""
-    ports = {"PORT": settings.port, "METRICS_PORT": settings.metrics_port, "MULTI_NODE_PORT": settings.multi_node_port}
-    errors, seen = [], {}
-    for name, port in ports.items():
-        if port and port in seen:  # METRICS_PORT=0: no metrics server
-            errors.append(f"{name}={port}: {seen[port]} listens there too; allowed: a port no other setting uses")
-        seen.setdefault(port, name)
-    return errors
-
-
-LWS_NAMES = ("LWS_GROUP_SIZE", "LWS_WORKER_INDEX", "LWS_LEADER_ADDRESS")
-
-
-def node_group_errors(settings: Settings) -> list[str]:
-    """A LeaderWorkerSet group runs one vLLM across its nodes: the rules vLLM's mp backend sets for that."""
-    given = {name: getattr(settings, name.lower()) for name in LWS_NAMES}
-    present = {name: value for name, value in given.items() if value is not None}
-    if not present:
-        return []
-    if len(present) < len(LWS_NAMES):
-        name, value = next(iter(present.items()))
-        missing = " and ".join(name for name in LWS_NAMES if name not in present)
-        return [f"{name}={str(value)!r}: {missing} unset; allowed: all of {', '.join(LWS_NAMES)} (LeaderWorkerSet "
-                "sets them in every pod of a group) or none"]
-    size, index = int(settings.lws_group_size or 0), int(settings.lws_worker_index or 0)
-    cards = settings.cards_per_model
-    errors = []
-    if index >= size:
-        errors.append(f"LWS_WORKER_INDEX={str(index)!r}: not below LWS_GROUP_SIZE ({size}); allowed: an integer "
-                      f"from 0 to {size - 1}")
-    if settings.platform == "cpu":
-        errors.append(f"LWS_GROUP_SIZE={str(size)!r}: several nodes per model need an accelerator; allowed: "
-                      "unset on PLATFORM=cpu")
-    if settings.data_parallel_size != 1:
-        errors.append(f"DATA_PARALLEL_SIZE={str(settings.data_parallel_size)!r}: the group's nodes split one "
-                      "model (more copies are more LeaderWorkerSet replicas); allowed: 1 with LWS_GROUP_SIZE")
-    if cards % size:
-        errors.append(f"LWS_GROUP_SIZE={str(size)!r}: TENSOR_PARALLEL_SIZE x PIPELINE_PARALLEL_SIZE ({cards}) "
-                      "is not a multiple of it, as vLLM's mp backend requires; allowed: a group size dividing "
-                      "the card count")
-    if settings.distributed_executor_backend not in (None, "mp"):
-        errors.append(f"DISTRIBUTED_EXECUTOR_BACKEND={settings.distributed_executor_backend!r}: a LeaderWorkerSet "
-                      "group joins through vLLM's own processes; allowed: mp with LWS_GROUP_SIZE")
-    return errors
-
-
-def has_config(folder: Path) -> bool:
-    """Whether `folder` holds a config.json; a name the OS rejects (too long, say) counts as no."""
-    try:
-        return (folder / "config.json").is_file()
-    except (OSError, ValueError):
-        return False
-
-
-def read_secret_file(name: str, path: Path) -> tuple[str | None, str | None]:
-    """The secret a VAR_FILE holds, or the error line (naming the variable and path, never the content)."""
-    where = f"{name}={str(path)!r}"
-    try:
-        data = read_bounded(path, SECRET_FILE_MAX_BYTES)
-    except Unreadable as exc:
-        return None, f"{where}: {exc}; allowed: {SECRET_FILE_ALLOWED}"
-    # `echo key > file` and Kubernetes' stringData leave one trailing newline; the key is what precedes it.
-    text = data.decode("ascii", errors="replace").removesuffix("\n").removesuffix("\r")
-    if not text:
-        return None, f"{where}: the file is empty; allowed: {SECRET_FILE_ALLOWED}"
-    if not SECRET_TEXT.fullmatch(text):
-        return None, f"{where}: the file's content has spaces, control or non-ASCII characters; allowed: " \
-                     f"{SECRET_ALLOWED}"
-    return text, None
-
-
-def read_api_key_file(path: Path) -> tuple[list[str], str | None]:
-    """API_KEY_FILE's keys, or the error line (naming the variable, path and line, never a key)."""
-    try:
-        return read_keys(path), None
-    except Unreadable as exc:
-        return [], f"API_KEY_FILE={str(path)!r}: {exc}; allowed: {KEY_FILE_ALLOWED}"
-
-
-def admission_errors(settings: Settings) -> list[str]:
-    """Admission bounds that cannot work: a bound per key needs keys; a bound without the control does nothing."""
-    errors = []
-    if settings.admit_max_per_key is not None and settings.api_key is None:
-        errors.append(f"ADMIT_MAX_PER_KEY={settings.admit_max_per_key}: there is no API key to count by; allowed: "
-                      "unset, or set with API_KEY or API_KEY_FILE")
-    if not settings.admission_control:
-        for name in ("ADMIT_MAX_RUNNING", "ADMIT_MAX_QUEUED", "ADMIT_MAX_PER_KEY"):
-            value = getattr(settings, name.lower())
-            if value is not None:
-                errors.append(f"{name}={value}: has no effect with ADMISSION_CONTROL=false; allowed: unset, or "
-                              "set with ADMISSION_CONTROL=true")
-                break
-    return errors
-
-
 def allowed_values(field: FieldInfo) -> str:
     """What a setting accepts, as its error lines and the generated docs say it."""
-    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-    return str(extra.get("allowed", ""))
+    return str(declared(field, "allowed") or "")
 
 
 def error_line(error: Mapping[str, Any]) -> str:
@@ -637,19 +566,3 @@ def inherited_environment(environ: Mapping[str, str] = os.environ) -> dict[str, 
     return {key: value for key, value in environ.items() if key not in names}
 
 
-def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | None = None,
-                  templates_dir: Path | None = None, host: Machine | None = None) -> Settings:
-    """The validated settings (from the process environment unless `environ` is given);
-    SettingsError lists every problem found. See `resolve_settings`."""
-    return resolve_settings(environ, env_file, templates_dir, host).settings
-
-
-def resolve_settings(environ: Mapping[str, str] | None = None, env_file: Path | None = None,
-                     templates_dir: Path | None = None, host: Machine | None = None) -> Resolved:
-    """The edge of the resolver: read the environment, the env file and the host (unless given), then resolve."""
-    from entrypoint import default_layers, resolver
-    from entrypoint.env_file import read_env_file
-
-    return resolver.resolve(os.environ if environ is None else environ,
-                            read_env_file(env_file), host or resolver.read_host(),
-                            templates_dir or default_layers.TEMPLATES_DIR)

@@ -81,7 +81,7 @@ def env_example() -> str:
 
 
 # The Kubernetes manifest fixes these itself: the container listens on 0.0.0.0:8000, the
-# cache PVC is mounted at /models and the probes read the default STATE_DIR.
+# cache PVC is mounted at the image's MODEL_CACHE_DIR and the probes read the default STATE_DIR.
 MANIFEST_FIXED = ("HOST", "PORT", "MODEL_CACHE_DIR", "STATE_DIR")
 
 

@@ -3,7 +3,7 @@
     eval "$(scripts/base-image.py)"   # sets BASE_IMAGE and IMAGE_VERSION for `docker compose build`
 
 IMAGE_VERSION is the setting (the environment, then .env, then its default), NPU_HARDWARE the
-Ascend hardware (a2 by default; a3 and 310p images carry a tag suffix). Both are looked up in
+Ascend hardware (by default the first listed, whose images carry no tag suffix). Both are looked up in
 templates/images.json, the copy of templates/images.yaml that `make docs` writes for the
 host side, which has the standard library only. A BASE_IMAGE already set wins: a mirror's
 copy or a local build. The image keeps IMAGE_VERSION as ENV, so the entrypoint inside renders
@@ -25,7 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from host_env import ROOT, checkout_env_file, lookup, read_env_file
 
 CATALOGUE = ROOT / "templates" / "images.json"
-DEFAULT_HARDWARE = "a2"
 
 
 class BadValue(Exception):
@@ -41,7 +40,7 @@ def build_args(environ: Mapping[str, str], env_file: Path | None, images: Mappin
     """BASE_IMAGE and IMAGE_VERSION for the NPU build; BadValue with the one line for a bad value."""
     images = catalogue() if images is None else images
     from_file = read_env_file(env_file)
-    hardware = lookup("NPU_HARDWARE", environ, from_file, DEFAULT_HARDWARE)
+    hardware = lookup("NPU_HARDWARE", environ, from_file, images["default_hardware"])
     if hardware not in images["hardware"]:
         raise BadValue(f"NPU_HARDWARE={hardware!r}: not an Ascend hardware the images are built for; "
                        f"allowed: {', '.join(images['hardware'])}")

@@ -19,7 +19,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from entrypoint.engine_flags import kwargs_from_flags, server_only_options
 from entrypoint.errors import UserError, run_cli
-from entrypoint.settings import Settings, load_settings
+from entrypoint.resolver import load_settings
+from entrypoint.settings import Settings
 from verification import accuracy, accuracy_report, runs
 from verification.client import ApiClient, client_from_settings
 

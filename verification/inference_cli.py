@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from entrypoint.errors import run_cli
-from entrypoint.settings import Settings, load_settings
+from entrypoint.resolver import load_settings
+from entrypoint.settings import Settings
 from verification.chat_loop import chat_loop
 from verification.client import Answer, Messages, client_from_settings
 

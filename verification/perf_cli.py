@@ -22,7 +22,8 @@ from rich.console import Console
 
 from entrypoint.errors import SettingsError, UserError, run_cli
 from entrypoint.http import bearer
-from entrypoint.settings import Settings, inherited_environment, load_settings
+from entrypoint.resolver import load_settings
+from entrypoint.settings import Settings, inherited_environment
 from verification import perf, plots, roofline
 from verification.perf_report import perf_markdown
 from verification.runs import add_results_argument, environment, new_run_dir, write_report

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from entrypoint.settings import load_settings
+from entrypoint.resolver import load_settings
 from tests.support.net import reply
 from verification import accuracy, accuracy_report, parity, tasks
 from verification.accuracy_cli import parse_args

@@ -13,7 +13,7 @@ import pytest
 
 from entrypoint.errors import SettingsError
 from entrypoint.render import GUARD_MIDDLEWARE, render_command
-from entrypoint.settings import load_settings
+from entrypoint.resolver import load_settings
 from entrypoint.supervisor import as_supervisor, bundle_importable
 
 ROOT = Path(__file__).parents[2]

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from entrypoint.images import SUPPORTED_IMAGES
+from entrypoint.default_layers import SUPPORTED_IMAGES
 from tests.unit.test_image_build import ROOT, ensure_base_images, load
 
 base_image = load("base-image.py")

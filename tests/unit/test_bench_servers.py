@@ -13,7 +13,7 @@ import pytest
 from bench.common import server, wait_bundle, wait_vllm
 from bench.startup import serve_environ
 from entrypoint.render import render_command
-from entrypoint.settings import load_settings
+from entrypoint.resolver import load_settings
 from entrypoint.state import StateDir
 from tests.support.net import free_port
 

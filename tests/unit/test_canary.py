@@ -13,7 +13,7 @@ import pytest
 from entrypoint.canary import RETRY_SECONDS, Canary, EngineLoad, parse_load, start_canary
 from entrypoint.child import ChildProcess
 from entrypoint.errors import SettingsError
-from entrypoint.settings import load_settings
+from entrypoint.resolver import load_settings
 from entrypoint.state import StateDir
 from entrypoint.supervisor import watch
 

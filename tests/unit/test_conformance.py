@@ -21,11 +21,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from entrypoint.default_layers import TEMPLATES_DIR, profile_names, variant_names
+from entrypoint.default_layers import SUPPORTED_IMAGES, TEMPLATES_DIR, profile_names, variant_names
 from entrypoint.errors import SettingsError
-from entrypoint.images import SUPPORTED_IMAGES
 from entrypoint.render import render_command
-from entrypoint.settings import load_settings
+from entrypoint.resolver import load_settings
 from tests.support.testbed import BUNDLE_CACHE
 
 ROOT = Path(__file__).parents[2]

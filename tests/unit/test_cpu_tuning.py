@@ -3,6 +3,7 @@ the NPU and CUDA variants render and validate, and the NPU default stays the see
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -15,7 +16,8 @@ from entrypoint.cpu_tuning import choose, cpu_list, explain
 from entrypoint.default_layers import TEMPLATES_DIR, variant_names
 from entrypoint.errors import SettingsError
 from entrypoint.render import render_command
-from entrypoint.settings import load_settings
+from entrypoint.resolver import load_settings
+from entrypoint.settings import Settings
 from tests.unit.conftest import SAMPLES, sample_host
 
 ROOT = Path(__file__).parents[2]
@@ -29,7 +31,7 @@ CPUS = {
 
 
 def chosen(host) -> dict[str, str]:
-    return {c.setting: c.value for c in choose(host, {})}
+    return {c.setting: c.value for c in choose(host, Settings())}
 
 
 # --- reading the machine ---------------------------------------------------------------
@@ -114,7 +116,7 @@ def test_one_core_or_a_big_host_keeps_vllms_auto_binding(usable):
 
 
 def test_several_ranks_keep_vllms_auto_binding():
-    choices = {c.setting: c.value for c in choose(sample_host(), {"TENSOR_PARALLEL_SIZE": "2"})}
+    choices = {c.setting: c.value for c in choose(sample_host(), Settings(TENSOR_PARALLEL_SIZE=2))}
     assert choices["VLLM_CPU_OMP_THREADS_BIND"] == "auto"
 
 
@@ -126,10 +128,10 @@ def test_the_cpu_steps_1024_tokens_and_the_users_budget_wins():
 
 
 def test_the_token_budget_covers_every_sequence_and_a_whole_prompt_without_chunking():
-    assert {c.setting: c.value for c in choose(sample_host(), {"MAX_NUM_SEQS": "2048"})}[
+    assert {c.setting: c.value for c in choose(sample_host(), Settings(MAX_NUM_SEQS=2048))}[
         "MAX_NUM_BATCHED_TOKENS"] == "2048"
     assert "MAX_NUM_BATCHED_TOKENS" not in {c.setting for c in choose(sample_host(),
-                                                                       {"ENABLE_CHUNKED_PREFILL": "false"})}
+                                                                       Settings(ENABLE_CHUNKED_PREFILL=False))}
     unchunked = load_settings({"PLATFORM": "cpu", "ENABLE_CHUNKED_PREFILL": "false", "MAX_MODEL_LEN": "4096"})
     assert unchunked.max_num_batched_tokens == 4096
 
@@ -154,9 +156,9 @@ def test_cpu_list_syntax():
 
 def test_every_choice_says_why():
     for sample in CPUS:
-        for choice in choose(sample_host(sample), {}):
+        for choice in choose(sample_host(sample), Settings()):
             assert choice.reason and choice.setting.isupper()
-    reasons = {c.setting: c.reason for c in choose(sample_host("avx512bf16-amd-genoa"), {})}
+    reasons = {c.setting: c.evidence for c in choose(sample_host("avx512bf16-amd-genoa"), Settings())}
     assert "bench/results/cpu-dtype.md" in reasons["DTYPE"]
     assert "bench/results/profiles.md" in reasons["VLLM_USE_AOT_COMPILE"]
     assert "bench/results/start.md" in reasons["MAX_NUM_BATCHED_TOKENS"]
@@ -219,7 +221,7 @@ def test_no_cpu_tuning_on_accelerators(platform, pin_host):
 
 def test_explain_names_choices_and_overrides():
     host = sample_host("avx512bf16-amd-genoa")
-    lines = explain(choose(host, {}), {"DTYPE": "float32", "VLLM_CPU_KVCACHE_SPACE": 4,
+    lines = explain(choose(host, Settings()), {"DTYPE": "float32", "VLLM_CPU_KVCACHE_SPACE": 4,
                                        "VLLM_CPU_OMP_THREADS_BIND": "auto"})
     assert lines[0].startswith("cpu tuning: DTYPE=float32 kept from your settings") and "bfloat16" in lines[0]
     assert lines[1].startswith("cpu tuning: VLLM_CPU_KVCACHE_SPACE=4: a quarter")
@@ -237,6 +239,16 @@ def test_bad_values_name_the_variable(name, value):
 def test_thread_bind_accepts_vllm_lists():
     for value in ("auto", "nobind", "0-3", "0,2,4-7", "0-3|4-7"):
         assert load_settings({"PLATFORM": "cpu", "VLLM_CPU_OMP_THREADS_BIND": value}).vllm_cpu_omp_threads_bind == value
+
+
+@pytest.mark.parametrize("sample", CPUS)
+def test_a_start_logs_one_line_a_decision_without_figures_or_paths(sample):
+    """The measurements stay in bench/results/ (not in the image); the log says what was chosen and why."""
+    choices = choose(sample_host(sample), Settings())
+    lines = explain(choices, {c.setting: c.value for c in choices})
+    assert len(lines) == len({c.reason for c in choices})
+    for line in lines:
+        assert not re.search(r"bench/|\.md\b|\d(\.\d+)?x\b| ms\b|tok/s|\d+ vs \d+", line), line
 
 
 def test_cli_prints_the_reasons_on_stderr():

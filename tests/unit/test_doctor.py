@@ -13,7 +13,7 @@ import pytest
 
 from entrypoint.cli import main
 from entrypoint.doctor import HostTree, failures, report, run_checks
-from entrypoint.settings import load_settings
+from entrypoint.resolver import load_settings
 
 HERE = Path(__file__).parent
 RECORDED = HERE / "doctor"

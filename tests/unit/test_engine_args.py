@@ -25,7 +25,7 @@ from entrypoint.default_layers import TEMPLATES_DIR, profile_names
 from entrypoint.engine_flags import FLAGS, SUPERVISOR_FLAGS, engine_kwargs, managed_flag_errors
 from entrypoint.errors import SettingsError
 from entrypoint.render import render_command
-from entrypoint.settings import load_settings
+from entrypoint.resolver import load_settings
 from tests.support.draws import Draws
 from tests.support.setting_values import (
     FLAG_SETTINGS,

@@ -8,7 +8,8 @@ import pytest
 from entrypoint.engine_flags import FLAGS, engine_kwargs, kwargs_from_flags, managed_flag_errors, serve_flags
 from entrypoint.errors import SettingsError
 from entrypoint.render import render_command
-from entrypoint.settings import Settings, load_settings
+from entrypoint.resolver import load_settings
+from entrypoint.settings import Settings
 from tests.support.setting_values import platform_variants
 from verification import perf
 from verification.inprocess import llm_kwargs

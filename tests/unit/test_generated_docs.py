@@ -68,3 +68,19 @@ def test_the_readmes_settings_show_the_defaults_of_the_reference():
     shown = [(name, default) for name, default in ROW.findall(README.read_text()) if name in reference]
     assert len(shown) >= 10
     assert [(name, default, reference[name]) for name, default in shown if default != reference[name]] == []
+
+
+def test_the_container_files_state_the_resolvers_defaults():
+    """The Dockerfile, Compose and Kubernetes defaults are what `make docs` writes from the resolver."""
+    from tests.unit.test_image_build import load
+
+    regen = load("regen-docs.py")
+    blocks = regen.fragments()
+    for name in regen.GENERATED_FILES:
+        text = (ROOT / name).read_text()
+        assert regen.BLOCK.search(text), f"{name}: no generated block"
+        assert text == regen.filled(text, blocks), f"{name} is stale: run `make docs`"
+    # The CPU runtime stage is the 4 GB cached layer, written by hand: it must make the same folder.
+    cpu_runtime = (ROOT / "Dockerfile").read_text().split("AS cpu-runtime", 1)[1].split("\nFROM ", 1)[0]
+    assert f"mkdir -p {regen.CONTAINER_CACHE_DIR} " in cpu_runtime
+    assert f"chown serve:serve {regen.CONTAINER_CACHE_DIR}\n" in cpu_runtime

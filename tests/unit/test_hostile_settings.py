@@ -14,9 +14,8 @@ import pytest
 
 from entrypoint.env_file import ENV_FILE_MAX_BYTES, read_env_file
 from entrypoint.errors import SettingsError
-from entrypoint.resolver import Machine, resolve
+from entrypoint.resolver import Machine, load_settings, resolve
 from entrypoint.scrub import scrub_url as mask_url
-from entrypoint.settings import load_settings
 from entrypoint.weights import cache_folder
 from tests.unit.conftest import sample_host
 

@@ -15,7 +15,7 @@ import yaml
 
 from entrypoint.default_layers import TEMPLATES_DIR
 from entrypoint.render import render_command
-from entrypoint.settings import load_settings
+from entrypoint.resolver import load_settings
 from entrypoint.state import DEFAULT_STATE_DIR
 from tests.unit.test_generated_docs import CONFIGMAP_ENV, env_entries
 

@@ -14,7 +14,7 @@ import kubernetes_validate
 import pytest
 
 from entrypoint.render import render_command
-from entrypoint.settings import load_settings
+from entrypoint.resolver import load_settings
 from tests.unit.test_conformance import LWS_GROUP, LWS_ROLES
 from tests.unit.test_kubernetes import KUBERNETES_VERSION, ROOT, render
 

@@ -112,7 +112,7 @@ def test_inference_pool_selects_the_serving_pods_on_their_port():
 
 def test_multi_card_example_asks_for_as_many_cards_as_the_settings_render():
     from entrypoint.render import render_command
-    from entrypoint.settings import load_settings
+    from entrypoint.resolver import load_settings
 
     example = "examples/gemma-3-27b-npu"
     for doc in render(example):

@@ -14,7 +14,7 @@ from entrypoint import metrics
 from entrypoint.canary import Canary, Look
 from entrypoint.errors import SettingsError, UserError
 from entrypoint.preflight import preflight_errors
-from entrypoint.settings import load_settings
+from entrypoint.resolver import load_settings
 from entrypoint.state import StateDir
 
 

@@ -17,7 +17,7 @@ import pytest
 from entrypoint.child import ChildProcess
 from entrypoint.errors import SettingsError
 from entrypoint.render import render_command
-from entrypoint.settings import load_settings
+from entrypoint.resolver import load_settings
 from entrypoint.state import StateDir
 from entrypoint.supervisor import join_group
 from healthcheck.probes import run_probe

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
+from entrypoint import resolver
 from entrypoint.errors import SettingsError
-from entrypoint.settings import resolve_settings
 from tests.unit.test_image_build import ROOT, load
 
 npu_devices = load("npu-devices.py")
@@ -20,7 +20,7 @@ npu_devices = load("npu-devices.py")
 def settings_json(environ: dict[str, str]) -> dict | None:
     """What `entrypoint settings` prints in the image for `environ` (None when it exits 2)."""
     try:
-        return resolve_settings({**environ, "PLATFORM": "npu"}, env_file=None).settings.public_dict()
+        return resolver.load({**environ, "PLATFORM": "npu"}, env_file=None).settings.public_dict()
     except SettingsError:
         return None
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from entrypoint.render import render_command
-from entrypoint.settings import load_settings
+from entrypoint.resolver import load_settings
 from verification import perf
 from verification.perf_report import perf_markdown
 

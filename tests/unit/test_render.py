@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from entrypoint.render import read_shell, render_command
-from entrypoint.settings import load_settings
+from entrypoint.resolver import load_settings
 
 GOLDEN = Path(__file__).parent / "golden"
 SEED = Path(__file__).parents[3] / "shared" / "seed" / "gemma-3-270m-on-vllm-ascend.md"

@@ -16,7 +16,7 @@ import pytest
 
 from entrypoint.api_guard import OPEN_ROUTES
 from entrypoint.render import render_command
-from entrypoint.settings import load_settings
+from entrypoint.resolver import load_settings
 from tests.unit.test_conformance import target_overlay
 
 ROOT = Path(__file__).parents[2]

@@ -10,7 +10,7 @@ import pytest
 
 from entrypoint import scrub
 from entrypoint.errors import SettingsError, run_cli
-from entrypoint.settings import load_settings
+from entrypoint.resolver import load_settings
 from entrypoint.startup_errors import write_termination_message
 from entrypoint.state import StateDir
 

@@ -18,7 +18,8 @@ from entrypoint.errors import SettingsError, UserError
 from entrypoint.http import bearer
 from entrypoint.readiness import probe
 from entrypoint.render import ServeCommand, render_command
-from entrypoint.settings import SECRET_FIELDS, Settings, error_line, load_settings
+from entrypoint.resolver import load_settings
+from entrypoint.settings import SECRET_FIELDS, Settings, error_line
 from entrypoint.settings_docs import configmap_env, env_example
 from entrypoint.smoke import run_smoke
 

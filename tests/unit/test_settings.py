@@ -12,7 +12,8 @@ import pytest
 
 from entrypoint.errors import SettingsError
 from entrypoint.preflight import preflight_errors
-from entrypoint.settings import UNSHOWN_FIELDS, Settings, load_settings, setting_names
+from entrypoint.resolver import load_settings
+from entrypoint.settings import UNSHOWN_FIELDS, Settings, setting_names
 
 ROOT = Path(__file__).parents[2]
 

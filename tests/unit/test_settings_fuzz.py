@@ -30,7 +30,8 @@ from hypothesis import strategies as st
 from entrypoint.cli import parse_args, run
 from entrypoint.errors import SettingsError
 from entrypoint.render import render_command
-from entrypoint.settings import load_settings, setting_names
+from entrypoint.resolver import load_settings
+from entrypoint.settings import setting_names
 from tests.support.draws import Draws
 from tests.support.setting_values import ALL_SETTINGS, assert_one_line_per_problem
 from tests.support.setting_values import environments as shaped_environments
