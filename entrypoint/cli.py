@@ -118,7 +118,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     watch.add_argument("--pid", type=int, help="stop when this process (the supervisor) is gone")
     watch.add_argument("--timeout", type=float, help="seconds to wait (default: STARTUP_TIMEOUT)")
     watch.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
-    smoke = commands.add_parser("smoke", help="run the seed's smoke checks against a running server")
+    smoke = commands.add_parser("smoke", help="run the guide's smoke checks against a running server")
     smoke.add_argument("--url", help="server base URL (default: from HOST and PORT)")
     smoke.add_argument("--json", action="store_true", help="print the result as JSON")
     table = commands.add_parser("settings", help="print the effective settings, or the settings reference table")

@@ -128,12 +128,12 @@ def batched_tokens_choices(settings: Settings) -> list[Choice]:
     seqs = settings.max_num_seqs
     # vLLM's CPU warm-up (its profile run) is one forward pass of MAX_NUM_BATCHED_TOKENS tokens at
     # every start, warm or cold; a longer prompt's prefill is chunked. 2-core AVX-512 BF16 EPYC,
-    # against the seed's 4096 (bench/results/start.md): warm-up pass 1.9 vs 3.3 s, ready cold 92
+    # against the guide's 4096 (bench/results/start.md): warm-up pass 1.9 vs 3.3 s, ready cold 92
     # vs 109 s and warm 49 vs 53 s; c=1 TPOT 35.9 vs 37.6 ms, c=8 output 83.9 vs 67.1 tok/s (an
     # earlier run: 89.3 vs 89.1 tok/s, bench/results/cpu-dtype.md; so no loss rather than a gain).
     return [Choice("MAX_NUM_BATCHED_TOKENS", str(max(BATCHED_TOKENS, seqs)),
                    "vLLM's CPU warm-up runs one forward pass of this many tokens at every start: fewer than the "
-                   "seed's 4096 start faster, cold and warm, at no loss in throughput", START_RESULTS_PATH)]
+                   "guide's 4096 start faster, cold and warm, at no loss in throughput", START_RESULTS_PATH)]
 
 
 def applies(settings: Settings) -> bool:

@@ -351,7 +351,7 @@ def npu_enough_cards(settings: Settings, host: HostTree) -> list[Finding]:
 def default_ascend_log(settings: Settings, host: HostTree) -> list[Finding]:
     """Without ASCEND_LOG_PATH, CANN writes its plog under $HOME/ascend/log.
 
-    Source: the seed guide's note 2 (ASCEND_LOG_PATH on a read-only or foreign home), and
+    Source: the guide's note 2 (ASCEND_LOG_PATH on a read-only or foreign home), and
     vllm-ascend asking for the plog in ~/ascend/log
     (https://github.com/vllm-project/vllm-ascend/issues/3717).
     """
@@ -441,7 +441,7 @@ def shared_memory(settings: Settings, host: HostTree) -> list[Finding]:
 def writable_folders(settings: Settings, host: HostTree) -> list[Finding]:
     """ASCEND_LOG_PATH and every cache folder writable by this user.
 
-    Source: the seed guide's note 2 (ASCEND_LOG_PATH), and the plog folder vllm-ascend asks for
+    Source: the guide's note 2 (ASCEND_LOG_PATH), and the plog folder vllm-ascend asks for
     (https://github.com/vllm-project/vllm-ascend/issues/3717).
     """
     found = []

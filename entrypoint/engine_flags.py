@@ -2,7 +2,7 @@
 
 Each flag-bearing field declares the `vllm serve` flag that carries it and the EngineArgs
 field that flag fills (``setting(..., flag=EngineFlag(...))``); `FLAGS` is those
-declarations in the fields' order, which is the seed's, so the NPU command is the seed's
+declarations in the fields' order, which is the guide's, so the NPU command is the guide's
 flag for flag. The server's argv (`serve_flags`), the in-process engine's keyword arguments
 (`engine_kwargs`: offline inference, the decode profile) and the reverse reading of a
 rendered argv (`kwargs_from_flags`) all come from it, so the server and the in-process

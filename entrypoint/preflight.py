@@ -1,6 +1,6 @@
 """Checks of the machine before anything starts: free port, writable folders.
 
-The seed checks the port by hand (`ss -lntp | grep ':8000 '`); here a bind attempt
+The guide checks the port by hand (`ss -lntp | grep ':8000 '`); here a bind attempt
 does the same on any OS, and the folders are created and written once.
 """
 

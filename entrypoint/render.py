@@ -116,7 +116,7 @@ def parse_env_lines(text: str) -> dict[str, str]:
 
 
 def exports(settings: Settings) -> dict[str, str]:
-    """The variables the fields declare exported, in the fields' order (the seed's); unset ones left out."""
+    """The variables the fields declare exported, in the fields' order (the guide's); unset ones left out."""
     pairs: dict[str, str] = {}
     for name, info in Settings.model_fields.items():
         if (export := declared(info, "export")) is not None:

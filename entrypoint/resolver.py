@@ -3,7 +3,7 @@ folder's layers in; validated settings and where each value came from out.
 
 Layers, lowest precedence first:
 
-1. built-in defaults (the `Settings` field defaults: the seed's values),
+1. built-in defaults (the `Settings` field defaults: the guide's values),
 2. the platform's file (``templates/platforms/<platform>.yaml``), then on NPU and CUDA the
    image version's layer (IMAGE_VERSION, ``templates/images.yaml``),
 3. the platform variant named by PLATFORM_VARIANT (``templates/platforms/<platform>/<variant>.yaml``),

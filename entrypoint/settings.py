@@ -124,7 +124,7 @@ class Settings(BaseModel):
                                                  "Kubernetes secret).", SECRET_FILE_ALLOWED,
                                                  alias="MODELSCOPE_TOKEN_FILE")
 
-    # --- vllm serve flags, defaults as in the seed ---------------------------------------
+    # --- vllm serve flags, defaults as in the guide ---------------------------------------
     host: str = setting("0.0.0.0", "--host", "an IP address", alias="HOST",
                         flag=EngineFlag("--host", "value", None))
     port: int = setting(8000, "--port", "an integer from 1 to 65535", alias="PORT",
@@ -264,7 +264,7 @@ class Settings(BaseModel):
         "a tag listed in templates/images.yaml", alias="IMAGE_VERSION")
     platform_variant: str = selector(
         "", "A named variant of the platform's defaults in templates/platforms/<platform>/<variant>.yaml "
-        "(empty: the platform file alone; the NPU default is the seed's command).",
+        "(empty: the platform file alone; the NPU default is the guide's command).",
         "a variant name listed in templates/platforms/<platform>/", alias="PLATFORM_VARIANT")
 
     @field_validator("vllm_cpu_omp_threads_bind")

