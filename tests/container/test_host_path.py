@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from testbed.net import free_port
 from tests.container.conftest import ROOT, docker
-from tests.support.net import free_port
 
 pytestmark = pytest.mark.container
 POISON = "the host ran a package installer:"

@@ -22,8 +22,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.integration.conftest import FAST_CPU, MODEL_ID, ROOT, Server, child_env, start_server
-from tests.support.modelscope_hub import LoopbackHub
+from testbed.fixture import FAST_CPU, MODEL_ID, PROFILE
+from testbed.modelscope_hub import LoopbackHub
+from testbed.servers import child_env
+from tests.integration.conftest import ROOT, Server, start_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.starts_vllm]
 
@@ -115,10 +117,10 @@ def test_probes_need_no_key(secret_server):
 
 def test_smoke_command_sends_the_key_from_settings(secret_server, key_file):
     with_key = run_entrypoint("smoke", "--url", secret_server.url, "--json", PLATFORM="cpu",
-                              MODEL_PROFILE="gemma-3-270m-fixture", API_KEY_FILE=str(key_file))
+                              MODEL_PROFILE=PROFILE, API_KEY_FILE=str(key_file))
     assert with_key.returncode == 0, with_key.stdout + with_key.stderr
     assert json.loads(with_key.stdout)["ok"] is True
-    without = run_entrypoint("smoke", "--url", secret_server.url, PLATFORM="cpu", MODEL_PROFILE="gemma-3-270m-fixture")
+    without = run_entrypoint("smoke", "--url", secret_server.url, PLATFORM="cpu", MODEL_PROFILE=PROFILE)
     assert without.returncode == 1 and "set API_KEY or API_KEY_FILE" in without.stdout
     assert_no_secret(with_key.stdout + with_key.stderr + without.stdout + without.stderr, "smoke output")
 

@@ -26,10 +26,10 @@ from entrypoint.errors import SettingsError
 from entrypoint.images import SUPPORTED_IMAGES
 from entrypoint.render import render_command
 from entrypoint.settings import load_settings
-from tests.support.testbed import BUNDLE_CACHE
+from testbed.paths import BUNDLE_CACHE
 
 ROOT = Path(__file__).parents[2]
-PROBE = ROOT / "tests" / "support" / "target_vllm_probe.py"
+PROBE = ROOT / "testbed" / "target_vllm_probe.py"
 ACCELERATORS = ("npu", "cuda")
 MODEL_PATH = "/models/weights/gemma-3-270m-it"
 # One model over two LeaderWorkerSet nodes: TP within each node, PP across them

@@ -1,4 +1,4 @@
-"""The probes against hostile state folders (tests/support/hostile_state.py), a bad command
+"""The probes against hostile state folders (testbed/hostile_state.py), a bad command
 line and a closed stdout: exit 0 or 1 (2 for the command line), exactly one line, no
 traceback, a bounded read. No timing is asserted; a subprocess timeout only catches a hang."""
 
@@ -17,7 +17,7 @@ from entrypoint import state as state_module
 from entrypoint.state import MAX_RECORD_BYTES, READY_FILE, STATE_FILE, StateProblem, read_record
 from healthcheck.__main__ import one_line
 from healthcheck.probes import run_probe
-from tests.support.hostile_state import (
+from testbed.hostile_state import (
     FOLDER,
     PROBE_TIMEOUT,
     READERS,
