@@ -1,6 +1,6 @@
 """Scale-out on this machine: two `serve` replicas behind vLLM's router against one replica direct.
 
-Starts the container test's routed Compose project (tests/container/test_router.py: two eager
+Starts the routed Compose project the container tests start too (testbed/routed.py: two eager
 CPU replicas, the router, the API key), then:
 
 - `vllm bench serve` at c=1 and c=8 against replica 1 direct (its container address), the
