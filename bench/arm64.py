@@ -23,6 +23,8 @@ from pathlib import Path
 
 from bench.common import ROOT, cpu_facts, write_report
 from entrypoint.render import read_shell
+from testbed.fixture import EAGER_CPU, fixture_weights, served_fixture
+from testbed.paths import BUNDLE_CACHE
 
 PREFIX = os.environ.get("ARM64_PREFIX", "ascend-serve")
 DEBIAN = f"{PREFIX}-debian:bookworm-arm64"
@@ -35,7 +37,6 @@ HEAVY_LOCK = Path("/work/heavy.lock")
 GUIDE_MODEL_PATH = "/opt/atomgit/weights/gemma-3-270m-it"
 CACHE_KEYS = {"HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "MODELSCOPE_CACHE", "VLLM_CACHE_ROOT",
               "TORCHINDUCTOR_CACHE_DIR"}
-BUNDLE_CACHE = Path(os.environ.get("BUNDLE_CACHE") or Path.home() / ".cache" / "ascend-serve-bundle")
 
 
 STARTED = "arm64-step-started-at "
@@ -106,7 +107,7 @@ def check_parser(result: dict, render: dict) -> None:
     ascend = BUNDLE_CACHE / "target-vllm-0.18.0" / "ascend"
     request = json.dumps({"renders": [{"name": "npu-v0.18.0rc1", **render}], "ascend_source": "/ascend"})
     seconds, done = run_in(["/probe/target_vllm_probe.py"], entrypoint="python3", stdin=request,
-                           mounts=[f"{ROOT / 'tests/support'}:/probe:ro", f"{ascend}:/ascend:ro"])
+                           mounts=[f"{ROOT / 'testbed'}:/probe:ro", f"{ascend}:/ascend:ro"])
     must("vLLM's parser", done)
     answer = json.loads(done.stdout.strip().splitlines()[-1])
     result["parser"] = {"seconds": seconds, "vllm": answer["version"], "failures": answer["failures"]}
@@ -128,15 +129,17 @@ def check_commands(result: dict) -> None:
             raise SystemExit(f"arm64: healthcheck {probe} did not answer in one line: {done.stderr[-400:]}")
 
 
+# The fixture's eager CPU start in the arm64 image, with a short context and no smoke check.
+SERVE_SETTINGS = {"PLATFORM": "cpu", **served_fixture("/weights"), **EAGER_CPU, "MAX_MODEL_LEN": "512",
+                  "SMOKE_ON_START": "false"}
+
+
 def serve_once(result: dict) -> None:
     """One completion from the fixture weights under emulation, time-boxed; measured, never asserted."""
-    weights = subprocess.run([sys.executable, "scripts/testbed/build_fixture_model.py", "--print-path"],
-                             cwd=ROOT, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    weights = fixture_weights(build=False)
     name = f"{PROJECT}-serve"
     subprocess.run(["docker", "rm", "-f", name], capture_output=True)
-    env = {"PLATFORM": "cpu", "MODEL_SOURCE": "/weights", "MODEL_PROFILE": "gemma-3-270m-fixture",
-           "ENFORCE_EAGER": "true", "MAX_MODEL_LEN": "512", "MAX_NUM_BATCHED_TOKENS": "512",
-           "VLLM_CPU_KVCACHE_SPACE": "1", "SMOKE_ON_START": "false", "DTYPE": "float32"}
+    env = SERVE_SETTINGS
     argv = ["docker", "run", "-d", "--name", name, "--platform", "linux/arm64", "--shm-size", "1g",
             "-p", f"127.0.0.1:{PORT}:8000", "-v", f"{weights}:/weights:ro",
             *(arg for k, v in env.items() for arg in ("-e", f"{k}={v}")), IMAGE]

@@ -1,10 +1,9 @@
-"""What every benchmark here shares: the machine's facts, ports, weights, servers (started, waited for
+"""What every benchmark here shares: the machine's facts, servers (started, waited for
 and stopped with the entrypoint's own helpers) and the report files."""
 
 from __future__ import annotations
 
 import contextlib
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +15,7 @@ from entrypoint.errors import UserError
 from entrypoint.readiness import NotReadyYet, ServerExited, poll_until, wait_until_ready
 from entrypoint.settings import Settings
 from entrypoint.state import StateDir
+from testbed.fixture import served_fixture
 from verification import runs
 from verification.runs import machine_facts
 
@@ -25,18 +25,16 @@ READY_TIMEOUT = 1800.0  # a cold start on 2 cores takes minutes; this only bound
 STOP_GRACE_SECONDS = 60.0  # a loaded server drains its engine first; past this its group is killed
 
 
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def cpu_facts() -> dict[str, object]:
     """What the numbers depend on (verification.runs.machine_facts), under the bench reports' key names."""
     facts = machine_facts()
     facts["flags"] = facts.pop("cpu_flags")
     return facts
+
+
+def cpu_fixture(model_path: Path | str) -> dict[str, str]:
+    """The CPU default on loopback, serving the fixture weights at `model_path` with their profile."""
+    return {"PLATFORM": "cpu", "HOST": "127.0.0.1", **served_fixture(model_path)}
 
 
 def wait_until(check: Callable[[], bool], alive: Callable[[], bool], what: str, poll: float) -> float:

@@ -22,11 +22,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import cpu_facts, free_port, server, wait_vllm, write_report  # noqa: E402
+from bench.common import cpu_facts, server, wait_vllm, write_report  # noqa: E402
 from entrypoint.render import render_command  # noqa: E402
 from entrypoint.resolver import load_settings  # noqa: E402
 from entrypoint.settings import inherited_environment  # noqa: E402
-from tests.support.testbed import COMPILE_CACHE, fixture_weights  # noqa: E402
+from testbed.fixture import fixture_weights, served_fixture  # noqa: E402
+from testbed.net import free_port  # noqa: E402
+from testbed.paths import COMPILE_CACHE  # noqa: E402
 
 METRICS = ("mean_ttft_ms", "median_ttft_ms", "mean_tpot_ms", "median_tpot_ms", "output_throughput",
            "completed", "duration")
@@ -44,13 +46,16 @@ def bench(url: str, name: str, model_path: str, concurrency: int, prompts: int, 
     return {key: data[key] for key in METRICS if key in data}
 
 
+def dtype_settings(dtype: str, model_path: str, extra: dict[str, str]) -> dict[str, str]:
+    """One server's settings: the fixture in this dtype, the CPU profile's tuning off."""
+    return {"PLATFORM": "cpu", "CPU_TUNING": "off", "DTYPE": dtype, **served_fixture(model_path),
+            "PORT": str(free_port()), "HOST": "127.0.0.1", "COMPILE_CACHE_DIR": str(COMPILE_CACHE), **extra}
+
+
 def measure(dtype: str, model_path: str, workdir: Path, c1_prompts: int, c8_prompts: int,
             extra: dict[str, str]) -> dict[str, object]:
     """Start one server with this dtype, time it to ready, run both concurrencies."""
-    environ = {"PLATFORM": "cpu", "CPU_TUNING": "off", "DTYPE": dtype, "MODEL_PROFILE": "gemma-3-270m-fixture",
-               "MODEL_SOURCE": model_path, "PORT": str(free_port()), "HOST": "127.0.0.1",
-               "COMPILE_CACHE_DIR": str(COMPILE_CACHE), **extra}
-    settings = load_settings(environ)
+    settings = load_settings(dtype_settings(dtype, model_path, extra))
     command = render_command(settings, model_path)
     log = workdir / f"{dtype}.log"
     started = time.monotonic()

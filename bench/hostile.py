@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support import hostile_edges, hostile_settings, hostile_state  # noqa: E402
+from testbed import hostile_edges, hostile_settings, hostile_state  # noqa: E402
 
 # The probes' --timeout here: Kubernetes' probes in deploy/ pass the same.
 PROBE_TIMEOUT = 5.0
@@ -55,7 +55,7 @@ def context() -> Iterator[Context]:
 
 
 def state_trials(ctx: Context) -> list[Trial]:
-    """Every hostile state folder of tests/support/hostile_state.py, with each probe that reads it."""
+    """Every hostile state folder of testbed/hostile_state.py, with each probe that reads it."""
     kinds = hostile_state.state_cases()
     cases = [case for cases in kinds.values() for case in cases] + hostile_state.hung_cases(ctx.hung_urls)
 
@@ -151,8 +151,8 @@ def markdown(hostile: dict[str, Any]) -> str:
            "that answers unless the case says otherwise); handled = an allowed exit code (0 or 1 for a probe, "
            "2 for a bad command line), exactly one line, no traceback. Wall time is the whole process, "
            "interpreter start included; memory is its peak RSS (`wait4`, forked from a small launcher whose "
-           "own ~5 MiB is the floor). Cases: `tests/support/hostile_state.py` (state folders) and "
-           "`tests/support/hostile_settings.py` (settings, run as `render` on the NPU), table: `bench/hostile.py`. "
+           "own ~5 MiB is the floor). Cases: `testbed/hostile_state.py` (state folders) and "
+           "`testbed/hostile_settings.py` (settings, run as `render` on the NPU), table: `bench/hostile.py`. "
            f"Load average {hostile['load_average'][0]} at the start, {hostile['load_average'][1]} at the end, "
            f"on {hostile['cores']} cores.\n",
            "| kind | tried | handled | median wall s | worst wall s (bound) | worst case | peak RSS MiB |",
@@ -174,7 +174,7 @@ def markdown(hostile: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-# --- round three: the edges around the settings (tests/support/hostile_edges.py) ---------------
+# --- round three: the edges around the settings (testbed/hostile_edges.py) ---------------
 
 def checkout_files() -> set[str]:
     """Untracked and changed files of the checkout: a case that writes into it shows here."""
@@ -208,7 +208,7 @@ def round_three_markdown(report: dict[str, Any]) -> str:
     kinds = dict.fromkeys(row["kind"] for row in rows)
     out = [f"## Hostile input, round three: {sum(r['handled'] for r in rows)} of {len(rows)} handled\n",
            f"Date {report['date']}, commit `{report['commit']}`, {report['seconds']} s. The edges around the "
-           "settings (issue 30), by class; cases: `tests/support/hostile_edges.py`. Each case is a fresh process on "
+           "settings (issue 30), by class; cases: `testbed/hostile_edges.py`. Each case is a fresh process on "
            "a fresh input in its own folder; handled = an allowed exit, no traceback, no hang, one line (any number "
            "for a table such as the doctor's), no secret of the case printed, no terminal control character "
            "printed, and its post-condition held (nothing written where it must not be, no bystander signalled).\n",

@@ -19,10 +19,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import bundle_server, cpu_facts, free_port, wait_until, write_report  # noqa: E402
-from tests.support.testbed import fixture_weights  # noqa: E402
+from bench.common import bundle_server, cpu_facts, wait_until, write_report  # noqa: E402
+from testbed.fixture import fixture_weights, served_fixture  # noqa: E402
+from testbed.net import free_port  # noqa: E402
 
 IMAGE = "ascend-serve-bundle:cpu"
+CONTAINER_WEIGHTS = "/fixture-weights"  # where a container sees the fixture weights
 TOUCH = ROOT / "entrypoint" / "_bench_code_change.py"
 
 
@@ -64,16 +66,20 @@ def wait_ready(probe: list[str], alive) -> float:
                       " ".join(probe), poll=0.5)
 
 
+def container_settings(env: tuple[str, ...] = ()) -> dict[str, str]:
+    """The settings a container starts with beyond the image's own: the fixture, then `env` (KEY=VALUE)."""
+    return {**served_fixture(CONTAINER_WEIGHTS), **dict(item.split("=", 1) for item in env)}
+
+
 def container_start(weights: str, cache_volume: str, image: str = IMAGE,
                     env: tuple[str, ...] = ()) -> tuple[float, str]:
     """`docker run` of the image until `healthcheck ready` passes inside it: seconds, and the container's log."""
     name = f"bench-image-{os.getpid()}"
     started = time.monotonic()
     subprocess.run(["docker", "run", "-d", "--name", name, "--shm-size", "1g", "-p", f"127.0.0.1:{free_port()}:8000",
-                    "-v", f"{weights}:/fixture-weights:ro", "-v", f"{cache_volume}:/models",
-                    "-e", "MODEL_SOURCE=/fixture-weights", "-e", "MODEL_PROFILE=gemma-3-270m-fixture",
-                    *(word for item in env for word in ("-e", item)), image],
-                   check=True, capture_output=True)
+                    "-v", f"{weights}:{CONTAINER_WEIGHTS}:ro", "-v", f"{cache_volume}:/models",
+                    *(word for key, value in container_settings(env).items() for word in ("-e", f"{key}={value}")),
+                    image], check=True, capture_output=True)
     try:
         def alive() -> bool:
             state = subprocess.run(["docker", "inspect", name, "--format", "{{.State.Running}}"],
@@ -87,12 +93,16 @@ def container_start(weights: str, cache_volume: str, image: str = IMAGE,
         subprocess.run(["docker", "rm", "--force", name], capture_output=True)
 
 
+def native_settings(weights: str, cache_dir: Path, state: Path) -> dict[str, str]:
+    """The native server's settings: the fixture on the CPU, on loopback."""
+    return {"PLATFORM": "cpu", "HOST": "127.0.0.1", "PORT": str(free_port()), "METRICS_PORT": str(free_port()),
+            **served_fixture(weights), "MODEL_CACHE_DIR": str(cache_dir), "STATE_DIR": str(state)}
+
+
 def native_ready_s(weights: str, cache_dir: Path) -> float:
     """`python -m entrypoint serve` from the project venv until `healthcheck ready` passes."""
     state = Path(tempfile.mkdtemp(prefix="bench-native-"))
-    env = {**os.environ, "PLATFORM": "cpu", "HOST": "127.0.0.1", "PORT": str(free_port()),
-           "METRICS_PORT": str(free_port()), "MODEL_SOURCE": weights, "MODEL_PROFILE": "gemma-3-270m-fixture",
-           "MODEL_CACHE_DIR": str(cache_dir), "STATE_DIR": str(state)}
+    env = {**os.environ, **native_settings(weights, cache_dir, state)}
     started = time.monotonic()
     try:
         with bundle_server(env, state / "serve.log") as server:

@@ -32,18 +32,15 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import RESULTS, bundle_server, cpu_facts, free_port, wait_bundle, write_report  # noqa: E402
+from bench.common import RESULTS, bundle_server, cpu_facts, wait_bundle, write_report  # noqa: E402
 from bench.monitoring_plot import PANELS, RATE_WINDOW, panel_series, plot  # noqa: E402
 from entrypoint.state import StateDir  # noqa: E402
-from tests.integration.conftest import (  # noqa: E402
-    FAST_CPU,
-    engine_core_pid,
-    session_processes,
-)
-from tests.support.prometheus import prometheus, query, query_range, wait_for  # noqa: E402
-from tests.support.testbed import COMPILE_CACHE, fixture_weights  # noqa: E402
+from testbed.fixture import FAST_CPU, fixture_weights  # noqa: E402
+from testbed.net import free_port  # noqa: E402
+from testbed.paths import COMPILE_CACHE  # noqa: E402
+from testbed.prometheus import prometheus, query, query_range, wait_for  # noqa: E402
+from testbed.servers import NETGUARD, engine_core_pid, resume_session  # noqa: E402
 
-NETGUARD = ROOT / "tests" / "support" / "netguard"
 MODEL = "gemma-3-270m-it"
 STEP_SECONDS = 2.0
 
@@ -89,9 +86,7 @@ def stopped(server_pid: int) -> Iterator[int]:
     try:
         yield core
     finally:
-        for member in session_processes(server_pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(member, signal.SIGCONT)
+        resume_session(server_pid)
 
 
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:

@@ -35,9 +35,11 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import bundle_server, cpu_facts, free_port, wait_bundle, write_report
+from bench.common import bundle_server, cpu_facts, wait_bundle, write_report
 from entrypoint.state import StateDir
-from tests.support.testbed import COMPILE_CACHE, fixture_weights
+from testbed.fixture import EAGER_CPU, fixture_weights, served_fixture
+from testbed.net import free_port
+from testbed.paths import COMPILE_CACHE
 from verification.load import percentile
 
 MAX_NUM_SEQS = 4
@@ -53,9 +55,8 @@ BODY = {"model": "gemma-3-270m-it", "messages": [{"role": "user", "content": "Co
 
 def settings(workdir: Path, weights: Path, port: int, admission: bool, queued: int | None) -> dict[str, str]:
     return {"PLATFORM": "cpu", "HOST": "127.0.0.1", "PORT": str(port), "METRICS_PORT": "0",
-            "MODEL_SOURCE": str(weights), "MODEL_PROFILE": "gemma-3-270m-fixture", "DTYPE": "float32",
-            "ENFORCE_EAGER": "true", "MAX_MODEL_LEN": "1024", "MAX_NUM_BATCHED_TOKENS": "512",
-            "MAX_NUM_SEQS": str(MAX_NUM_SEQS), "VLLM_CPU_KVCACHE_SPACE": "1", "MODEL_CACHE_DIR": str(workdir / "c"),
+            **served_fixture(weights), **EAGER_CPU, "MAX_MODEL_LEN": "1024",
+            "MAX_NUM_SEQS": str(MAX_NUM_SEQS), "MODEL_CACHE_DIR": str(workdir / "c"),
             "COMPILE_CACHE_DIR": str(COMPILE_CACHE), "STATE_DIR": str(workdir / "state"),
             "ADMISSION_CONTROL": "true" if admission else "false",
             **({"ADMIT_MAX_QUEUED": str(queued)} if queued is not None else {})}

@@ -39,15 +39,17 @@ sys.path.insert(0, str(ROOT))
 from bench.common import (  # noqa: E402
     RESULTS,
     cpu_facts,
-    free_port,
+    cpu_fixture,
     server,
     wait_vllm,
     write_report,
 )
+from bench.start_phases import ENGINE_INIT  # noqa: E402
 from entrypoint.render import ServeCommand, render_command  # noqa: E402
 from entrypoint.resolver import load_settings  # noqa: E402
 from entrypoint.settings import Settings, inherited_environment  # noqa: E402
-from tests.support.testbed import fixture_weights  # noqa: E402
+from testbed.fixture import fixture_weights  # noqa: E402
+from testbed.net import free_port  # noqa: E402
 from verification.perf import BenchLoad, bench_env, engine_args, parse_serve, run_bench, serve_command  # noqa: E402
 from verification.roofline import decode_bytes_per_step, measure_copy_bandwidth_gbps, served_dtype  # noqa: E402
 
@@ -74,7 +76,6 @@ SERVE_METRICS = ("completed", "failed", "duration", "output_throughput", "mean_t
 STAMP = r"\d\d-\d\d (\d\d):(\d\d):(\d\d)"
 WARMUP_START = re.compile(STAMP + r".*Warming up model for the compilation")
 WARMUP_DONE = re.compile(STAMP + r".*Warming up done")
-ENGINE_INIT = re.compile(r"init engine \(.*\) took ([\d.]+) s")
 CACHE_HIT = ("Directly load AOT compilation", "irectly load the compiled graph")
 AOT_SAVED = "saved AOT compiled function"
 CACHE_MISS = re.compile(r"Compiling model again due to a load failure .*reason: (.*)")
@@ -609,8 +610,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     bandwidth = measure_copy_bandwidth_gbps(seconds=3.0)
     progress(f"memory bandwidth {bandwidth:.1f} GB/s")
-    common = {"PLATFORM": "cpu", "HOST": "127.0.0.1", "MODEL_PROFILE": "gemma-3-270m-fixture",
-              "MODEL_SOURCE": str(model_path)}
+    common = cpu_fixture(model_path)
     loads = {"c1": BenchLoad(args.c1_prompts, args.length, args.length, 1),
              "c8": BenchLoad(args.c8_prompts, args.length, args.length, 8)}
     rows: list[dict[str, Any]] = []

@@ -35,10 +35,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import hostile  # noqa: E402
-from bench.common import bundle_server, free_port, wait_bundle, write_report  # noqa: E402
+from bench.common import bundle_server, wait_bundle, write_report  # noqa: E402
 from entrypoint.child import ChildProcess  # noqa: E402
 from entrypoint.resolver import load_settings  # noqa: E402
-from tests.support.testbed import COMPILE_CACHE, fixture_weights  # noqa: E402
+from testbed.fixture import fixture_weights, served_fixture  # noqa: E402
+from testbed.net import free_port  # noqa: E402
+from testbed.paths import COMPILE_CACHE  # noqa: E402
+from testbed.servers import NETGUARD  # noqa: E402
 from verification.load import LoadPlan, run_load_with_probes  # noqa: E402
 from verification.runs import machine_facts  # noqa: E402
 
@@ -49,7 +52,6 @@ SUITES = {
     "bad inputs": ["tests/unit/test_settings.py", "tests/unit/test_settings_fuzz.py", "tests/unit/test_secrets.py"],
     "secrets": ["tests/integration/test_secrets.py"],
 }
-NETGUARD = ROOT / "tests" / "support" / "netguard"
 
 
 def run_suite(files: list[str], junit: Path) -> list[dict[str, Any]]:
@@ -91,8 +93,8 @@ def start_bundle(workdir: Path, weights: str, port: int, api_key: str, hub_token
 
 def bundle_settings(workdir: Path, weights: str, port: int, compile_cache: Path) -> dict[str, str]:
     """The settings of the server under load: the CPU render with the fixture's profile."""
-    return {"PLATFORM": "cpu", "HOST": "127.0.0.1", "PORT": str(port), "METRICS_PORT": "0", "MODEL_SOURCE": weights,
-            "MODEL_PROFILE": "gemma-3-270m-fixture", "MODEL_CACHE_DIR": str(workdir / "cache"),
+    return {"PLATFORM": "cpu", "HOST": "127.0.0.1", "PORT": str(port), "METRICS_PORT": "0", **served_fixture(weights),
+            "MODEL_CACHE_DIR": str(workdir / "cache"),
             "COMPILE_CACHE_DIR": str(compile_cache), "STATE_DIR": str(workdir / "state")}
 
 

@@ -1,6 +1,6 @@
 """Scale-out on this machine: two `serve` replicas behind vLLM's router against one replica direct.
 
-Starts the container test's routed Compose project (tests/container/test_router.py: two eager
+Starts the routed Compose project the container tests start too (testbed/routed.py: two eager
 CPU replicas, the router, the API key), then:
 
 - `vllm bench serve` at c=1 and c=8 against replica 1 direct (its container address), the
@@ -42,10 +42,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import cpu_facts, write_report  # noqa: E402
 from bench.scale_report import markdown  # noqa: E402
-from tests.container.conftest import UP_TIMEOUT  # noqa: E402
-from tests.container.test_router import API_KEY, SUCCESS, Routed, complete  # noqa: E402
-from tests.support.seed_checks import SERVED_NAME  # noqa: E402
-from tests.support.testbed import fixture_weights  # noqa: E402
+from testbed.fixture import SERVED_NAME, fixture_weights  # noqa: E402
+from testbed.routed import API_KEY, SUCCESS, UP_TIMEOUT, Routed, complete  # noqa: E402
 from verification.perf import BenchLoad, _read_json, bench_env, parse_serve, run_bench, serve_command  # noqa: E402
 
 INPUT_LEN, OUTPUT_LEN = 128, 32

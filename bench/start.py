@@ -35,7 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import RESULTS, cpu_facts, free_port, server, wait_vllm, write_report  # noqa: E402
+from bench.common import RESULTS, cpu_facts, cpu_fixture, server, wait_vllm, write_report  # noqa: E402
 from bench.profiles import decode_profile, distinct, known_candidates, run_arguments, serve_bench  # noqa: E402
 from bench.start_imports import bytecode_coverage, profile  # noqa: E402
 from bench.start_phases import TORCH_ENV, compile_numbers, phases  # noqa: E402
@@ -43,7 +43,8 @@ from bench.start_report import analyse, markdown, plot  # noqa: E402
 from entrypoint.render import render_command  # noqa: E402
 from entrypoint.resolver import load_settings  # noqa: E402
 from entrypoint.settings import inherited_environment  # noqa: E402
-from tests.support.testbed import fixture_weights  # noqa: E402
+from testbed.fixture import fixture_weights  # noqa: E402
+from testbed.net import free_port  # noqa: E402
 from verification.perf import BenchLoad  # noqa: E402
 from verification.roofline import served_dtype  # noqa: E402
 
@@ -169,19 +170,13 @@ def rendered(name: str, common: dict[str, str], model_path: Path) -> tuple:
     return tuple(command.argv), tuple(sorted({**command.env, **candidate.env}.items())), candidate.seed_cache
 
 
-def common_settings(model_path: Path) -> dict[str, str]:
-    """What every candidate's settings start from: the CPU default on the fixture weights."""
-    return {"PLATFORM": "cpu", "HOST": "127.0.0.1", "MODEL_PROFILE": "gemma-3-270m-fixture",
-            "MODEL_SOURCE": str(model_path)}
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import vllm
 
     model_path = fixture_weights()
     workdir = Path(tempfile.mkdtemp(prefix="bench-start-"))  # kept: the logs explain a failed run
     progress(f"logs in {workdir}")
-    common = common_settings(model_path)
+    common = cpu_fixture(model_path)
     loads = {"c1": BenchLoad(args.c1_prompts, args.length, args.length, 1),
              "c8": BenchLoad(args.c8_prompts, args.length, args.length, 8)}
     rows: list[dict[str, Any]] = []
@@ -227,7 +222,7 @@ def main() -> None:
         result["notes"] = [*result.get("notes", []), *args.note]
         if args.decode_profile:  # on the recorded run's own warm cache, which its logs folder keeps
             model_path = fixture_weights()
-            result["decode_profile"] = step_profile(result["candidates"][0], common_settings(model_path),
+            result["decode_profile"] = step_profile(result["candidates"][0], cpu_fixture(model_path),
                                                     model_path, Path(result["logs"]))
     else:
         result = run(args)

@@ -27,7 +27,6 @@ sys.path.insert(0, str(ROOT))
 from bench.common import (  # noqa: E402
     bundle_server,
     cpu_facts,
-    free_port,
     server,
     wait_bundle,
     wait_vllm,
@@ -37,7 +36,9 @@ from entrypoint.render import render_command  # noqa: E402
 from entrypoint.resolver import load_settings  # noqa: E402
 from entrypoint.settings import inherited_environment  # noqa: E402
 from entrypoint.state import StateDir  # noqa: E402
-from tests.support.testbed import BUNDLE_CACHE, COMPILE_CACHE, fixture_weights  # noqa: E402
+from testbed.fixture import served_fixture  # noqa: E402
+from testbed.net import free_port  # noqa: E402
+from testbed.paths import BUNDLE_CACHE, COMPILE_CACHE  # noqa: E402
 from verification.load import percentile  # noqa: E402
 
 POLL_SECONDS = 0.1  # often: these are the times being compared
@@ -80,8 +81,7 @@ def probe_seconds(state_dir: Path) -> float:
 def serve_environ(model_path: str | None, extra: list[str]) -> dict[str, str]:
     """The settings both starts serve with. The fixture weights are a base model that never
     answers the default smoke check ("Paris"), so they come with the fixture's profile."""
-    model = {"MODEL_SOURCE": model_path} if model_path else {
-        "MODEL_SOURCE": str(fixture_weights()), "MODEL_PROFILE": "gemma-3-270m-fixture"}
+    model = {"MODEL_SOURCE": model_path} if model_path else served_fixture()
     return {"PLATFORM": "cpu", "HOST": "127.0.0.1", **model, "MODEL_CACHE_DIR": str(BUNDLE_CACHE / "bench-model-cache"),
             "COMPILE_CACHE_DIR": str(COMPILE_CACHE), **dict(kv.split("=", 1) for kv in extra)}
 

@@ -25,20 +25,20 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import cpu_facts, write_report  # noqa: E402
 from bench.image import IMAGE, container_start  # noqa: E402
-from tests.support.testbed import fixture_weights  # noqa: E402
+from bench.start_phases import ENGINE_INIT  # noqa: E402
+from testbed.fixture import fixture_weights  # noqa: E402
 
 WARM_IMAGE = "ascend-serve-bundle:cpu-warm"
 AVX2 = ("DTYPE=float32", "TORCHINDUCTOR_CPP_MARCH=x86-64-v3", "ATEN_CPU_CAPABILITY=avx2")
 # (row, image, env, volume: a new one, or the name of an earlier row whose volume it reuses)
 STARTS = (("cold", IMAGE, (), ""), ("shipped", WARM_IMAGE, (), ""), ("restart", WARM_IMAGE, (), "shipped"),
           ("avx2 cold", IMAGE, AVX2, ""), ("avx2 shipped", WARM_IMAGE, AVX2, ""))
-INIT_ENGINE = re.compile(r"init engine \(profile, create kv cache, warmup model\) took ([0-9.]+) s")
 SEED_LINE = re.compile(r"compile cache: (.*)")
 
 
 def one(weights: str, image: str, env: tuple[str, ...], volume: str) -> dict:
     seconds, logs = container_start(weights, volume, image, env)
-    init = INIT_ENGINE.search(logs)
+    init = ENGINE_INIT.search(logs)
     seed = SEED_LINE.search(logs)
     return {"ready_s": round(seconds, 1), "init_engine_s": float(init.group(1)) if init else None,
             "compile_cache": seed.group(1) if seed else ""}

@@ -27,12 +27,13 @@ import ipaddress
 import json
 import math
 import os
-import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, get_args
 from urllib.parse import urlsplit
+
+from entrypoint.bounded_read import CannotRead, Missing, NotRegular, TooLarge, read_bounded
 
 DEFAULT_STATE_DIR = Path("/tmp/ascend-serve")
 STATE_FILE = "state.json"
@@ -144,47 +145,19 @@ def schema_problem(name: str, record: Any) -> str | None:
     return None
 
 
-def _kind(mode: int) -> str:
-    kinds = {stat.S_ISLNK: "a symbolic link", stat.S_ISDIR: "a directory", stat.S_ISFIFO: "a FIFO",
-             stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device"}
-    return next((text for test, text in kinds.items() if test(mode)), "not a regular file")
-
-
 def _read_bounded(path: Path, where: str) -> bytes | None:
     """The bytes of a regular file of at most MAX_RECORD_BYTES; None when there is no file.
-
-    lstat first, so nothing but a regular file is ever opened (opening a device can block or
-    act); O_NOFOLLOW|O_NONBLOCK and fstat again, so a file swapped in between is caught."""
+    A symbolic link is refused like a FIFO or a device: the supervisor writes none."""
     try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
+        return read_bounded(path, MAX_RECORD_BYTES, follow_symlinks=False)
+    except Missing:
         return None
-    except OSError as exc:
-        raise StateProblem(f"{where}: cannot read it: {exc.strerror}") from None
-    if not stat.S_ISREG(mode):
-        raise StateProblem(f"{where} is {_kind(mode)}; the supervisor writes a regular file")
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-    try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise StateProblem(f"{where}: cannot read it: {exc.strerror}") from None
-    try:
-        opened = os.fstat(fd)
-        if not stat.S_ISREG(opened.st_mode):
-            raise StateProblem(f"{where} is {_kind(opened.st_mode)}; the supervisor writes a regular file")
-        chunks, size = [], 0
-        while size <= MAX_RECORD_BYTES and (chunk := os.read(fd, MAX_RECORD_BYTES + 1 - size)):
-            chunks.append(chunk)
-            size += len(chunk)
-    except OSError as exc:
-        raise StateProblem(f"{where}: cannot read it: {exc.strerror}") from None
-    finally:
-        os.close(fd)
-    if size > MAX_RECORD_BYTES:
-        raise StateProblem(f"{where} is over {MAX_RECORD_BYTES} bytes; the supervisor's records are small")
-    return b"".join(chunks)
+    except NotRegular as exc:
+        raise StateProblem(f"{where} is {exc.kind}; the supervisor writes a regular file") from None
+    except TooLarge:
+        raise StateProblem(f"{where} is over {MAX_RECORD_BYTES} bytes; the supervisor's records are small") from None
+    except CannotRead as exc:
+        raise StateProblem(f"{where}: cannot read it: {exc.reason}") from None
 
 
 def read_record(path: Path, name: str) -> dict[str, Any] | None:

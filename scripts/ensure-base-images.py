@@ -49,8 +49,15 @@ def docker(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", *args], capture_output=True, text=True)
 
 
+def bundle_cache() -> Path:
+    """The cross-run cache root, as scripts/paths.sh (its one definition) gives it."""
+    done = subprocess.run(["bash", "-c", '. scripts/paths.sh && printf %s "$BUNDLE_CACHE"'], cwd=ROOT,
+                          capture_output=True, text=True, check=True)
+    return Path(done.stdout)
+
+
 def build_debian_locally(ref: str) -> bool:
-    log = Path(os.environ.get("BUNDLE_CACHE", Path.home() / ".cache/ascend-serve-bundle")) / "base-image.log"
+    log = bundle_cache() / "base-image.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     print(f"base images: building {ref} from this machine's apt mirror (log: {log})", file=sys.stderr)
     with log.open("w") as out:

@@ -1,7 +1,6 @@
 # shellcheck shell=bash
 # Where the bundle keeps things on this machine, in one place: sourced by the scripts, and
-# read by the Makefile. Python's copy of the cache root: tests/support/testbed.py (a unit
-# test holds the two equal).
+# read by the Makefile and by Python (testbed/paths.py, scripts/ensure-base-images.py).
 
 # The cross-run cache: the venv, the fixture weights, the Docker data-root, vLLM's compile
 # cache. Override it with BUNDLE_CACHE; keep it short (the Docker engine's socket lives there).

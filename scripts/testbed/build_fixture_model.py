@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.support.testbed import FIXTURE_MODELS
+from testbed.fixture import FIXTURE_MODELS
 
 MODEL_DIR_NAME = "gemma-3-270m-it"
 MARKER_NAME = ".fixture-complete"

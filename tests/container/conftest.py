@@ -18,13 +18,11 @@ from pathlib import Path
 import pytest
 
 from entrypoint.state import DEFAULT_STATE_DIR, STATE_FILE
-from tests.support.net import free_port
-from tests.support.testbed import BUNDLE_CACHE
+from testbed.net import free_port
+from testbed.paths import BUNDLE_CACHE
+from testbed.routed import UP_TIMEOUT
 
 ROOT = Path(__file__).parents[2]
-UP_TIMEOUT = 3600  # a cold image build plus a cold vLLM start; bounds a hang only
-
-
 
 pytestmark = pytest.mark.container
 

@@ -12,8 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.container.conftest import ROOT, UP_TIMEOUT, Deployment, docker, make
-from tests.support.net import free_port
+from testbed.net import free_port
+from testbed.routed import UP_TIMEOUT
+from tests.container.conftest import ROOT, Deployment, docker, make
 
 # The stand-in is a ~7 GB image from the integration layer's 4 GB of wheels (torch 2.10's
 # CUDA build and its NVIDIA libraries), built once and kept by its key.

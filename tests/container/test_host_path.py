@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from bench.arm64 import GUIDE_MODEL_PATH, compose_file, equals_golden
+from testbed.net import free_port
 from tests.container.conftest import ROOT, docker
-from tests.support.net import free_port
 
 pytestmark = pytest.mark.container
 POISON = "the host ran a package installer:"

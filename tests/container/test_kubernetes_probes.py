@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+import testbed.fixture
 from tests.container.conftest import ROOT, docker
-from tests.support import testbed
 
 pytestmark = pytest.mark.container
 IMAGE = "ascend-serve-bundle:cpu"
@@ -54,7 +54,7 @@ def test_every_probe_passes_once_ready(deployment):
 
 
 def fixture_weights() -> str:
-    path = testbed.fixture_weights(build=False)
+    path = testbed.fixture.fixture_weights(build=False)
     if not (path / "config.json").is_file():
         pytest.fail(f"no fixture weights at {path}: run `make fixture` first")
     return str(path)
@@ -69,7 +69,7 @@ def fresh() -> Iterator[str]:
            "--tmpfs", "/tmp:rw,exec,nosuid,size=2g,mode=1777", "--shm-size", "1g",
            "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
            "-v", f"{fixture_weights()}:/fixture-weights:ro",
-           "-e", "MODEL_SOURCE=/fixture-weights", "-e", "MODEL_PROFILE=gemma-3-270m-fixture", IMAGE)
+           "-e", "MODEL_SOURCE=/fixture-weights", "-e", f"MODEL_PROFILE={testbed.fixture.PROFILE}", IMAGE)
     try:
         yield name
     finally:

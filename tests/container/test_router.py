@@ -10,13 +10,9 @@ core is stopped fires the hung-engine alert, leaves the router's rotation and co
 from __future__ import annotations
 
 import json
-import os
-import re
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,91 +24,13 @@ import yaml
 
 from entrypoint.api_guard import OPEN_ROUTES
 from observability.dashboard import dashboard, queries, substituted
-from tests.container.conftest import ROOT, UP_TIMEOUT, make
+from testbed.prometheus import RULES, WAIT_SECONDS, firing, query, query_range, wait_for
+from testbed.routed import API_KEY, REPLICAS, UP_TIMEOUT, Routed, answered, complete
+from tests.container.conftest import ROOT, make
 from tests.container.test_compose_config import config
-from tests.support.net import free_port
-from tests.support.prometheus import RULES, WAIT_SECONDS, firing, query, query_range, wait_for
-from tests.support.seed_checks import SERVED_NAME
 
 pytestmark = pytest.mark.container
-REPLICAS = 2
 REQUESTS = 32
-API_KEY = "sk-router-test-7c1f"
-# The integration layer's FAST_CPU start (eager, small KV cache) for each replica.
-FAST_SERVE = """services:
-  serve:
-    environment:
-      DTYPE: float32
-      ENFORCE_EAGER: "true"
-      MAX_MODEL_LEN: "4096"
-      MAX_NUM_BATCHED_TOKENS: "512"
-      VLLM_CPU_KVCACHE_SPACE: "1"
-      ENABLE_PREFIX_CACHING: "true"
-"""
-SUCCESS = re.compile(r'^vllm:request_success_total\{.*\} ([0-9.e+]+)$', re.MULTILINE)
-
-
-class Routed:
-    """The routed Compose project: `docker compose` with the same files `make up REPLICAS=2` uses."""
-
-    def __init__(self, folder: Path) -> None:
-        self.port = free_port()
-        self.project = f"ascend-serve-router-test-{os.getpid()}"
-        key = folder / "api_key"
-        key.write_text(API_KEY + "\n")
-        key.chmod(0o644)  # the containers' uid 1000 reads it
-        fast = folder / "fast.yaml"
-        fast.write_text(FAST_SERVE)
-        files = ["compose.yaml", "cpu.yaml", "testbed.yaml", "api-key.yaml", "router.yaml", "router-api-key.yaml",
-                 str(fast)]
-        self.args = ["docker", "compose", "-p", self.project,
-                     *(arg for f in files for arg in ("-f", str(ROOT / "compose" / f)))]
-        weights = subprocess.run([sys.executable, "scripts/testbed/build_fixture_model.py",
-                                  "--print-path"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        self.prometheus_port = free_port()
-        self.env = {**os.environ, "FIXTURE_WEIGHTS": weights, "HOST_PORT": str(self.port), "REPLICAS": str(REPLICAS),
-                    "API_KEY_FILE": str(key), "COMPOSE_BAKE": "false", "PROMETHEUS_PORT": str(self.prometheus_port)}
-        self.url = f"http://127.0.0.1:{self.port}"
-        # What `make` needs to address this project as `make up REPLICAS=2 TESTBED=1` would.
-        self.make_vars = ["ENGINE=docker", "PLATFORM=cpu", "TESTBED=1", f"PORT={self.port}", f"PROJECT={self.project}",
-                          f"REPLICAS={REPLICAS}", f"API_KEY_FILE={key}", f"PROMETHEUS_PORT={self.prometheus_port}"]
-
-    def compose(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        return subprocess.run([*self.args, *args], cwd=ROOT, env=self.env, capture_output=True, text=True,
-                              timeout=timeout)
-
-    def successes(self, index: int) -> float:
-        """vLLM's request_success_total on replica `index`, read inside its container."""
-        done = self.compose("exec", "--index", str(index), "serve", "python", "-c",
-                            "import urllib.request as u; print(u.urlopen('http://127.0.0.1:8000/metrics').read().decode())")
-        assert done.returncode == 0, done.stderr
-        return sum(float(value) for value in SUCCESS.findall(done.stdout))
-
-    def python(self, index: int, code: str) -> subprocess.CompletedProcess:
-        """Python code run inside replica `index`."""
-        return self.compose("exec", "--index", str(index), "serve", "python3", "-c", code, timeout=120)
-
-    def replica(self, index: int) -> dict:
-        """`docker inspect` of replica `index`."""
-        done = subprocess.run(["docker", "inspect", f"{self.project}-serve-{index}"], capture_output=True, text=True,
-                              timeout=60, check=True)
-        return json.loads(done.stdout)[0]
-
-
-def answered(url: str, prompt: str, key: str | None = API_KEY, max_tokens: int = 4) -> tuple[int, str | None]:
-    """The status of one completion and its Retry-After header."""
-    body = json.dumps({"model": SERVED_NAME, "prompt": prompt, "max_tokens": max_tokens}).encode()
-    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
-    request = urllib.request.Request(f"{url}/v1/completions", data=body, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=300) as response:
-            return response.status, response.headers.get("Retry-After")
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers.get("Retry-After")
-
-
-def complete(url: str, prompt: str, key: str | None = API_KEY) -> int:
-    return answered(url, prompt, key)[0]
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ leaves the machine.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -22,22 +21,16 @@ from pathlib import Path
 import pytest
 
 from entrypoint.state import StateDir
-from tests.support.modelscope_hub import LoopbackHub
-from tests.support.net import free_port
-from tests.support.testbed import COMPILE_CACHE, fixture_weights
+from testbed.fixture import FAST_CPU, MODEL_ID, fixture_weights
+from testbed.modelscope_hub import LoopbackHub
+from testbed.net import free_port
+from testbed.paths import COMPILE_CACHE
+from testbed.servers import child_env, resume_session
 
 ROOT = Path(__file__).parents[2]
-NETGUARD = ROOT / "tests" / "support" / "netguard"
-MODEL_ID = "google/gemma-3-270m-it"
 STARTUP_SECONDS = 1200  # a cold CPU start is minutes; this only bounds a hang
 LAST_SHARED_SERVER_TEST = pytest.StashKey[bool]()
 
-# The fixture profile: float32 (fast on CPUs without native bf16), eager mode and a small
-# batch budget keep a start near a minute; the serve path is the same as the default's.
-FAST_CPU = {
-    "PLATFORM": "cpu", "MODEL_PROFILE": "gemma-3-270m-fixture", "DTYPE": "float32", "ENFORCE_EAGER": "true",
-    "MAX_MODEL_LEN": "4096", "MAX_NUM_BATCHED_TOKENS": "512", "VLLM_CPU_KVCACHE_SPACE": "1", "STOP_GRACE_PERIOD": "30",
-}
 # A canary that looks every 2 s and fails after two missed 3 s answers: a verdict in seconds.
 # The server outlives the verdict (report): its tests resume the engine and go on with it; the
 # restart on a verdict is the container layer's (tests/container/test_router.py).
@@ -48,14 +41,6 @@ FAST_CANARY = {"CANARY_INTERVAL": "2", "CANARY_TIMEOUT": "3", "CANARY_FAILURES":
 # the operator's layout (engine core in its own process) runs in `test_offline_mode_answers` and
 # in the container layer's `make bench` / `make eval`.
 IN_PROCESS_ENGINE = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
-
-
-def child_env(**settings: str) -> dict[str, str]:
-    """A clean environment: only what a process needs, plus the network guard."""
-    # LD_PRELOAD: the guide's vLLM 0.18 (TEST_VLLM=guide) refuses to start without its allocator preloaded.
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "LD_PRELOAD")}
-    return {**keep, "PYTHONPATH": f"{NETGUARD}:{ROOT}", "PYTHONUNBUFFERED": "1",
-            "MODELSCOPE_DOWNLOAD_INTRA_CLOUD": "false", **settings}
 
 
 @dataclass
@@ -210,31 +195,9 @@ def shared_server(shared_server_start: Server | None) -> Server:
     return server
 
 
-def session_processes(sid: int) -> dict[int, str]:
-    """pid -> command line of the live processes in vLLM's session."""
-    found = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] != "Z":
-            found[int(stat.parent.name)] = cmdline.strip()
-    return found
-
-
-def engine_core_pid(server_pid: int) -> int:
-    """The EngineCore process (vLLM titles it VLLM::EngineCore)."""
-    cores = [pid for pid, cmdline in session_processes(server_pid).items() if "EngineCore" in cmdline]
-    assert len(cores) == 1, session_processes(server_pid)
-    return cores[0]
-
-
 def resume_and_stop(server: Server) -> None:
     """SIGCONT every process of vLLM's session (a frozen one would never see SIGTERM), then stop."""
     pid = (server.state.state() or {}).get("server_pid")
-    for member in session_processes(pid) if pid else []:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(member, signal.SIGCONT)
+    if pid:
+        resume_session(pid)
     server.stop()

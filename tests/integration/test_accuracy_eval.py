@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import FAST_CPU, IN_PROCESS_ENGINE, ROOT, Server, child_env
-from tests.support.net import free_port
+from testbed.fixture import FAST_CPU
+from testbed.net import free_port
+from testbed.servers import child_env
+from tests.integration.conftest import IN_PROCESS_ENGINE, ROOT, Server
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,7 @@ Each fault ends either in a complete, verified cache (retries, resume) or in one
 error line and a non-zero exit, and never in a folder marked complete that is not.
 The loopback hub serves a 4 MB model so each case takes seconds; no vLLM is started.
 
-Faults covered (hub side, see tests.support.modelscope_hub.Faults):
+Faults covered (hub side, see testbed.modelscope_hub.Faults):
 
 - bursts of 503 on the listing and on every file (retried), and 503 without end (fails);
 - the connection dropped mid-file (resumed with a Range request);
@@ -32,6 +32,7 @@ import modelscope_hub  # noqa: F401  (a hard dependency: a broken install fails 
 import pytest
 
 from entrypoint.weights import MARKER
+from testbed.modelscope_hub import Faults, LoopbackHub, Reply, RequestInfo
 from tests.support.downloads import (
     DOWNLOAD_COMMAND,
     DOWNLOAD_SECONDS,
@@ -47,7 +48,6 @@ from tests.support.downloads import (
     tree,
     wait_for,
 )
-from tests.support.modelscope_hub import Faults, LoopbackHub, Reply, RequestInfo
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import FAST_CPU, ROOT, Server, child_env
-from tests.support.net import free_port
+from testbed.fixture import FAST_CPU
+from testbed.net import free_port
+from testbed.servers import child_env
+from tests.integration.conftest import ROOT, Server
 from verification.client import ApiClient
 
 pytestmark = pytest.mark.integration

@@ -15,12 +15,11 @@ from pathlib import Path
 import modelscope  # noqa: F401  (the subprocesses use this interpreter's client; a broken install fails here)
 import pytest
 
-from tests.support.modelscope_hub import LoopbackHub, RequestInfo
+from testbed.modelscope_hub import LoopbackHub, RequestInfo
+from testbed.servers import NETGUARD
 
 pytestmark = pytest.mark.integration
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-NETGUARD = REPO_ROOT / "tests" / "support" / "netguard"
 MODEL = "google/gemma-3-270m-it"
 WEIGHTS = "sub/weights.bin"
 LISTING = f"/api/v1/models/{MODEL}/repo/files?Revision=master&Recursive=True"

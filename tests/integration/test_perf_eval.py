@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import FAST_CPU, IN_PROCESS_ENGINE, ROOT, Server, child_env
+from testbed.fixture import FAST_CPU
+from testbed.servers import child_env
+from tests.integration.conftest import IN_PROCESS_ENGINE, ROOT, Server
 
 pytestmark = pytest.mark.integration
 RUN_SECONDS = 1800  # two in-process engine starts and ~20 short requests; this only bounds a hang

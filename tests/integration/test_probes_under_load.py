@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import child_env
+from testbed.servers import child_env
 from verification.load import LoadPlan, run_load_with_probes
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,9 @@ import pytest
 import requests
 
 from entrypoint.weights import MARKER
-from tests.integration.conftest import MODEL_ID, ROOT, child_env
+from testbed.fixture import MODEL_ID, PROFILE
+from testbed.servers import child_env
+from tests.integration.conftest import ROOT
 from tests.support.seed_checks import assert_seed_smoke_requests
 
 pytestmark = pytest.mark.integration
@@ -46,7 +48,7 @@ def test_probes_fail_before_ready_and_pass_after(shared_server):
 
 
 def test_smoke_command_against_the_server(shared_server):
-    env = child_env(PLATFORM="cpu", MODEL_PROFILE="gemma-3-270m-fixture")
+    env = child_env(PLATFORM="cpu", MODEL_PROFILE=PROFILE)
     done = subprocess.run([sys.executable, "-m", "entrypoint", "smoke", "--url", shared_server.url, "--json"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -26,16 +26,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.integration.conftest import (
-    FAST_CANARY,
-    ROOT,
-    Server,
-    engine_core_pid,
-    resume_and_stop,
-    session_processes,
-    start_server,
-)
-from tests.support.modelscope_hub import LoopbackHub
+from testbed.modelscope_hub import LoopbackHub
+from testbed.servers import engine_core_pid, session_processes
+from tests.integration.conftest import FAST_CANARY, ROOT, Server, resume_and_stop, start_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.starts_vllm]
 VERDICT_SECONDS = 180  # only bounds a hang: the canary needs a few looks of a few seconds each

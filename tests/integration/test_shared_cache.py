@@ -19,6 +19,7 @@ import modelscope_hub  # noqa: F401  (a hard dependency: a broken install fails 
 import pytest
 
 from entrypoint.weights import MARKER
+from testbed.modelscope_hub import Faults, LoopbackHub
 from tests.support.downloads import (
     DOWNLOAD_SECONDS,
     MODEL_ID,
@@ -29,7 +30,6 @@ from tests.support.downloads import (
     tree,
     wait_for,
 )
-from tests.support.modelscope_hub import Faults, LoopbackHub
 
 pytestmark = pytest.mark.integration
 

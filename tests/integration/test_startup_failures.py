@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import FAST_CPU, ROOT, child_env
-from tests.support.net import free_port
+from testbed.fixture import FAST_CPU
+from testbed.net import free_port
+from testbed.servers import child_env
+from tests.integration.conftest import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.starts_vllm]
 FAILURE_SECONDS = 600  # only bounds a hang

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from entrypoint.weights import MARKER, PARTIAL_SUFFIX
-from tests.support.modelscope_hub import LoopbackHub
+from testbed.modelscope_hub import LoopbackHub
+from testbed.servers import NETGUARD
 
 ROOT = Path(__file__).parents[2]
-NETGUARD = ROOT / "tests" / "support" / "netguard"
 MODEL_ID = "google/gemma-3-270m-it"
 WEIGHTS = "sub/weights.bin"
 WEIGHTS_SIZE = 4 * 2**20 + 17  # several of the client's 1 MiB chunks plus an odd tail

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import requests
 
-SERVED_NAME = "gemma-3-270m-it"
+from testbed.fixture import SERVED_NAME
+
 QUESTION = "What is the capital of France? Answer in one word."
 
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from entrypoint.resolver import load_settings
-from tests.support.net import reply
+from testbed.net import reply
 from verification import accuracy, accuracy_report, parity, tasks
 from verification.accuracy_cli import parse_args
 from verification.chat_loop import chat_loop

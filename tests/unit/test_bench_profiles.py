@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench import profiles
+from bench.common import cpu_fixture
 from bench.decode_profile import engine_kwargs, group_of
 
 
@@ -209,7 +210,7 @@ def test_the_eager_start_bounds_what_a_warm_start_can_gain() -> None:
 def fixture_settings(model: Path) -> dict[str, str]:
     """The settings bench/profiles.py starts from, with a model folder that passes validation."""
     (model / "config.json").write_text("{}")
-    return {"PLATFORM": "cpu", "HOST": "127.0.0.1", "MODEL_PROFILE": "gemma-3-270m-fixture", "MODEL_SOURCE": str(model)}
+    return cpu_fixture(model)
 
 
 def test_a_candidate_that_renders_autos_command_is_skipped(pin_host, tmp_path):

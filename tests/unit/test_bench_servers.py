@@ -15,7 +15,7 @@ from bench.startup import serve_environ
 from entrypoint.render import render_command
 from entrypoint.resolver import load_settings
 from entrypoint.state import StateDir
-from tests.support.net import free_port
+from testbed.net import free_port
 
 ANSWERS = textwrap.dedent("""
     import http.server, json, sys

@@ -25,10 +25,10 @@ from entrypoint.default_layers import SUPPORTED_IMAGES, TEMPLATES_DIR, profile_n
 from entrypoint.errors import SettingsError
 from entrypoint.render import render_command
 from entrypoint.resolver import load_settings
-from tests.support.testbed import BUNDLE_CACHE
+from testbed.paths import BUNDLE_CACHE
 
 ROOT = Path(__file__).parents[2]
-PROBE = ROOT / "tests" / "support" / "target_vllm_probe.py"
+PROBE = ROOT / "testbed" / "target_vllm_probe.py"
 ACCELERATORS = ("npu", "cuda")
 MODEL_PATH = "/models/weights/gemma-3-270m-it"
 # One model over two LeaderWorkerSet nodes: TP within each node, PP across them

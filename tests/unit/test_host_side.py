@@ -126,8 +126,8 @@ class Health(http.server.BaseHTTPRequestHandler):
 def test_the_probes_typed_at_the_checkout_find_the_native_servers_state(tmp_path):
     # A checkout after a native `make up`: its supervisor's state in .run/state (scripts/paths.sh).
     for path in ("healthcheck/__init__.py", "healthcheck/__main__.py", "healthcheck/probes.py",
-                 "entrypoint/__init__.py", "entrypoint/state.py", "Makefile", "dev.mk", "scripts/paths.sh",
-                 "scripts/make-config.py", "scripts/host_env.py"):
+                 "entrypoint/__init__.py", "entrypoint/state.py", "entrypoint/bounded_read.py", "Makefile", "dev.mk",
+                 "scripts/paths.sh", "scripts/make-config.py", "scripts/host_env.py"):
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / path, tmp_path / path)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)

@@ -1,11 +1,11 @@
-"""Round three of the hostile inputs (tests/support/hostile_edges.py): the first case of each
+"""Round three of the hostile inputs (testbed/hostile_edges.py): the first case of each
 class here, every case in `make bench-reliability` (bench/reliability.md)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.support import hostile_edges
+from testbed import hostile_edges
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Every case of the hostile settings table (tests/support/hostile_settings.py, which
+"""Every case of the hostile settings table (testbed/hostile_settings.py, which
 bench/reliability.md counts) ends as the CLI promises: exit 2, one line, no traceback, no
 blocking on a FIFO, nothing written outside the case's folder."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import hostile_settings, hostile_state
+from testbed import hostile_settings, hostile_state
 
 CASES = hostile_settings.cases()
 

@@ -11,7 +11,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
-from tests.support.testbed import BUNDLE_CACHE
+from testbed.paths import BUNDLE_CACHE
 from tests.unit.test_kubernetes import KUBERNETES_VERSION, ROOT, render
 
 EXAMPLES = ("examples/scale-out-npu", "examples/inference-pool-cpu")

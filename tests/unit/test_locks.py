@@ -24,7 +24,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from tests.support.testbed import BUNDLE_CACHE
+from testbed.paths import BUNDLE_CACHE
 
 ROOT = Path(__file__).resolve().parents[2]
 MACHINES = ["x86_64", "aarch64"]

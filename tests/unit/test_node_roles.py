@@ -21,7 +21,7 @@ from entrypoint.resolver import load_settings
 from entrypoint.state import StateDir
 from entrypoint.supervisor import join_group
 from healthcheck.probes import run_probe
-from tests.support.net import reply
+from testbed.net import reply
 
 NPU = {"PLATFORM": "npu", "MODEL_CACHE_DIR": "/models"}
 GROUP = {**NPU, "LWS_GROUP_SIZE": "2", "LWS_LEADER_ADDRESS": "gemma-0.gemma.serving", "TENSOR_PARALLEL_SIZE": "8",

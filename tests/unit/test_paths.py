@@ -1,5 +1,5 @@
-"""Where things live is defined once per language: the shell's scripts/paths.sh and Python's
-tests/support/testbed.py agree, and the Makefile reads the shell's."""
+"""Where things live is defined once, in scripts/paths.sh: the Makefile and Python's
+testbed/paths.py read it from there, and see what the shell sees."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def from_shell(name: str, env: dict[str, str]) -> str:
 
 
 def python_cache(env: dict[str, str]) -> str:
-    code = "from tests.support.testbed import BUNDLE_CACHE; print(BUNDLE_CACHE)"
+    code = "from testbed.paths import BUNDLE_CACHE; print(BUNDLE_CACHE)"
     done = subprocess.run(["python3", "-c", code], cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)},
                           capture_output=True, text=True, check=True)
     return done.stdout.strip()

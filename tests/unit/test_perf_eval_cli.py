@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.net import free_port
+from testbed.net import free_port
 from verification import perf_cli
 
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from bench.scale_report import capacity_plan, markdown
-from tests.support.testbed import ROOT
+from testbed.paths import ROOT
 
 
 @pytest.mark.parametrize(("args", "line"), [

@@ -1,5 +1,5 @@
 """Every route of vLLM's own app needs the key, except the guard's open list: the app is built
-in-process without an engine (tests/support/route_table_probe.py), with the guard through the
+in-process without an engine (testbed/route_table_probe.py), with the guard through the
 render's --middleware, by the project venv's vLLM (0.32, the test bed's) and the 0.23 target.
 The guide's 0.18 is checked on the real server (tests/integration/test_secrets.py): its target
 overlay lacks libraries its app imports."""
@@ -20,14 +20,14 @@ from entrypoint.resolver import load_settings
 from tests.unit.test_conformance import target_overlay
 
 ROOT = Path(__file__).parents[2]
-PROBE = ROOT / "tests" / "support" / "route_table_probe.py"
+PROBE = ROOT / "testbed" / "route_table_probe.py"
 KEY = "sk-routes-6a7b"
 
 
 def route_answers(overlay: Path | None) -> dict:
     command = render_command(load_settings({"PLATFORM": "cpu", "API_KEY": KEY}), "/models/m")
     request = {"argv": command.argv, "env": command.env, "key": KEY}
-    paths = [str(ROOT / "tests" / "support"), str(ROOT)]
+    paths = [str(ROOT / "testbed"), str(ROOT)]
     env = {key: value for key, value in os.environ.items() if not key.startswith(("VLLM_", "BUNDLE_"))}
     env["PYTHONPATH"] = os.pathsep.join(([str(overlay / "site")] if overlay else []) + paths)
     done = subprocess.run([sys.executable, str(PROBE)], input=json.dumps(request), capture_output=True, text=True,

@@ -21,7 +21,7 @@ import pytest
 import tomllib
 from filelock import FileLock
 
-from tests.support.testbed import BUNDLE_CACHE
+from testbed.paths import BUNDLE_CACHE
 
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = ROOT / "pyproject.toml"
@@ -102,6 +102,12 @@ def test_the_wheel_carries_every_template(wheel_venv: tuple[Path, Path]) -> None
     names = set(zipfile.ZipFile(wheel_venv[1]).namelist())
     templates = [p.relative_to(ROOT / "templates").as_posix() for p in (ROOT / "templates").rglob("*") if p.is_file()]
     assert templates and [t for t in templates if f"entrypoint/_templates/{t}" not in names] == []
+
+
+def test_the_wheel_carries_the_bundles_packages_and_not_the_test_bed(wheel_venv: tuple[Path, Path]) -> None:
+    # testbed/ (what the tests and benchmarks share) runs from the checkout only.
+    tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel_venv[1]).namelist()}
+    assert {top for top in tops if not top.endswith(".dist-info")} == set(PACKAGES)
 
 
 def test_the_installed_package_is_the_one_imported(wheel_venv: tuple[Path, Path], outside) -> None:

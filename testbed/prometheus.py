@@ -13,9 +13,9 @@ from pathlib import Path
 import requests
 import yaml
 
-from tests.support.net import free_port
+from testbed.net import free_port
+from testbed.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "observability" / "rules"
 WAIT_SECONDS = 300  # bounds a hang only: data needs a few scrapes, an alert its `for:`
 

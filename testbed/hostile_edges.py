@@ -24,9 +24,9 @@ from pathlib import Path
 from threading import Thread
 from typing import NamedTuple
 
-from tests.support import hostile_state
+from testbed import hostile_state
+from testbed.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 SECRET = "sk-r3-0123456789abcdef"
 TOKEN = "ms-r3-fedcba9876543210"
 Check = Callable[[Path], str | None]  # None: the post-condition holds; else what broke

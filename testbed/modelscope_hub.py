@@ -16,7 +16,7 @@ returns None (serve normally), a status code, or a ``Reply`` that says how to mi
 entries). ``Faults`` builds such a hook from rules per request kind and path, each
 used a bounded number of times, e.g. ``Faults().on("file", "w.bin", times=3, status=503)``.
 
-Standalone: ``python -m tests.support.modelscope_hub --model owner/name=/path --port 0``.
+Standalone: ``python -m testbed.modelscope_hub --model owner/name=/path --port 0``.
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from entrypoint.state import CANARY_FILE, MAX_RECORD_BYTES, READY_FILE, SCHEMAS, STATE_FILE
+from testbed.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 FOLDER = ""  # a case's target when it breaks the folder itself
 READERS = {READY_FILE: ("startup", "ready"), STATE_FILE: ("live",), CANARY_FILE: ("live",),
            FOLDER: ("startup", "ready", "live")}
