@@ -177,10 +177,17 @@ def run(policies: tuple[str, ...], prefix_modes: tuple[bool, ...]) -> dict[str, 
     for prefix_caching in prefix_modes:
         with replicas_up(weights, REPLICAS, False, None, serve_settings(prefix_caching),
                          REPLICA_PORTS) as (urls, _children, _states):
+            warm(text, urls)
             for policy in policies:
                 policy_cells(text, urls, policy, prefix_caching)
     RUN["finished"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     return RUN
+
+
+def warm(text: Text, urls: list[str]) -> None:
+    """One long prompt straight to each replica, so that no cell pays a replica's first long prefill."""
+    for n, url in enumerate(urls):
+        chat(url, sessions(text, "shared", 1, seed=10_000 + n)[0], 0)
 
 
 def report(result: dict[str, Any]) -> None:
@@ -193,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-only", type=Path, metavar="JSON", help="redraw the report from a run's JSON")
     parser.add_argument("--policies", default=",".join(POLICIES), help="comma-separated router policies")
     parser.add_argument("--prefix-caching", default="off,on", help="off, on, or off,on")
+    parser.add_argument("--requests", default=f"{REQUESTS[1]},{REQUESTS[8]}", help="requests per cell at c=1,c=8")
     args = parser.parse_args(argv)
     if args.report_only:
         report(json.loads(args.report_only.read_text()))
@@ -205,6 +213,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"routing: --policies={args.policies} is not allowed: some of {', '.join(ROUTER_POLICIES)}",
               file=sys.stderr)
         return 2
+    counts = args.requests.split(",")
+    if len(counts) != 2 or not all(c.isdigit() and int(c) > 0 for c in counts):
+        print(f"routing: --requests={args.requests} is not allowed: two whole numbers, c=1's and c=8's",
+              file=sys.stderr)
+        return 2
+    REQUESTS.update(zip(CONCURRENCY, map(int, counts), strict=True))
     report(run(policies, tuple(modes[m] for m in args.prefix_caching.split(","))))
     PARTIAL.unlink(missing_ok=True)
     return 0
