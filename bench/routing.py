@@ -40,7 +40,7 @@ from verification.load import percentile
 POLICIES = ("cache_aware", "round_robin", "consistent_hash")
 ROUTER_POLICIES = ("cache_aware", "round_robin", "consistent_hash", "power_of_two", "random")  # vllm-router's
 CONCURRENCY = (1, 8)
-REQUESTS = {1: 16, 8: 32}  # per cell; multi-turn: that many turns, TURNS to a conversation
+REQUESTS = {1: 12, 8: 24}  # per cell; multi-turn: that many turns, TURNS to a conversation
 MAX_TOKENS = 16
 REQUEST_TIMEOUT = 300.0
 # The ports this bench may use: the replicas', the router's and its metrics'.
