@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-SYSTEM_TOKENS = 1536
+SYSTEM_TOKENS = 1024
 RANDOM_TOKENS = 512
-DOCUMENT_TOKENS = 768
+DOCUMENT_TOKENS = 512
 QUESTION_TOKENS = 32
-TURNS = 3
+TURNS = 2
 WORKLOADS = ("random", "shared", "multiturn")
 
 
