@@ -70,6 +70,11 @@ def verdict(cells: Cells) -> list[str]:
     return lines
 
 
+def counts(requests: dict[Any, int]) -> str:
+    """{1: 6, 8: 16} (or its JSON form, keys as text) as "6 at c=1, 16 at c=8"."""
+    return ", ".join(f"{n} at c={c}" for c, n in sorted(requests.items(), key=lambda item: int(item[0])))
+
+
 def markdown(result: dict[str, Any]) -> str:
     cells: Cells = result["cells"]
     policies = result.get("policies") or sorted({c["policy"] for c in cells})
@@ -78,9 +83,10 @@ def markdown(result: dict[str, Any]) -> str:
              f"Two CPU replicas (Gemma 3 270M test-bed weights, float32, eager; {text(facts.get('cpu'))}, "
              f"{text(facts.get('cores'))} cores shared with other jobs) behind vllm-router (the bundle's router image, "
              "compose/router/start.sh's flags), all cells in one run "
-             f"({result.get('started', '?')} to {result.get('finished', 'unfinished')}). Per cell "
-             f"{text(result.get('requests'))} requests (c=1 / c=8 clients back to back), streamed chats of "
+             f"({result.get('started', '?')} to {result.get('finished', 'unfinished')}). Requests per cell: "
+             f"{counts(result.get('requests', {}))} (that many clients back to back), streamed chats of "
              f"{result.get('max_tokens')} output tokens, each session's id in X-Session-ID. `make bench-routing`.", "",
+             "![c=8 TTFT, throughput, hit rate and the busiest replica's share per combination](routing.png)", "",
              "Workloads (text generated like vLLM's random dataset: random vocabulary ids, decoded; every cell "
              "from its own seed, so no cell hits another's cache):", "",
              *(f"- **{key}**: {value}" for key, value in result.get("workloads", {}).items()), ""]
@@ -92,5 +98,7 @@ def markdown(result: dict[str, Any]) -> str:
               "replicas' own vllm:prefix_cache_hits_total / vllm:prefix_cache_queries_total over the cell (no "
               "lookups with prefix caching off). Requests per replica: each replica's vllm:request_success_total "
               "over the cell. Router CPU: user + system seconds of the router's process over the cell. The "
-              "machine is shared and the router runs on the replicas' 2 cores: compare cells within this run.", ""]
+              "machine is shared and the router runs on the replicas' 2 cores: compare cells within this run.", "",
+              "What the defaults take from it, and why prefix caching was off: docs/scaling.md, \"Which router "
+              "policy\".", ""]
     return "\n".join(lines)
