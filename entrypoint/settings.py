@@ -135,6 +135,9 @@ class Settings(BaseModel):
                                             alias="GPU_MEMORY_UTILIZATION", gt=0, le=1)
     enable_prefix_caching: bool = setting(False, "--enable-prefix-caching / --no-enable-prefix-caching",
                                           BOOLEAN, alias="ENABLE_PREFIX_CACHING")
+    behind_router: bool = setting(False, "One of several replicas behind vLLM's router (compose/router.yaml and the "
+                                  "Kubernetes router component set it): prefix caching defaults to on.", BOOLEAN,
+                                  alias="BEHIND_ROUTER")
     compilation_config: str | None = setting('{"cudagraph_mode":"FULL_DECODE_ONLY"}', "--compilation-config",
                                              "a JSON object", alias="COMPILATION_CONFIG")
     additional_config: str | None = setting('{"enable_cpu_binding":true}', "--additional-config (vllm-ascend)",
