@@ -73,6 +73,11 @@ bench-monitoring: venv fixture
 bench-overload: venv fixture
 	@$(PY) bench/overload.py
 
+.PHONY: bench-routing ## router policy x prefix caching on random, shared-system-prompt and multi-turn chats, 2 replicas (starts the engine) -> bench/results/routing.md
+bench-routing: venv fixture
+	@eval "$$(scripts/testbed/docker-engine.sh start)" && scripts/testbed/base-image.sh debian:bookworm-slim \
+		&& $(PY) bench/routing.py
+
 .PHONY: bench-reliability ## faults, bad inputs, load with probes (c=32) and a secret scan -> bench/reliability.md
 bench-reliability: venv fixture
 	@$(PY) bench/reliability.py

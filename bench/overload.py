@@ -147,19 +147,22 @@ def answers(url: str) -> bool:
 
 def group_rss(root: int) -> int:
     """Resident bytes of `root` and every descendant (vLLM runs in a session of its own under it)."""
-    parents, rss = {}, {}
+    return sum(int(fields[21]) * os.sysconf("SC_PAGE_SIZE") for fields in tree_stat(root).values())
+
+
+def tree_stat(root: int) -> dict[int, list[str]]:
+    """/proc/PID/stat of `root` and every descendant, by pid: the fields after the command's name."""
+    stats = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            pid = int(stat.parent.name)
-            parents[pid], rss[pid] = int(fields[1]), int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+            stats[int(stat.parent.name)] = stat.read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError, ValueError):
             continue
     tree, frontier = {root}, {root}
     while frontier:
-        frontier = {pid for pid, parent in parents.items() if parent in frontier} - tree
+        frontier = {pid for pid, fields in stats.items() if int(fields[1]) in frontier} - tree
         tree |= frontier
-    return sum(rss.get(pid, 0) for pid in tree)
+    return {pid: stats[pid] for pid in tree if pid in stats}
 
 
 def level(deployment: Deployment, rate: float) -> dict[str, Any]:
@@ -224,17 +227,18 @@ def measured(deployment: Deployment, states: list[StateDir]) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def replicas_up(weights: Path, count: int, admission: bool,
-                queued: int | None) -> Iterator[tuple[list[str], list[Any], list[StateDir]]]:
-    """`count` supervised servers, started side by side and waited for."""
+def replicas_up(weights: Path, count: int, admission: bool, queued: int | None, extra: dict[str, str] | None = None,
+                ports: list[int] | None = None) -> Iterator[tuple[list[str], list[Any], list[StateDir]]]:
+    """`count` supervised servers, started side by side and waited for; `extra` settings over the ones here,
+    on `ports` (free ones by default)."""
     with tempfile.TemporaryDirectory(prefix="overload-") as tmp, contextlib.ExitStack() as stack:
         urls, children, states = [], [], []
         for n in range(count):
-            workdir, port = Path(tmp) / str(n), free_port()
+            workdir, port = Path(tmp) / str(n), ports[n] if ports else free_port()
             workdir.mkdir()
             env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), "PYTHONUNBUFFERED": "1",
                    **({"LD_PRELOAD": os.environ["LD_PRELOAD"]} if "LD_PRELOAD" in os.environ else {}),
-                   **settings(workdir, weights, port, admission, queued)}
+                   **settings(workdir, weights, port, admission, queued), **(extra or {})}
             children.append(stack.enter_context(bundle_server(env, workdir / "serve.log")))
             urls.append(f"http://127.0.0.1:{port}")
             states.append(StateDir(workdir / "state"))
@@ -244,13 +248,15 @@ def replicas_up(weights: Path, count: int, admission: bool,
 
 
 @contextlib.contextmanager
-def router_up(workers: list[str], bounds: dict[str, int]) -> Iterator[tuple[str, str, int]]:
-    """The router's image on the host network with compose/router/start.sh's flags; its URL, metrics URL, pid."""
-    port, metrics_port, name = free_port(), free_port(), f"overload-router-{os.getpid()}"
+def router_up(workers: list[str], bounds: dict[str, int], policy: str = "cache_aware",
+              ports: tuple[int, int] | None = None, name: str = "overload-router") -> Iterator[tuple[str, str, int]]:
+    """The router's image on the host network with compose/router/start.sh's flags; its URL, metrics URL, pid.
+    `ports`: its own and its metrics' (free ones by default); `name`: the container's, before the pid."""
+    (port, metrics_port), name = ports or (free_port(), free_port()), f"{name}-{os.getpid()}"
     flags = {"max_concurrent": "--max-concurrent-requests", "queue_size": "--queue-size",
              "queue_timeout": "--queue-timeout-secs"}
     argv = ["docker", "run", "-d", "--rm", "--name", name, "--network", "host", "--entrypoint", "vllm-router",
-            ROUTER_IMAGE, "--host", "127.0.0.1", "--port", str(port), "--policy", "cache_aware",
+            ROUTER_IMAGE, "--host", "127.0.0.1", "--port", str(port), "--policy", policy,
             "--health-check-endpoint", "/health", "--health-check-interval-secs", "5",
             "--health-failure-threshold", "2", "--retry-max-retries", "3", "--prometheus-host", "127.0.0.1",
             "--prometheus-port", str(metrics_port), "--worker-urls", *workers,

@@ -50,6 +50,14 @@ COMPILE_CACHE_SUBDIR = "vllm"  # vLLM's compile cache on the weights volume, so 
 # MODEL_CACHE_DIR in the image, where Compose and Kubernetes mount the cache volume: `make docs`
 # writes it into the Dockerfile, compose/compose.yaml and the Kubernetes deployment.
 CONTAINER_CACHE_DIR = Path("/models")
+# Why a replica behind the router caches prefixes, per platform (docs/scaling.md, "Which router policy").
+ROUTED_PREFIX_CACHING = {
+    "cpu": "derived from BEHIND_ROUTER: behind cache_aware routing, measured faster on chats that share a "
+           "system prompt and on multi-turn chats, no slower on random prompts (docs/scaling.md)",
+    "npu": "derived from BEHIND_ROUTER: UNMEASURED on the NPU; vllm-ascend v0.18.0rc1 lists prefix caching "
+           "functional, the guide's off is its tutorials' default (docs/scaling.md)",
+    "cuda": "derived from BEHIND_ROUTER: UNMEASURED on CUDA; vLLM's own default (docs/scaling.md)",
+}
 
 
 @dataclass(frozen=True)
@@ -213,6 +221,8 @@ def derive(settings: Settings, sources: Mapping[str, str]) -> tuple[Settings, di
         # vLLM runs MAX_NUM_SEQS requests at once; more in flight only wait in its unbounded queue.
         derived["ADMIT_MAX_RUNNING"] = (settings.max_num_seqs, "derived from MAX_NUM_SEQS")
         derived["ADMIT_MAX_QUEUED"] = (settings.max_num_seqs, "derived from MAX_NUM_SEQS")
+    if settings.behind_router:
+        derived["ENABLE_PREFIX_CACHING"] = (True, ROUTED_PREFIX_CACHING.get(str(settings.platform), ""))
     if settings.lws_group_size is not None:
         # The group's nodes join through vLLM's own processes (--nnodes/--node-rank), not Ray.
         derived["DISTRIBUTED_EXECUTOR_BACKEND"] = ("mp", "derived from LWS_GROUP_SIZE")

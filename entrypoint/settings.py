@@ -189,6 +189,9 @@ class Settings(BaseModel):
     enable_prefix_caching: bool = setting(False, "--enable-prefix-caching / --no-enable-prefix-caching",
                                           BOOLEAN, alias="ENABLE_PREFIX_CACHING",
                                           flag=EngineFlag("--enable-prefix-caching", "switch", "enable_prefix_caching"))
+    behind_router: bool = setting(False, "One of several replicas behind vLLM's router (compose/router.yaml and the "
+                                  "Kubernetes router component set it): prefix caching defaults to on.", BOOLEAN,
+                                  alias="BEHIND_ROUTER")
     compilation_config: str | None = setting('{"cudagraph_mode":"FULL_DECODE_ONLY"}', "--compilation-config",
                                              "a JSON object", alias="COMPILATION_CONFIG",
                                              flag=EngineFlag("--compilation-config", "json", "compilation_config",

@@ -102,6 +102,11 @@ BUNDLE_PANELS: list[tuple[str, str, str, list[Target]]] = [
     ("Load Per Replica", "Requests running and generated tokens/s on each replica.", "short", [
         ("{{instance}} running", f"sum by (instance) (vllm:num_requests_running{{{MODEL}}})"),
         ("{{instance}} tokens/s", f"sum by (instance) (rate(vllm:generation_tokens_total{{{MODEL}}}[{RATE}]))")]),
+    ("Request Share Per Replica", "Each replica's share of the finished requests (AscendServeLoadSkewed fires above "
+     "80% for 5 minutes while another replica is ready).", "percentunit", [
+        ("{{instance}}", f"sum by (instance) (rate(vllm:request_success_total{{{MODEL}}}[{RATE}])) "
+                         f"/ ignoring (instance) group_left () "
+                         f"sum(rate(vllm:request_success_total{{{MODEL}}}[{RATE}]))")]),
     ("What Is Served", "Model, served name, platform, image and vLLM versions, settings hash.", "short", [
         ("{{model}} {{platform}} vLLM {{vllm_version}} image {{image_version}} settings {{settings_hash}}",
          f"ascend_serve_build_info{{{BUNDLE}}}")]),

@@ -11,7 +11,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench import arm64, cpu_dtype, image, monitoring, overload, profiles, reliability, start, startup, warm_image
+from bench import (
+    arm64,
+    cpu_dtype,
+    image,
+    monitoring,
+    overload,
+    profiles,
+    reliability,
+    routing,
+    start,
+    startup,
+    warm_image,
+)
 from bench.common import cpu_fixture
 from entrypoint.render import render_command
 from entrypoint.resolver import load_settings
@@ -43,6 +55,8 @@ SERVERS: dict[str, Callable[[Path, Path], list[dict[str, str]]]] = {
     "bench-monitoring": lambda weights, folder: [monitoring.settings(folder, str(weights), 8000, 9464)],
     "bench-overload": lambda weights, folder: [overload.settings(folder, weights, 8000, admission, queued)
                                                for admission, queued in ((False, None), (True, None), (True, 0))],
+    "bench-routing": lambda weights, folder: [{**overload.settings(folder, weights, 8000, False, None),
+                                                **routing.serve_settings(caching)} for caching in (False, True)],
     "bench-reliability": lambda weights, folder: [reliability.bundle_settings(folder, str(weights), 8000, folder)],
     "test-arm64": lambda weights, folder: [arm64.SERVE_SETTINGS],
     "bench/cpu_dtype.py": lambda weights, folder: [cpu_dtype.dtype_settings(dtype, str(weights), {})

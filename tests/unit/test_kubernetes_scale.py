@@ -10,9 +10,11 @@ import json
 import jsonschema
 import kubernetes_validate
 import pytest
+import yaml
 
 from testbed.paths import BUNDLE_CACHE
 from tests.unit.test_kubernetes import KUBERNETES_VERSION, ROOT, render
+from tests.unit.test_prometheus_rules import ComposeLoader
 
 EXAMPLES = ("examples/scale-out-npu", "examples/inference-pool-cpu")
 SCHEMAS = ROOT / "deploy" / "kubernetes" / "schemas"
@@ -76,6 +78,18 @@ def test_router_discovers_the_serving_pods_and_may_read_only_pods():
     assert args["service-discovery-port"] == "8000"
     (role,) = docs(example, "Role")
     assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+
+
+def test_the_routed_deployments_tell_their_replicas_they_are_behind_the_router():
+    # BEHIND_ROUTER turns prefix caching on by default (entrypoint/resolver.py); a single server keeps it off.
+    (serve,) = [c for c in serving("examples/scale-out-npu")["spec"]["template"]["spec"]["containers"]
+                if c["name"] == "serve"]
+    assert {"name": "BEHIND_ROUTER", "value": "true"} in serve["env"]
+    (plain,) = [c for c in serving("examples/inference-pool-cpu")["spec"]["template"]["spec"]["containers"]
+                if c["name"] == "serve"]
+    assert all(e["name"] != "BEHIND_ROUTER" for e in plain["env"])
+    compose = yaml.load((ROOT / "compose" / "router.yaml").read_text(), ComposeLoader)
+    assert compose["services"]["serve"]["environment"]["BEHIND_ROUTER"] == "true"
 
 
 def test_autoscalers_target_the_deployment_on_vllms_queue():

@@ -61,6 +61,20 @@ def test_derived_defaults_live_in_the_resolver():
     assert mine.source("COMPILE_CACHE_DIR") == "user"
 
 
+@pytest.mark.parametrize("platform", ["cpu", "npu", "cuda"])
+def test_behind_the_router_prefix_caching_defaults_to_on_with_its_reason(platform):
+    resolved = resolve({"PLATFORM": platform, "BEHIND_ROUTER": "true"}, {}, AVX2)
+    assert resolved.settings.enable_prefix_caching
+    assert resolved.source("ENABLE_PREFIX_CACHING").startswith("derived from BEHIND_ROUTER: ")
+    assert ("UNMEASURED" in resolved.source("ENABLE_PREFIX_CACHING")) == (platform != "cpu")
+    assert "--enable-prefix-caching" in render_command(resolved.settings, "/m").argv
+    # A single server keeps the guide's command; an operator's own value wins behind the router too.
+    alone = resolve({"PLATFORM": platform}, {}, AVX2)
+    assert not alone.settings.enable_prefix_caching and alone.source("ENABLE_PREFIX_CACHING") == BUILT_IN
+    mine = resolve({"PLATFORM": platform, "BEHIND_ROUTER": "true"}, {"ENABLE_PREFIX_CACHING": "false"}, AVX2)
+    assert not mine.settings.enable_prefix_caching and mine.source("ENABLE_PREFIX_CACHING") == "env file"
+
+
 def test_the_profile_named_after_the_model_serves_it():
     resolved = resolve({"PLATFORM": "cpu"}, {}, AVX2)
     assert resolved.settings.model_profile == "gemma-3-270m-it"

@@ -37,6 +37,7 @@ BAD_INPUTS = [
     ("SEED", "-1", ">= 0"),
     ("TRUST_REMOTE_CODE", "maybe", "true or false"),
     ("ENABLE_PREFIX_CACHING", "2", "true or false"),
+    ("BEHIND_ROUTER", "yes please", "true or false"),
     ("COMPILATION_CONFIG", "{cudagraph_mode: FULL}", "JSON object"),
     ("COMPILATION_CONFIG", "[1, 2]", "JSON object"),
     ("ADDITIONAL_CONFIG", "{'enable_cpu_binding': True}", "JSON object"),
