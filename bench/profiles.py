@@ -7,7 +7,7 @@ weights, MODEL_PROFILE=gemma-3-270m-fixture) and started directly:
    timed from spawn to /health 200 and the model listed; stopped;
 2. warm: the same command and cache again, timed the same way (vLLM loads the compiled
    graphs from the cache instead of compiling);
-3. on the warm server, short presets of the seed's workloads with `vllm bench serve`:
+3. on the warm server, short presets of the guide's workloads with `vllm bench serve`:
    latency (c=1, 200 in / 200 out -> TTFT, TPOT) and online (c=8 -> output tok/s, TTFT).
 
 Once per run: a memory-bandwidth probe (large array copy), the decode roofline of each
@@ -55,7 +55,7 @@ from verification.roofline import decode_bytes_per_step, measure_copy_bandwidth_
 
 # name -> (what it is, the settings it adds to the common ones)
 CANDIDATES: dict[str, tuple[str, dict[str, str]]] = {
-    "bare": ("bare vLLM with the seed's flags: CPU_TUNING=off, vLLM's defaults (checkpoint dtype = bf16, "
+    "bare": ("bare vLLM with the guide's flags: CPU_TUNING=off, vLLM's defaults (checkpoint dtype = bf16, "
              "auto OpenMP binding with one core reserved, AOT compile artifact)", {"CPU_TUNING": "off"}),
     "auto": ("the chosen CPU profile, what `make up` renders on this machine", {}),
     # vLLM 0.32 + torch 2.13 on CPU: the warm start fails to load its AOT artifact
@@ -506,7 +506,7 @@ def markdown(result: dict[str, Any]) -> str:
              f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, flags "
              f"{', '.join(machine['flags'])}; vLLM {result['vllm']}; Gemma 3 270M fixture weights (bf16 "
              f"checkpoint); run {result['started']} - {result['finished']} UTC, one server at a time.", "",
-             f"Workloads (short presets of the seed's, `vllm bench serve`, random {loads['c1']['input_len']} in / "
+             f"Workloads (short presets of the guide's, `vllm bench serve`, random {loads['c1']['input_len']} in / "
              f"{loads['c1']['output_len']} out, EOS ignored, one warm-up request each): latency c=1 with "
              f"{loads['c1']['num_prompts']} prompts, online c=8 with {loads['c8']['num_prompts']} prompts. "
              "*Ready*: spawn to /health 200 with the model listed; cold = empty compile cache of its own, "

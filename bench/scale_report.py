@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-# The seed's measured figures for Gemma 3 270M on one Ascend 910B card (its sections 5.2 and 5.3:
-# input ~200, output ~200 tokens; the seed's serve command, one card, no prefix caching).
-SEED_CARD = {"req_per_s_c8": 0.34, "mean_latency_ms_c8": 22553.97, "ttft_ms_c1": 6787.27, "tpot_ms_c1": 79.18}
+# The guide's measured figures for Gemma 3 270M on one Ascend 910B card (its sections 5.2 and 5.3:
+# input ~200, output ~200 tokens; the guide's serve command, one card, no prefix caching).
+GUIDE_CARD = {"req_per_s_c8": 0.34, "mean_latency_ms_c8": 22553.97, "ttft_ms_c1": 6787.27, "tpot_ms_c1": 79.18}
 # Share of a card's measured rate a replica is planned at, so queues stay short at peaks.
 UTILISATION = 0.7
 TARGET_RATES = (1.0, 5.0, 20.0, 100.0)
@@ -53,25 +53,25 @@ def verdict(runs: dict[str, Any]) -> tuple[dict[str, float], list[str]]:
 
 
 def capacity_plan(router_ms: float) -> list[str]:
-    per_replica = SEED_CARD["req_per_s_c8"] * UTILISATION
+    per_replica = GUIDE_CARD["req_per_s_c8"] * UTILISATION
     lines = ["## Capacity plan (NPU, on paper)", "",
-             "From the seed's measured figures for Gemma 3 270M on one 910B card (input ~200, output ~200 "
-             f"tokens): {SEED_CARD['req_per_s_c8']} requests/s at concurrency 8 (mean latency "
-             f"{SEED_CARD['mean_latency_ms_c8'] / 1000:.1f} s), TTFT {SEED_CARD['ttft_ms_c1'] / 1000:.1f} s and TPOT "
-             f"{SEED_CARD['tpot_ms_c1']:.0f} ms at concurrency 1. Each replica is planned at "
+             "From the guide's measured figures for Gemma 3 270M on one 910B card (input ~200, output ~200 "
+             f"tokens): {GUIDE_CARD['req_per_s_c8']} requests/s at concurrency 8 (mean latency "
+             f"{GUIDE_CARD['mean_latency_ms_c8'] / 1000:.1f} s), TTFT {GUIDE_CARD['ttft_ms_c1'] / 1000:.1f} s and TPOT "
+             f"{GUIDE_CARD['tpot_ms_c1']:.0f} ms at concurrency 1. Each replica is planned at "
              f"{UTILISATION:.0%} of that rate ({per_replica:.3f} requests/s), plus one replica so that a rollout "
              "or a lost replica keeps the rate (`make rollout` takes one out at a time). One replica is one card "
              "(TENSOR_PARALLEL_SIZE=1); a profile with TENSOR_PARALLEL_SIZE=N needs N cards per replica.", "",
-             "| target requests/s | replicas (N+1) | cards (270M, TP=1) | TTFT at the seed's figures |",
+             "| target requests/s | replicas (N+1) | cards (270M, TP=1) | TTFT at the guide's figures |",
              "|---|---|---|---|"]
     for rate in TARGET_RATES:
         replicas = math.ceil(rate / per_replica) + 1
-        lines.append(f"| {rate:g} | {replicas} | {replicas} | ~{SEED_CARD['ttft_ms_c1'] / 1000:.1f} s "
+        lines.append(f"| {rate:g} | {replicas} | {replicas} | ~{GUIDE_CARD['ttft_ms_c1'] / 1000:.1f} s "
                      f"+ {router_ms:.1f} ms router |")
     lines += ["", "TTFT does not fall with more replicas: a request's TTFT is set by one card and the serve "
-              f"settings (the seed measured {SEED_CARD['ttft_ms_c1'] / 1000:.1f} s at concurrency 1 and the "
+              f"settings (the guide measured {GUIDE_CARD['ttft_ms_c1'] / 1000:.1f} s at concurrency 1 and the "
               "same mean latency at 8, so its c=8 TTFT is about the same). Replicas keep it there as the rate "
-              "grows by keeping each card at or below concurrency 8; a TTFT target below the seed's figure needs "
+              "grows by keeping each card at or below concurrency 8; a TTFT target below the guide's figure needs "
               "a faster configuration per card (graph mode, a shorter prompt, prefix caching), not more cards. "
               "The router's measured cost is milliseconds against seconds of TTFT: it does not enter the plan.",
               "Autoscaling (deploy/kubernetes/components/autoscaling-keda) adds replicas when "

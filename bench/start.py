@@ -70,7 +70,7 @@ CANDIDATES: dict[str, Candidate] = {
         "MAX_NUM_BATCHED_TOKENS=1024: the warm-up forward pass (vLLM's profile run) and each prefill chunk "
         "are 1024 tokens instead of 4096", settings={"MAX_NUM_BATCHED_TOKENS": "1024"}),
     "batched-4096": Candidate(
-        "MAX_NUM_BATCHED_TOKENS=4096, the seed's budget: a warm-up pass and prefill chunks of 4096 tokens",
+        "MAX_NUM_BATCHED_TOKENS=4096, the guide's budget: a warm-up pass and prefill chunks of 4096 tokens",
         settings={"MAX_NUM_BATCHED_TOKENS": "4096"}),
     "stream-4": Candidate(
         "--stream-interval 4: the engine hands the API server tokens 4 at a time (decode overhead; starts on "

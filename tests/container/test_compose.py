@@ -12,7 +12,7 @@ import pytest
 
 from entrypoint.state import DEFAULT_STATE_DIR, READY_FILE, STATE_FILE
 from tests.container.conftest import ROOT, docker, files_under, inductor_folder, make
-from tests.support.seed_checks import assert_seed_smoke_requests
+from tests.support.guide_checks import assert_guide_smoke_requests
 
 
 def test_make_up_returns_only_when_docker_says_healthy(deployment):
@@ -75,8 +75,8 @@ def test_make_up_showed_the_start_phases(deployment):
     assert "[vllm] vLLM loading and compiling" in out and "[ready] " in out, out[-3000:]
 
 
-def test_seed_smoke_requests_on_the_published_port(deployment):
-    assert_seed_smoke_requests(deployment.url)
+def test_guide_smoke_requests_on_the_published_port(deployment):
+    assert_guide_smoke_requests(deployment.url)
 
 
 def test_runs_as_a_non_root_user_with_an_init(deployment):

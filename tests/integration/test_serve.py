@@ -13,7 +13,7 @@ from entrypoint.weights import MARKER
 from testbed.fixture import MODEL_ID, PROFILE
 from testbed.servers import child_env
 from tests.integration.conftest import ROOT
-from tests.support.seed_checks import assert_seed_smoke_requests
+from tests.support.guide_checks import assert_guide_smoke_requests
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +30,7 @@ def test_serve_goes_from_nothing_to_ready_through_the_hub(shared_server):
 
 
 def test_models_and_chat_answer(shared_server):
-    assert_seed_smoke_requests(shared_server.url)
+    assert_guide_smoke_requests(shared_server.url)
 
 
 def test_the_weights_are_real_gemma(shared_server):

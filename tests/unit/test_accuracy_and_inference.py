@@ -62,7 +62,7 @@ def test_scaling_keeps_cosine_one(values, factor):
     assert result["relative_error"] == pytest.approx(abs(factor - 1))
 
 
-def test_markdown_table_has_the_seeds_rows():
+def test_markdown_table_has_the_guides_rows():
     column = parity.compare([1.0, 2.0], [1.0, 2.0])
     table = parity.markdown_table({"Logits": column, "Hidden States": None})
     for row in ("max_abs_error", "mean_abs_error", "relative_error", "cosine_similarity", "threshold", "result"):

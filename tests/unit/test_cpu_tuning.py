@@ -1,5 +1,5 @@
 """The CPU profile: recorded /proc samples in, measured defaults out; the user's values win;
-the NPU and CUDA variants render and validate, and the NPU default stays the seed's."""
+the NPU and CUDA variants render and validate, and the NPU default stays the guide's."""
 
 from __future__ import annotations
 
@@ -296,9 +296,9 @@ def test_user_value_wins_over_a_variant():
     assert (s.max_num_seqs, s.max_num_batched_tokens) == (64, 8192)
 
 
-def test_empty_variant_is_the_seed_command():
-    seed = render_command(load_settings({"PLATFORM": "npu"}), "/m")
-    assert render_command(load_settings({"PLATFORM": "npu", "PLATFORM_VARIANT": ""}), "/m") == seed
+def test_empty_variant_is_the_guides_command():
+    guide = render_command(load_settings({"PLATFORM": "npu"}), "/m")
+    assert render_command(load_settings({"PLATFORM": "npu", "PLATFORM_VARIANT": ""}), "/m") == guide
 
 
 @pytest.mark.parametrize(("platform", "allowed"), [("npu", "eager, fast-start, full-and-piecewise"),

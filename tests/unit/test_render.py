@@ -1,4 +1,4 @@
-"""Rendering: the NPU command is the seed's, flag for flag; CPU and CUDA have goldens too."""
+"""Rendering: the NPU command is the guide's, flag for flag; CPU and CUDA have goldens too."""
 
 from __future__ import annotations
 
@@ -11,28 +11,28 @@ from entrypoint.render import read_shell, render_command
 from entrypoint.resolver import load_settings
 
 GOLDEN = Path(__file__).parent / "golden"
-SEED = Path(__file__).parents[3] / "shared" / "seed" / "gemma-3-270m-on-vllm-ascend.md"
-SEED_MODEL_PATH = "/opt/atomgit/weights/gemma-3-270m-it"
+GUIDE = Path(__file__).parents[3] / "shared" / "seed" / "gemma-3-270m-on-vllm-ascend.md"
+GUIDE_MODEL_PATH = "/opt/atomgit/weights/gemma-3-270m-it"
 CACHE_KEYS = {"HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "MODELSCOPE_CACHE", "VLLM_CACHE_ROOT",
               "TORCHINDUCTOR_CACHE_DIR"}
 
 
-def test_golden_is_the_seed_text():
+def test_golden_is_the_guide_text():
     # CI runs in a fresh clone with a copy of shared/ beside it: a missing guide is a failure.
-    assert SEED.is_file(), f"no deployment guide at {SEED}: put a copy of shared/ beside the checkout"
-    assert (GOLDEN / "npu.sh").read_text().strip() in SEED.read_text()
+    assert GUIDE.is_file(), f"no deployment guide at {GUIDE}: put a copy of shared/ beside the checkout"
+    assert (GOLDEN / "npu.sh").read_text().strip() in GUIDE.read_text()
 
 
-def test_npu_render_equals_seed_flag_for_flag():
-    seed_env, seed_argv = read_shell((GOLDEN / "npu.sh").read_text())
-    command = render_command(load_settings({"PLATFORM": "npu"}), SEED_MODEL_PATH)
-    assert command.argv == seed_argv
-    assert list(command.env)[: len(seed_env)] == list(seed_env)
-    assert {k: v for k, v in command.env.items() if k not in CACHE_KEYS} == seed_env
+def test_npu_render_equals_the_guide_flag_for_flag():
+    guide_env, guide_argv = read_shell((GOLDEN / "npu.sh").read_text())
+    command = render_command(load_settings({"PLATFORM": "npu"}), GUIDE_MODEL_PATH)
+    assert command.argv == guide_argv
+    assert list(command.env)[: len(guide_env)] == list(guide_env)
+    assert {k: v for k, v in command.env.items() if k not in CACHE_KEYS} == guide_env
 
 
 def test_npu_shell_output_round_trips():
-    command = render_command(load_settings({"PLATFORM": "npu"}), SEED_MODEL_PATH)
+    command = render_command(load_settings({"PLATFORM": "npu"}), GUIDE_MODEL_PATH)
     env, argv = read_shell(command.to_shell())
     assert argv == command.argv and env == command.env
 
@@ -79,15 +79,15 @@ def test_json_format_is_argv_and_env():
 
 
 def test_image_version_golden():
-    """The current stable image: the seed's command plus that image's layer (templates/images.yaml)."""
+    """The current stable image: the guide's command plus that image's layer (templates/images.yaml)."""
     environ = {"PLATFORM": "npu", "IMAGE_VERSION": "v0.23.0", "MODEL_CACHE_DIR": "/models"}
     command = render_command(load_settings(environ), "/models/m")
     assert {"argv": command.argv, "env": command.env} == json.loads((GOLDEN / "npu-v0.23.0.json").read_text())
 
 
-def test_seed_image_is_the_default_and_adds_nothing():
-    default = render_command(load_settings({"PLATFORM": "npu"}), SEED_MODEL_PATH)
-    pinned = render_command(load_settings({"PLATFORM": "npu", "IMAGE_VERSION": "v0.18.0rc1"}), SEED_MODEL_PATH)
+def test_the_guides_image_is_the_default_and_adds_nothing():
+    default = render_command(load_settings({"PLATFORM": "npu"}), GUIDE_MODEL_PATH)
+    pinned = render_command(load_settings({"PLATFORM": "npu", "IMAGE_VERSION": "v0.18.0rc1"}), GUIDE_MODEL_PATH)
     assert default == pinned
 
 

@@ -1,4 +1,4 @@
-"""Settings: defaults are the seed's, every bad input exits 2 with one line naming it."""
+"""Settings: defaults are the guide's, every bad input exits 2 with one line naming it."""
 
 from __future__ import annotations
 
@@ -144,7 +144,7 @@ def test_chunked_prefill_off_needs_budget_for_a_whole_prompt():
     assert any("MAX_MODEL_LEN (8192)" in line for line in lines)
 
 
-def test_defaults_are_the_seeds():
+def test_defaults_are_the_guides():
     s = load_settings({"PLATFORM": "npu"})
     assert (s.host, s.port, s.seed, s.served_model_name) == ("0.0.0.0", 8000, 1024, "gemma-3-270m-it")
     assert (s.max_num_seqs, s.max_model_len, s.max_num_batched_tokens) == (32, 32768, 4096)
@@ -170,7 +170,7 @@ def test_platform_and_profile_layers():
     assert generic.served_model_name == "Qwen3-0.6B" and generic.model_profile == "generic"
 
 
-def test_default_profile_is_the_seed_model_not_the_test_bed_variant():
+def test_default_profile_is_the_guides_model_not_the_test_bed_variant():
     s = load_settings({})
     assert s.model_profile == "gemma-3-270m-it" and s.smoke_expect == "(?i)paris"
     assert load_settings({"MODEL_PROFILE": "gemma-3-270m-fixture"}).smoke_expect == ""

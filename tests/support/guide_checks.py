@@ -9,7 +9,7 @@ from testbed.fixture import SERVED_NAME
 QUESTION = "What is the capital of France? Answer in one word."
 
 
-def assert_seed_smoke_requests(base_url: str) -> None:
+def assert_guide_smoke_requests(base_url: str) -> None:
     """/v1/models lists the served name; the guide's chat completion answers with text."""
     models = requests.get(f"{base_url}/v1/models", timeout=30)
     assert models.status_code == 200 and SERVED_NAME in [m["id"] for m in models.json()["data"]]
