@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench.common import ROOT, cpu_facts, write_report
 from entrypoint.render import read_shell
-from testbed.fixture import EAGER_CPU, fixture_weights, served_fixture
+from testbed.fixture import EAGER_CPU, SERVED_NAME, fixture_weights, served_fixture
 from testbed.paths import BUNDLE_CACHE
 
 PREFIX = os.environ.get("ARM64_PREFIX", "ascend-serve")
@@ -163,7 +163,7 @@ def serve_once(result: dict) -> None:
         else:
             entry["outcome"] = f"not ready within {SERVE_TIMEOUT:.0f} s"
         if "ready_seconds" in entry:
-            body = json.dumps({"model": "gemma-3-270m-it", "prompt": "The capital of France is",
+            body = json.dumps({"model": SERVED_NAME, "prompt": "The capital of France is",
                                "max_tokens": 8, "temperature": 0}).encode()
             request = urllib.request.Request(f"http://127.0.0.1:{PORT}/v1/completions", body,
                                              {"Content-Type": "application/json"})

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import bundle_server, cpu_facts, wait_until, write_report  # noqa: E402
+from entrypoint.resolver import CONTAINER_CACHE_DIR  # noqa: E402
 from testbed.fixture import fixture_weights, served_fixture  # noqa: E402
 from testbed.net import free_port  # noqa: E402
 
@@ -77,7 +78,7 @@ def container_start(weights: str, cache_volume: str, image: str = IMAGE,
     name = f"bench-image-{os.getpid()}"
     started = time.monotonic()
     subprocess.run(["docker", "run", "-d", "--name", name, "--shm-size", "1g", "-p", f"127.0.0.1:{free_port()}:8000",
-                    "-v", f"{weights}:{CONTAINER_WEIGHTS}:ro", "-v", f"{cache_volume}:/models",
+                    "-v", f"{weights}:{CONTAINER_WEIGHTS}:ro", "-v", f"{cache_volume}:{CONTAINER_CACHE_DIR}",
                     *(word for key, value in container_settings(env).items() for word in ("-e", f"{key}={value}")),
                     image], check=True, capture_output=True)
     try:

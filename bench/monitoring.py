@@ -35,13 +35,13 @@ sys.path.insert(0, str(ROOT))
 from bench.common import RESULTS, bundle_server, cpu_facts, wait_bundle, write_report  # noqa: E402
 from bench.monitoring_plot import PANELS, RATE_WINDOW, panel_series, plot  # noqa: E402
 from entrypoint.state import StateDir  # noqa: E402
-from testbed.fixture import FAST_CPU, fixture_weights  # noqa: E402
+from testbed.fixture import FAST_CPU, SERVED_NAME, fixture_weights  # noqa: E402
 from testbed.net import free_port  # noqa: E402
 from testbed.paths import COMPILE_CACHE  # noqa: E402
 from testbed.prometheus import prometheus, query, query_range, wait_for  # noqa: E402
 from testbed.servers import NETGUARD, engine_core_pid, resume_session  # noqa: E402
 
-MODEL = "gemma-3-270m-it"
+MODEL = SERVED_NAME
 STEP_SECONDS = 2.0
 
 

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import bundle_server, cpu_facts, wait_bundle, write_report
 from entrypoint.state import StateDir
-from testbed.fixture import EAGER_CPU, fixture_weights, served_fixture
+from testbed.fixture import EAGER_CPU, SERVED_NAME, fixture_weights, served_fixture
 from testbed.net import free_port
 from testbed.paths import COMPILE_CACHE
 from verification.load import percentile
@@ -49,7 +49,7 @@ LEVELS = (1, 2, 4, 8)
 WINDOW = 10.0  # seconds of arrivals per level
 CAPACITY_SECONDS = 15.0
 REQUEST_TIMEOUT = 180.0
-BODY = {"model": "gemma-3-270m-it", "messages": [{"role": "user", "content": "Count to twenty."}],
+BODY = {"model": SERVED_NAME, "messages": [{"role": "user", "content": "Count to twenty."}],
         "max_tokens": 16, "ignore_eos": True, "stream": True}
 
 

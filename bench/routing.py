@@ -34,7 +34,7 @@ from bench.overload import REPLICAS, replicas_up, router_image, router_up, tree_
 from bench.routing_plot import plot
 from bench.routing_report import markdown
 from bench.routing_workloads import WORKLOADS, Session, Text, describe, sessions
-from testbed.fixture import fixture_weights
+from testbed.fixture import SERVED_NAME, fixture_weights
 from verification.load import percentile
 
 POLICIES = ("cache_aware", "round_robin", "consistent_hash")
@@ -46,7 +46,7 @@ REQUEST_TIMEOUT = 300.0
 # The ports this bench may use: the replicas', the router's and its metrics'.
 REPLICA_PORTS = [18601, 18602]
 ROUTER_PORTS = (18610, 18611)
-MODEL = "gemma-3-270m-it"
+MODEL = SERVED_NAME
 
 
 def serve_settings(prefix_caching: bool) -> dict[str, str]:
