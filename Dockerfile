@@ -85,9 +85,11 @@ RUN --mount=type=secret,id=cacert \
     && python -c "import vllm, modelscope, jinja2, pydantic, tenacity, prometheus_client"
 # A fixed non-root user; the cache volume is created owned by it, so a named volume
 # starts writable for it.
+# generated:begin cache-owner (make docs: entrypoint/resolver.py's CONTAINER_CACHE_DIR)
 RUN useradd --uid 1000 --create-home --shell /usr/sbin/nologin serve \
     && mkdir -p /models /opt/bundle \
     && chown serve:serve /models
+# generated:end cache-owner
 ENV BUNDLE_USER=1000:1000
 
 # ---------------------------------------------------------------------------------------

@@ -55,6 +55,9 @@ def fragments() -> dict[str, list[str]]:
         # The bundle's own hub client (the download) runs outside the rendered env: it gets the same cache.
         "container-cache": [f"ENV MODEL_CACHE_DIR={cache} MODELSCOPE_CACHE={env['MODELSCOPE_CACHE']}",
                             f'VOLUME ["{cache}"]'],
+        # The CPU image's user owns the cache folder, so a new named volume starts writable for it.
+        "cache-owner": ["RUN useradd --uid 1000 --create-home --shell /usr/sbin/nologin serve \\",
+                        f"    && mkdir -p {cache} /opt/bundle \\", f"    && chown serve:serve {cache}"],
         "cache-volume": [f"x-cache-volume: &cache-volume model-cache:{cache}"],
         "cache-dir-env": [f"MODEL_CACHE_DIR: {cache}"],
         "container-cache-env": [f"- {{name: MODEL_CACHE_DIR, value: {cache}}}"],
