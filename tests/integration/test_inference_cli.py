@@ -17,11 +17,12 @@ from testbed.fixture import FAST_CPU
 from testbed.net import free_port
 from testbed.servers import child_env
 from tests.integration.conftest import ROOT, Server
+from tests.support.guide_checks import QUESTION
 from verification.client import ApiClient
 
 pytestmark = pytest.mark.integration
 SCRIPT = str(ROOT / "inference.py")
-PROMPT = "What is the capital of France? Answer in one word."
+PROMPT = QUESTION
 
 
 def inference(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import requests
 
+from entrypoint.settings import Settings
 from testbed.fixture import SERVED_NAME
 
-QUESTION = "What is the capital of France? Answer in one word."
+QUESTION = Settings.model_fields["smoke_prompt"].default  # the guide's question, the smoke check's default
 
 
 def assert_guide_smoke_requests(base_url: str) -> None:
