@@ -260,7 +260,7 @@ def markdown(result: dict[str, Any]) -> str:
              "*Ready*: spawn to /health 200 with the model listed (the weights in the page cache). *cold*: an empty "
              "compile cache of its own; *copied*: a copy of another candidate's warmed cache in a new folder (a "
              "first start on a fresh volume from an image that ships the cache); *warm*: the same command again on "
-             "its cache. Loads on the warm server, short presets of the seed's (`vllm bench serve`, random "
+             "its cache. Loads on the warm server, short presets of the guide's (`vllm bench serve`, random "
              f"{loads['c1']['input_len']} in / {loads['c1']['output_len']} out, EOS ignored): c=1 with "
              f"{loads['c1']['num_prompts']} prompts, c=8 with {loads['c8']['num_prompts']}. Every start runs with "
              "TORCH_LOGS=dynamo,inductor so the compile shows in phases.", "", "Candidates:", ""]
