@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import sys
 import time
@@ -34,7 +33,9 @@ from bench.overload import REPLICAS, replicas_up, router_image, router_up, tree_
 from bench.routing_plot import plot
 from bench.routing_report import markdown
 from bench.routing_workloads import WORKLOADS, Session, Text, describe, sessions
+from entrypoint.canary import summed
 from testbed.fixture import SERVED_NAME, fixture_weights
+from verification.client import sse_data
 from verification.load import percentile
 
 POLICIES = ("cache_aware", "round_robin", "consistent_hash")
@@ -65,10 +66,7 @@ def chat(url: str, session: Session, turn: int) -> dict[str, Any]:
         with requests.post(f"{url}/v1/chat/completions", json=body, headers={"X-Session-ID": session.sid},
                            stream=True, timeout=REQUEST_TIMEOUT) as answer:
             if answer.status_code == 200:
-                for line in answer.iter_lines():
-                    if not line.startswith(b"data: {"):
-                        continue
-                    event = json.loads(line[6:])
+                for event in sse_data(answer.iter_lines()):
                     usage = event.get("usage") or usage
                     for choice in event.get("choices") or []:
                         if choice.get("delta", {}).get("content"):
@@ -102,17 +100,13 @@ def drive(url: str, work: list[Session], clients: int) -> tuple[list[dict[str, A
     return answers, time.monotonic() - began
 
 
-COUNTER = re.compile(r'^(vllm:(?:prefix_cache_hits|prefix_cache_queries|request_success)_total)\{[^}]*\} (\S+)$',
-                     re.MULTILINE)
+COUNTED = ("prefix_cache_hits", "prefix_cache_queries", "request_success")
 
 
 def counters(replica: str) -> dict[str, float]:
     """The replica's prefix-cache hits and queries (tokens) and finished requests, summed over their labels."""
-    sums: dict[str, float] = {}
-    for name, value in COUNTER.findall(requests.get(f"{replica}/metrics", timeout=10).text):
-        key = name.removeprefix("vllm:").removesuffix("_total")
-        sums[key] = sums.get(key, 0.0) + float(value)
-    return sums
+    sums = summed(requests.get(f"{replica}/metrics", timeout=10).text, {f"vllm:{name}_total" for name in COUNTED})
+    return {name.removeprefix("vllm:").removesuffix("_total"): value for name, value in sums.items()}
 
 
 def cpu_seconds(root: int) -> float:
@@ -126,8 +120,7 @@ def cell(url: str, replicas: list[str], router_pid: int, work: list[Session], cl
     before, cpu = [counters(r) for r in replicas], cpu_seconds(router_pid)
     answers, wall = drive(url, work, clients)
     cpu = cpu_seconds(router_pid) - cpu
-    moved = [{k: after.get(k, 0.0) - was.get(k, 0.0) for k in ("prefix_cache_hits", "prefix_cache_queries",
-                                                               "request_success")}
+    moved = [{k: after.get(k, 0.0) - was.get(k, 0.0) for k in COUNTED}
              for was, after in zip(before, [counters(r) for r in replicas], strict=True)]
     ok = [a for a in answers if a["status"] == 200]
     ttfts = sorted(a["ttft"] for a in ok if a["ttft"] is not None)

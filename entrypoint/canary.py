@@ -29,6 +29,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 
 import requests
@@ -57,27 +58,30 @@ class EngineLoad:
     progress: float
 
 
+def summed(text: str, names: Collection[str]) -> dict[str, float]:
+    """Each named sample of a Prometheus text page summed over its label sets; a name with no
+    readable sample is left out."""
+    sums: dict[str, float] = {}
+    for line in text.splitlines():
+        match = SAMPLE.match(line)
+        if not match or match.group(1) not in names:
+            continue
+        try:
+            number = float(match.group(2))
+        except ValueError:
+            continue
+        sums[match.group(1)] = sums.get(match.group(1), 0.0) + number
+    return sums
+
+
 def parse_load(text: str) -> EngineLoad | None:
     """Sum the pending gauges and progress counters over all label sets; None without them
     (stats disabled, or not vLLM)."""
-    pending = progress = 0.0
-    seen = False
-    for line in text.splitlines():
-        match = SAMPLE.match(line)
-        if not match:
-            continue
-        name, value = match.group(1), match.group(2)
-        if name in PENDING_GAUGES or name in PROGRESS_COUNTERS:
-            try:
-                number = float(value)
-            except ValueError:
-                continue
-            seen = True
-            if name in PENDING_GAUGES:
-                pending += number
-            else:
-                progress += number
-    return EngineLoad(pending, progress) if seen else None
+    sums = summed(text, PENDING_GAUGES | PROGRESS_COUNTERS)
+    if not sums:
+        return None
+    return EngineLoad(sum(v for k, v in sums.items() if k in PENDING_GAUGES),
+                      sum(v for k, v in sums.items() if k in PROGRESS_COUNTERS))
 
 
 @dataclass
